@@ -1,0 +1,1 @@
+"""electra_jax: ELECTRA pre-training and fine-tuning in JAX/Flax."""

@@ -1,0 +1,208 @@
+"""The built-in offline corpus `builtin:pydocs`: English prose from the Python standard library.
+
+Every Python installation carries a few MB of real English in its standard library: module,
+class and function docstrings, comment blocks, and the language reference topics in
+`pydoc_data/topics.py`. This module walks the stdlib source files in sorted order, parses each
+with `ast` (nothing is imported or executed), keeps prose paragraphs, splits them into sentences
+(one per line) and emits one document per module (documents separated by blank lines). The
+result is deterministic for a given Python version, so a fresh machine can pre-train a tiny model
+with no download.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import os
+import re
+import sys
+import sysconfig
+import tokenize
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+# Directories skipped while walking the stdlib: tests, caches, third-party packages.
+_SKIP_DIRS = frozenset(
+    {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test", "_bundled"}
+)
+_TOPICS_FILE = os.path.join("pydoc_data", "topics.py")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(\[])")
+_WHITESPACE = re.compile(r"\s+")
+_LETTERS = re.compile(r"[A-Za-z]")
+_SYMBOLS = re.compile(r"[=(){}\[\]<>|\\_*`$@~^]")
+_MIN_WORDS = 4
+
+
+def stdlib_dir() -> str:
+    """The directory holding this interpreter's pure-Python standard library."""
+    return sysconfig.get_paths()["stdlib"]
+
+
+def stdlib_files(root: str | None = None) -> list[str]:
+    """Relative paths of the stdlib's .py files, sorted, tests and site-packages excluded."""
+    root = root or stdlib_dir()
+    found = []
+    for directory, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
+        for name in sorted(files):
+            if name.endswith(".py"):
+                found.append(os.path.relpath(os.path.join(directory, name), root))
+    return sorted(found)
+
+
+def _prose(paragraph_lines: list[str]) -> str | None:
+    """Joins a paragraph's lines if it reads as English prose (not code, tables or markup)."""
+    if not paragraph_lines:
+        return None
+    first = paragraph_lines[0]
+    if first[:1].isspace() or first.lstrip().startswith(("..", ">>>", "$ ", "-", "=", "+")):
+        return None
+    if any(line.lstrip().startswith((">>>", "...")) for line in paragraph_lines):
+        return None
+    text = _WHITESPACE.sub(" ", " ".join(paragraph_lines)).strip()
+    if len(text.split()) < _MIN_WORDS:
+        return None
+    if len(_LETTERS.findall(text)) < 0.7 * len(text.replace(" ", "")):
+        return None
+    if len(_SYMBOLS.findall(text)) > 0.04 * len(text):
+        return None
+    return text.removesuffix("::").rstrip() + ("." if text.endswith("::") else "")
+
+
+def prose_sentences(text: str) -> list[str]:
+    """Splits docstring-like text into paragraphs, keeps prose ones, returns one sentence each."""
+    sentences: list[str] = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        lines = [line.rstrip() for line in paragraph.split("\n") if line.strip()]
+        prose = _prose(lines)
+        if prose:
+            sentences.extend(s.strip() for s in _SENTENCE_END.split(prose) if s.strip())
+    return sentences
+
+
+def _string_spans(tree: ast.AST) -> list[tuple[int, int]]:
+    """Line spans of multi-line string constants (where a '#' is not a comment)."""
+    return [
+        (node.lineno, node.end_lineno or node.lineno)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        if (node.end_lineno or node.lineno) > node.lineno
+    ]
+
+
+def _comment_blocks(source: str, tree: ast.AST) -> list[tuple[int, str]]:
+    """Consecutive full-line comments outside strings, as (first line, text) paragraphs."""
+    in_string = set()
+    for start, end in _string_spans(tree):
+        in_string.update(range(start, end + 1))
+    blocks: list[tuple[int, str]] = []
+    current: list[str] = []
+    start_line = 0
+    for number, line in enumerate(source.split("\n"), start=1):
+        stripped = line.strip()
+        is_comment = stripped.startswith("#") and number not in in_string
+        if is_comment and not stripped.startswith(("#!", "# -*-")):
+            if not current:
+                start_line = number
+            body = stripped.lstrip("#").strip()
+            if body:
+                current.append(body)
+                continue
+        if current:
+            blocks.append((start_line, "\n".join(current)))
+            current = []
+    if current:
+        blocks.append((start_line, "\n".join(current)))
+    return blocks
+
+
+def _read_source(path: str) -> str | None:
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+        return raw.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError, LookupError):
+        return None
+
+
+def module_documents(root: str, relpath: str) -> list[str]:
+    """The documents (sentences joined by newlines) contributed by one stdlib file."""
+    source = _read_source(os.path.join(root, relpath))
+    if source is None:
+        return []
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    if relpath == _TOPICS_FILE:  # the language reference: one document per topic
+        documents = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict):
+                for value in node.values:
+                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                        documents.append("\n".join(prose_sentences(value.value)))
+        return [d for d in documents if d]
+    items: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                items.append((getattr(node, "lineno", 0), doc))
+    items.extend(_comment_blocks(source, tree))
+    items.sort(key=lambda item: item[0])
+    sentences = [s for _, text in items for s in prose_sentences(text)]
+    return ["\n".join(sentences)] if sentences else []
+
+
+def _file_documents(args: tuple[str, str]) -> list[str]:
+    return module_documents(*args)
+
+
+def build_pydocs_text(num_processes: int = 1, root: str | None = None) -> str:
+    """The whole corpus as text: one sentence per line, blank lines between documents."""
+    root = root or stdlib_dir()
+    tasks = [(root, relpath) for relpath in stdlib_files(root)]
+    if num_processes > 1:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
+            per_file = list(pool.map(_file_documents, tasks, chunksize=16))
+    else:
+        per_file = [_file_documents(task) for task in tasks]
+    return "\n\n".join(doc for docs in per_file for doc in docs) + "\n"
+
+
+def pydocs_cache_key() -> str:
+    """Identifies the interpreter whose stdlib the corpus comes from (corpus is per version)."""
+    ident = f"{sys.implementation.name}-{sys.version}-{stdlib_dir()}"
+    return f"{sys.implementation.name}{sys.version_info.major}.{sys.version_info.minor}-" + (
+        hashlib.sha256(ident.encode()).hexdigest()[:10]
+    )
+
+
+def pydocs_text(cache_dir: str | None = None, num_processes: int | None = None) -> str:
+    """The corpus text, read from `cache_dir` when built before (building takes a few seconds)."""
+    workers = num_processes or min(4, os.cpu_count() or 1)
+    if cache_dir is None:
+        return build_pydocs_text(workers)
+    path = os.path.join(cache_dir, f"pydocs-{pydocs_cache_key()}.txt")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    text = build_pydocs_text(workers)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return text
+
+
+def iter_pydocs_documents(text: str) -> Iterator[str]:
+    """Splits corpus text back into documents."""
+    for document in text.split("\n\n"):
+        if document.strip():
+            yield document

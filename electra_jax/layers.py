@@ -1,0 +1,265 @@
+"""Transformer building blocks: embeddings, attention, the post-LN encoder layer and stack.
+
+Every parameter carries logical axis names (see `sharding.py`), so sharding is a config change.
+Parameter names follow the original / Hugging Face layout (`LayerNorm`, `query`, `dense`) so
+that conversion is a rename, and the optimiser's "no decay on LayerNorm and bias" rule matches.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from electra_jax.model_config import EncoderConfig, ModelConfig
+
+Dtype = Any
+# jax's truncated_normal takes the stddev of the *truncated* distribution; TF's
+# truncated_normal_initializer (the original's) takes that of the untruncated one. This factor
+# (the stddev of a standard normal truncated at +-2) converts between the two.
+_TRUNCATED_STD_FACTOR = 0.87962566103423978
+
+
+def tf_truncated_normal(stddev: float) -> nn.initializers.Initializer:
+    """The original's initialiser: N(0, stddev) truncated at two standard deviations."""
+    return jax.nn.initializers.truncated_normal(stddev=stddev * _TRUNCATED_STD_FACTOR)
+
+
+def gelu_exact(x: jax.Array) -> jax.Array:
+    """The original's GELU (erf form); flax's default is the tanh approximation."""
+    return nn.gelu(x, approximate=False)
+
+
+def partitioned(init: nn.initializers.Initializer, *names: str | None) -> Any:
+    return nn.with_logical_partitioning(init, names)
+
+
+def layer_norm(config: ModelConfig, dtype: Dtype, param_dtype: Dtype, name: str) -> nn.LayerNorm:
+    return nn.LayerNorm(
+        epsilon=config.layer_norm_eps,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        scale_init=partitioned(nn.initializers.ones, "norm"),
+        bias_init=partitioned(nn.initializers.zeros, "norm"),
+        name=name,
+    )
+
+
+def dense(
+    features: int | tuple[int, ...],
+    config: ModelConfig,
+    dtype: Dtype,
+    param_dtype: Dtype,
+    axes: tuple[str | None, ...],
+    name: str,
+    axis: int | tuple[int, ...] = -1,
+    kernel_init: nn.initializers.Initializer | None = None,
+) -> nn.DenseGeneral:
+    """A DenseGeneral with the original's initialiser and logical axes on kernel and bias."""
+    num_out = 1 if isinstance(features, int) else len(features)
+    return nn.DenseGeneral(
+        features=features,
+        axis=axis,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=partitioned(
+            kernel_init or tf_truncated_normal(config.initializer_range), *axes
+        ),
+        bias_init=partitioned(nn.initializers.zeros, *axes[-num_out:]),
+        name=name,
+    )
+
+
+class Embeddings(nn.Module):
+    """Word + position + token-type tables of width E, summed, LayerNorm, dropout.
+
+    `word_delta_VxE` (DeBERTa-v3 GDES) is added to a stop-gradient copy of the word table, so the
+    discriminator reuses the generator's table without pushing gradients into it.
+    """
+
+    config: ModelConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    def setup(self) -> None:
+        cfg = self.config
+        init = tf_truncated_normal(cfg.initializer_range)
+        E = cfg.embedding_size
+        self.word_embeddings = self.param(
+            "word_embeddings",
+            partitioned(init, "vocab", "embed"),
+            (cfg.vocab_size, E),
+            self.param_dtype,
+        )
+        self.position_embeddings = self.param(
+            "position_embeddings",
+            partitioned(init, "position", "embed"),
+            (cfg.max_position_embeddings, E),
+            self.param_dtype,
+        )
+        self.token_type_embeddings = self.param(
+            "token_type_embeddings",
+            partitioned(init, "token_type", "embed"),
+            (cfg.type_vocab_size, E),
+            self.param_dtype,
+        )
+        self.LayerNorm = layer_norm(cfg, self.dtype, self.param_dtype, "LayerNorm")
+        self.dropout = nn.Dropout(cfg.hidden_dropout)
+
+    def __call__(
+        self,
+        ids_BxL: jax.Array,
+        segment_ids_BxL: jax.Array,
+        deterministic: bool,
+        word_delta_VxE: jax.Array | None = None,
+    ) -> jax.Array:
+        L = ids_BxL.shape[-1]
+        word_VxE = self.word_embeddings
+        if word_delta_VxE is not None:
+            word_VxE = jax.lax.stop_gradient(word_VxE) + word_delta_VxE
+        x_BxLxE = (
+            jnp.take(word_VxE, ids_BxL, axis=0)
+            + self.position_embeddings[None, :L]
+            + jnp.take(self.token_type_embeddings, segment_ids_BxL, axis=0)
+        )
+        x_BxLxE = self.LayerNorm(x_BxLxE.astype(self.dtype))
+        return self.dropout(x_BxLxE, deterministic=deterministic)
+
+    def attend(self, h_BxNxE: jax.Array) -> jax.Array:
+        """Logits against the word table (the generator's tied output softmax)."""
+        word_VxE = jnp.asarray(self.word_embeddings, self.dtype)
+        return jnp.einsum("bne,ve->bnv", h_BxNxE.astype(self.dtype), word_VxE)
+
+
+def use_fused_attention(config: ModelConfig, deterministic: bool) -> bool:
+    """Fused attention has no probability dropout: use it only where that changes nothing."""
+    if config.attention_impl == "fused":
+        return True
+    if config.attention_impl == "exact":
+        return False
+    return deterministic or config.attention_dropout == 0.0
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention; padding is a per-row length (right-padded inputs)."""
+
+    config: ModelConfig
+    tower: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool
+    ) -> jax.Array:
+        cfg, tower = self.config, self.tower
+        N, D = tower.num_heads, tower.head_dim
+        args = (cfg, self.dtype, self.param_dtype)
+        q_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="query")(x_BxLxH)
+        k_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="key")(x_BxLxH)
+        v_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="value")(x_BxLxH)
+        if use_fused_attention(cfg, deterministic):
+            lengths_B = jnp.sum(mask_BxL, axis=-1, dtype=jnp.int32)
+            out_BxLxNxD = jax.nn.dot_product_attention(
+                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, key_value_seq_lengths=lengths_B
+            )
+        else:
+            out_BxLxNxD = self._exact_attention(
+                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_BxL, deterministic
+            )
+        return dense(
+            tower.hidden_size, *args, axes=("heads", "kv", "hidden"), axis=(-2, -1), name="output"
+        )(out_BxLxNxD)
+
+    def _exact_attention(
+        self,
+        q_BxLxNxD: jax.Array,
+        k_BxLxNxD: jax.Array,
+        v_BxLxNxD: jax.Array,
+        mask_BxL: jax.Array,
+        deterministic: bool,
+    ) -> jax.Array:
+        """Softmax attention with the original's attention-probability dropout."""
+        D = q_BxLxNxD.shape[-1]
+        scores_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD) / jnp.sqrt(D)
+        scores_BxNxLxL = scores_BxNxLxL.astype(jnp.float32)
+        keep_Bx1x1xL = mask_BxL[:, None, None, :].astype(bool)
+        scores_BxNxLxL = jnp.where(keep_Bx1x1xL, scores_BxNxLxL, jnp.finfo(jnp.float32).min)
+        probs_BxNxLxL = jax.nn.softmax(scores_BxNxLxL, axis=-1).astype(self.dtype)
+        probs_BxNxLxL = nn.Dropout(self.config.attention_dropout)(
+            probs_BxNxLxL, deterministic=deterministic
+        )
+        return jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
+
+
+class EncoderLayer(nn.Module):
+    """BERT post-LN layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)), exact GELU."""
+
+    config: ModelConfig
+    tower: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(
+        self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool
+    ) -> jax.Array:
+        cfg, tower = self.config, self.tower
+        args = (cfg, self.dtype, self.param_dtype)
+        attn_BxLxH = SelfAttention(cfg, tower, self.dtype, self.param_dtype, name="attention")(
+            x_BxLxH, mask_BxL, deterministic
+        )
+        attn_BxLxH = nn.Dropout(cfg.hidden_dropout)(attn_BxLxH, deterministic=deterministic)
+        x_BxLxH = layer_norm(*args, name="attention_LayerNorm")(x_BxLxH + attn_BxLxH)
+        h_BxLxF = dense(tower.intermediate_size, *args, axes=("hidden", "mlp"), name="intermediate")(
+            x_BxLxH
+        )
+        h_BxLxF = gelu_exact(h_BxLxF)
+        out_BxLxH = dense(tower.hidden_size, *args, axes=("mlp", "hidden"), name="output")(h_BxLxF)
+        out_BxLxH = nn.Dropout(cfg.hidden_dropout)(out_BxLxH, deterministic=deterministic)
+        return layer_norm(*args, name="output_LayerNorm")(x_BxLxH + out_BxLxH)
+
+
+class Encoder(nn.Module):
+    """A tower: optional E->H `embeddings_project`, then the stack of encoder layers.
+
+    `remat` recomputes each layer's activations in the backward pass (memory for compute).
+    """
+
+    config: ModelConfig
+    tower: EncoderConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    @nn.compact
+    def __call__(
+        self,
+        emb_BxLxE: jax.Array,
+        mask_BxL: jax.Array,
+        deterministic: bool,
+        return_all_layers: bool = False,
+    ) -> jax.Array | list[jax.Array]:
+        cfg, tower = self.config, self.tower
+        x_BxLxH = emb_BxLxE
+        if cfg.embedding_size != tower.hidden_size:
+            x_BxLxH = dense(
+                tower.hidden_size,
+                cfg,
+                self.dtype,
+                self.param_dtype,
+                axes=("embed", "hidden"),
+                name="embeddings_project",
+            )(x_BxLxH)
+        layer_cls = (
+            nn.remat(EncoderLayer, static_argnums=(3,)) if self.remat else EncoderLayer
+        )
+        all_layers = []
+        for i in range(tower.num_layers):
+            x_BxLxH = layer_cls(cfg, tower, self.dtype, self.param_dtype, name=f"layer_{i}")(
+                x_BxLxH, mask_BxL, deterministic
+            )
+            all_layers.append(x_BxLxH)
+        return all_layers if return_all_layers else x_BxLxH

@@ -1,0 +1,210 @@
+"""The ELECTRA model: shared embeddings, discriminator and generator towers and their heads.
+
+Top-level parameter names (every checkpoint and conversion relies on them):
+
+- `embeddings`: word / position / type tables and the embedding LayerNorm. One array each,
+  shared by both towers in the default `tied` mode (the generator's softmax is tied to
+  `embeddings/word_embeddings`).
+- `discriminator`: its tower (`embeddings_project`, `layer_i`); `discriminator_head`.
+- `generator`: its tower; `generator_head` (dense E, LayerNorm, `output_bias`).
+- `generator_embeddings`: only with `embedding_sharing="untied"`.
+- `gdes`: only with `embedding_sharing="gdes"` (the discriminator's word-table delta).
+
+With `electra_objective=False` (BERT baseline) there is no generator tower: the masked-LM head
+sits on the `discriminator` tower. A subset of the tree (for example a converted
+discriminator) works with the methods that only touch that subset.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from electra_jax.layers import (
+    Dtype,
+    Embeddings,
+    Encoder,
+    dense,
+    gelu_exact,
+    layer_norm,
+    partitioned,
+)
+from electra_jax.model_config import ModelConfig
+
+
+class DiscriminatorHead(nn.Module):
+    """Dense H->H + GELU, then dense H->1 (TF's default glorot-uniform init, as the original)."""
+
+    config: ModelConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, h_BxLxH: jax.Array) -> jax.Array:
+        cfg = self.config
+        args = (cfg, self.dtype, self.param_dtype)
+        h_BxLxH = dense(cfg.hidden_size, *args, axes=("hidden", "hidden_out"), name="dense")(
+            h_BxLxH
+        )
+        h_BxLxH = gelu_exact(h_BxLxH)
+        logits_BxLx1 = dense(
+            1,
+            *args,
+            axes=("hidden", None),
+            name="dense_prediction",
+            kernel_init=nn.initializers.glorot_uniform(),
+        )(h_BxLxH)
+        return logits_BxLx1[..., 0].astype(jnp.float32)
+
+
+class GeneratorHead(nn.Module):
+    """Dense to E + GELU + LayerNorm; logits = h . word_table^T + output_bias."""
+
+    config: ModelConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, h_BxNxG: jax.Array, embeddings: Embeddings) -> jax.Array:
+        cfg = self.config
+        args = (cfg, self.dtype, self.param_dtype)
+        h_BxNxE = dense(cfg.embedding_size, *args, axes=("hidden", "embed"), name="dense")(
+            h_BxNxG
+        )
+        h_BxNxE = layer_norm(*args, name="LayerNorm")(gelu_exact(h_BxNxE))
+        output_bias_V = self.param(
+            "output_bias",
+            partitioned(nn.initializers.zeros, "vocab"),
+            (cfg.vocab_size,),
+            self.param_dtype,
+        )
+        logits_BxNxV = embeddings.attend(h_BxNxE) + output_bias_V.astype(self.dtype)
+        return logits_BxNxV.astype(jnp.float32)
+
+
+class ElectraModel(nn.Module):
+    """Generator + discriminator with the original's embedding sharing.
+
+    Methods return float32 logits whatever the compute `dtype`.
+    """
+
+    config: ModelConfig
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+    remat: bool = False
+
+    def setup(self) -> None:
+        cfg = self.config
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        self.embeddings = Embeddings(cfg, **kw)
+        self.discriminator = Encoder(cfg, cfg.discriminator, remat=self.remat, **kw)
+        if cfg.electra_objective:
+            self.discriminator_head = DiscriminatorHead(cfg, **kw)
+            self.generator = Encoder(cfg, cfg.generator, remat=self.remat, **kw)
+        self.generator_head = GeneratorHead(cfg, **kw)
+        if cfg.embedding_sharing == "untied":
+            self.generator_embeddings = Embeddings(cfg, **kw)
+        if cfg.embedding_sharing == "gdes":
+            self.gdes = GdesDelta(cfg, param_dtype=self.param_dtype)
+
+    def __call__(
+        self,
+        ids_BxL: jax.Array,
+        segment_ids_BxL: jax.Array,
+        mask_BxL: jax.Array,
+        positions_BxN: jax.Array | None = None,
+        deterministic: bool = True,
+    ) -> dict[str, jax.Array]:
+        """Runs every tower once (used by `init`); returns the logits of each head."""
+        out = {
+            "generator_logits": self.generator_logits(
+                ids_BxL, segment_ids_BxL, mask_BxL, positions_BxN, deterministic
+            )
+        }
+        if self.config.electra_objective:
+            out["discriminator_logits"] = self.discriminator_logits(
+                ids_BxL, segment_ids_BxL, mask_BxL, deterministic
+            )
+        return out
+
+    def discriminator_hidden(
+        self,
+        ids_BxL: jax.Array,
+        segment_ids_BxL: jax.Array,
+        mask_BxL: jax.Array,
+        deterministic: bool = True,
+        return_all_layers: bool = False,
+    ) -> jax.Array | list[jax.Array]:
+        """Final (or every) hidden state of the discriminator tower: the fine-tuning encoder."""
+        delta = self.gdes() if self.config.embedding_sharing == "gdes" else None
+        emb_BxLxE = self.embeddings(ids_BxL, segment_ids_BxL, deterministic, word_delta_VxE=delta)
+        return self.discriminator(emb_BxLxE, mask_BxL, deterministic, return_all_layers)
+
+    def discriminator_logits(
+        self,
+        ids_BxL: jax.Array,
+        segment_ids_BxL: jax.Array,
+        mask_BxL: jax.Array,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        """One replaced-token logit per position, [B, L]."""
+        h_BxLxH = self.discriminator_hidden(ids_BxL, segment_ids_BxL, mask_BxL, deterministic)
+        return self.discriminator_head(h_BxLxH)
+
+    def generator_logits(
+        self,
+        ids_BxL: jax.Array,
+        segment_ids_BxL: jax.Array,
+        mask_BxL: jax.Array,
+        positions_BxN: jax.Array | None = None,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        """Masked-LM logits [B, N, V] at `positions_BxN` only, or [B, L, V] when None."""
+        cfg = self.config
+        untied = cfg.embedding_sharing == "untied"
+        embeddings = self.generator_embeddings if untied else self.embeddings
+        tower = self.generator if cfg.electra_objective else self.discriminator
+        emb_BxLxE = embeddings(ids_BxL, segment_ids_BxL, deterministic)
+        h_BxLxG = tower(emb_BxLxE, mask_BxL, deterministic)
+        if positions_BxN is not None:
+            h_BxLxG = jnp.take_along_axis(h_BxLxG, positions_BxN[..., None], axis=1)
+        return self.generator_head(h_BxLxG, embeddings)
+
+
+class GdesDelta(nn.Module):
+    """DeBERTa-v3 GDES: the discriminator's own word-table offset, initialised to zero."""
+
+    config: ModelConfig
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        cfg = self.config
+        return self.param(
+            "word_embeddings_delta",
+            partitioned(nn.initializers.zeros, "vocab", "embed"),
+            (cfg.vocab_size, cfg.embedding_size),
+            self.param_dtype,
+        )
+
+
+def init_params(
+    model: ElectraModel, rng: jax.Array, batch_size: int = 2, seq_len: int = 8
+) -> dict:
+    """Initialises every parameter (boxed with logical axis names) on dummy inputs."""
+    ids = jnp.ones((batch_size, seq_len), jnp.int32)
+    positions = jnp.zeros((batch_size, 1), jnp.int32)
+    return model.init(rng, ids, jnp.zeros_like(ids), jnp.ones_like(ids), positions)["params"]
+
+
+def count_params(params: dict) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(nn.unbox(params)))
+
+
+def discriminator_param_count(params: dict) -> int:
+    """Parameters of the discriminator alone: embeddings, tower and RTD head (what the paper
+    counts as the model's size: the generator is thrown away after pre-training)."""
+    params = nn.unbox(params)
+    keep = ("embeddings", "discriminator", "discriminator_head", "gdes")
+    return sum(count_params(params[k]) for k in keep if k in params)

@@ -1,0 +1,156 @@
+"""Architecture configuration: one frozen dataclass, the paper's presets, the derived generator.
+
+Every field of RECIPE.md's architecture table lives here; defaults are the original's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, Literal
+
+SharingMode = Literal["tied", "untied", "gdes"]
+AttentionImpl = Literal["auto", "exact", "fused"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig:
+    """Shape of one transformer tower (generator or discriminator)."""
+
+    num_layers: int
+    hidden_size: int
+    num_heads: int
+    intermediate_size: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """ELECTRA generator + discriminator architecture (BERT post-LN encoder).
+
+    Attributes mirror google-research/electra's `BertConfig` plus the pre-training switches
+    that change parameter shapes. `generator_hidden_size` and `generator_layers` are fractions
+    of the discriminator's (the original's convention).
+    """
+
+    vocab_size: int = 30522
+    embedding_size: int = 128
+    hidden_size: int = 256
+    num_layers: int = 12
+    num_heads: int | None = None  # None: max(1, hidden // 64)
+    intermediate_size: int | None = None  # None: 4 * hidden
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    # Generator shape, as fractions of the discriminator.
+    generator_hidden_size: float = 0.25
+    generator_layers: float = 1.0
+    # False: plain BERT masked-LM baseline (one full-size tower, no discriminator loss).
+    electra_objective: bool = True
+    # "tied": generator and discriminator share word/position/type embeddings and the embedding
+    # LayerNorm (the original's default). "untied": generator has its own embeddings.
+    # "gdes": DeBERTa-v3 gradient-disentangled sharing (disc table = sg(gen table) + delta).
+    embedding_sharing: SharingMode = "tied"
+    # "auto": exact attention when attention dropout is active, jax.nn.dot_product_attention
+    # otherwise. "exact": always the explicit softmax. "fused": always dot_product_attention
+    # (drops attention-probability dropout: a measured speed switch, not faithful).
+    attention_impl: AttentionImpl = "auto"
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.resolved_num_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by "
+                f"num_heads={self.resolved_num_heads}; pick num_heads that divides it"
+            )
+        if self.embedding_sharing not in ("tied", "untied", "gdes"):
+            raise ValueError(
+                f"embedding_sharing={self.embedding_sharing!r}; expected tied, untied or gdes"
+            )
+        if self.attention_impl not in ("auto", "exact", "fused"):
+            raise ValueError(
+                f"attention_impl={self.attention_impl!r}; expected auto, exact or fused"
+            )
+
+    @property
+    def resolved_num_heads(self) -> int:
+        return self.num_heads or default_num_heads(self.hidden_size)
+
+    @property
+    def discriminator(self) -> EncoderConfig:
+        """The discriminator tower (also the single tower of the BERT baseline)."""
+        return EncoderConfig(
+            num_layers=self.num_layers,
+            hidden_size=self.hidden_size,
+            num_heads=self.resolved_num_heads,
+            intermediate_size=self.intermediate_size or 4 * self.hidden_size,
+        )
+
+    @property
+    def generator(self) -> EncoderConfig:
+        """The generator tower; the BERT baseline's generator is the discriminator tower."""
+        if not self.electra_objective:
+            return self.discriminator
+        hidden = max(1, round(self.hidden_size * self.generator_hidden_size))
+        return EncoderConfig(
+            num_layers=max(1, round(self.num_layers * self.generator_layers)),
+            hidden_size=hidden,
+            num_heads=default_num_heads(hidden),
+            intermediate_size=4 * hidden,
+        )
+
+    def replace(self, **overrides: Any) -> ModelConfig:
+        return dataclasses.replace(self, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown model config field(s) {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+def default_num_heads(hidden_size: int) -> int:
+    """The original's head count: one head per 64 hidden units, at least one."""
+    return max(1, hidden_size // 64)
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # CPU tests and the quickstart: E != H, two layers, a small vocabulary.
+    "tiny": ModelConfig(
+        vocab_size=8192,
+        embedding_size=32,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=2,
+        max_position_embeddings=128,
+        generator_hidden_size=0.5,
+    ),
+    "small": ModelConfig(embedding_size=128, hidden_size=256, num_layers=12),
+    "small++": ModelConfig(
+        embedding_size=128, hidden_size=256, num_layers=12, generator_hidden_size=1.0
+    ),
+    "base": ModelConfig(
+        embedding_size=768, hidden_size=768, num_layers=12, generator_hidden_size=1.0 / 3.0
+    ),
+    "large": ModelConfig(embedding_size=1024, hidden_size=1024, num_layers=24),
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """Returns the named preset with field overrides applied."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model size {name!r}; expected one of {sorted(PRESETS)}")
+    return PRESETS[name].replace(**overrides)

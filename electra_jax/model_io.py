@@ -1,0 +1,114 @@
+"""Exported model directories: what `convert`, `detect`, `finetune` and `init_from` exchange.
+
+Layout of DIR:
+  model.json   {"format", "model": ModelConfig fields, "tokenizer": settings | null,
+               "parts": top-level parameter groups present}
+  params/      Orbax StandardCheckpointer tree (unboxed float arrays)
+  vocab.txt    (or the tokeniser's own file) when a tokeniser is attached
+
+Written into a temporary sibling and renamed, so an interrupted export never damages DIR.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+
+from electra_jax.errors import UserError
+from electra_jax.model_config import ModelConfig
+from electra_jax.tokenizer import Tokenizer, load_tokenizer
+
+FORMAT = "electra_jax.model/1"
+MODEL_JSON = "model.json"
+
+
+def save_model(
+    directory: str,
+    params: Any,
+    config: ModelConfig,
+    tokenizer: Tokenizer | None = None,
+    overwrite: bool = False,
+) -> str:
+    """Exports `params` (a subset of ElectraModel's tree is fine) with config and tokeniser."""
+    import orbax.checkpoint as ocp
+
+    directory = os.path.abspath(directory)
+    if os.path.exists(directory) and not overwrite:
+        raise UserError(f"{directory} already exists; choose a new --output or remove it")
+    params = jax.tree.map(np.asarray, nn.unbox(params))
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            checkpointer.save(os.path.join(tmp, "params"), params)
+        settings = None
+        if tokenizer is not None:
+            tokenizer.save(tmp)
+            settings = tokenizer.settings()
+        meta = {
+            "format": FORMAT,
+            "model": config.to_dict(),
+            "tokenizer": settings,
+            "parts": sorted(params),
+        }
+        with open(os.path.join(tmp, MODEL_JSON), "w") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+        if os.path.exists(directory):
+            shutil.rmtree(directory)
+        os.replace(tmp, directory)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+    return directory
+
+
+def read_model_meta(directory: str) -> dict:
+    """Reads DIR/model.json or raises a one-line error naming the path."""
+    path = os.path.join(directory, MODEL_JSON)
+    if not os.path.isdir(directory):
+        raise UserError(f"checkpoint {directory} does not exist; pass an exported model directory")
+    if not os.path.isfile(path):
+        raise UserError(
+            f"{directory} has no {MODEL_JSON}: not an electra_jax model directory "
+            "(export one with `python -m electra_jax.convert` or a pre-training run)"
+        )
+    try:
+        with open(path) as f:
+            meta = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); re-export the model") from e
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} has format {meta.get('format')!r}; expected {FORMAT!r}")
+    return meta
+
+
+def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
+    """Returns (config, params as numpy arrays, tokeniser or None)."""
+    import orbax.checkpoint as ocp
+
+    directory = os.path.abspath(directory)
+    meta = read_model_meta(directory)
+    try:
+        config = ModelConfig.from_dict(meta["model"])
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{directory}/{MODEL_JSON}: bad model config ({e})") from e
+    params_dir = os.path.join(directory, "params")
+    if not os.path.isdir(params_dir):
+        raise UserError(f"{directory} has no params/ directory; re-export the model")
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            params = checkpointer.restore(params_dir)
+    except Exception as e:  # orbax raises many types for unreadable data
+        raise UserError(f"cannot read parameters in {params_dir} ({type(e).__name__})") from e
+    tokenizer = None
+    if meta.get("tokenizer"):
+        tokenizer = load_tokenizer(directory, meta["tokenizer"])
+    return config, jax.tree.map(np.asarray, params), tokenizer

@@ -1,0 +1,313 @@
+"""The replaced-token-detection objective as pure functions of (params, batch, rng).
+
+Follows google-research/electra's pretrain_helpers.py / run_pretraining.py (RECIPE.md):
+dynamic masking on device, generator logits only at the N selected positions, float32
+Gumbel-max sampling under stop_gradient, total = gen_weight * MLM + disc_weight * disc.
+A batch is a dict of int32 [B, L] arrays: `input_ids`, `input_mask`, `segment_ids`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from electra_jax.model import ElectraModel
+
+Batch = dict[str, jax.Array]
+AUC_BINS = 1000  # histogram resolution of disc_auc (error at most one bin width, 1e-3)
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectiveConfig:
+    """Masking, sampling and loss settings; defaults are the original's."""
+
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    mask_prob: float = 0.15
+    mask_token_prob: float = 0.85  # selected positions set to [MASK]; the rest keep the token
+    max_predictions: int | None = None  # None: int((mask_prob + 0.005) * max_seq_len)
+    positions_with_replacement: bool = True  # the original samples with replacement
+    temperature: float = 1.0
+    disallow_correct: bool = False
+    gen_weight: float = 1.0
+    disc_weight: float = 50.0
+    electra_objective: bool = True  # False: BERT masked-LM baseline, no discriminator
+
+    def num_predictions(self, seq_len: int) -> int:
+        if self.max_predictions is not None:
+            return self.max_predictions
+        return max_predictions_per_seq(seq_len, self.mask_prob)
+
+
+def max_predictions_per_seq(seq_len: int, mask_prob: float) -> int:
+    """N = int((mask_prob + 0.005) * seq_len): 19 at 128/0.15, 79 at 512/0.15."""
+    return int((mask_prob + 0.005) * seq_len)
+
+
+@dataclasses.dataclass(frozen=True)
+class MaskedBatch:
+    """The selected positions and what the generator sees."""
+
+    positions_BxN: jax.Array  # int32; unused slots hold 0
+    weights_BxN: jax.Array  # float32; 1 for used slots
+    targets_BxN: jax.Array  # original ids at the positions
+    masked_ids_BxL: jax.Array  # generator input
+
+
+def candidates_mask(batch: Batch, cfg: ObjectiveConfig) -> jax.Array:
+    """Real tokens that are not [CLS], [SEP] or [MASK] may be selected."""
+    ids_BxL = batch["input_ids"]
+    special_BxL = (ids_BxL == cfg.cls_id) | (ids_BxL == cfg.sep_id) | (ids_BxL == cfg.mask_id)
+    return (batch["input_mask"] > 0) & ~special_BxL
+
+
+def num_to_predict(batch: Batch, cfg: ObjectiveConfig, num_slots: int) -> jax.Array:
+    """Per row: max(1, min(N, round(num_real_tokens * mask_prob))), half-to-even like tf."""
+    num_real_B = jnp.sum(batch["input_mask"], axis=-1).astype(jnp.float32)
+    count_B = jnp.round(num_real_B * cfg.mask_prob).astype(jnp.int32)
+    return jnp.maximum(1, jnp.minimum(num_slots, count_B))
+
+
+def select_positions(
+    rng: jax.Array, batch: Batch, cfg: ObjectiveConfig
+) -> tuple[jax.Array, jax.Array]:
+    """Draws N positions per row uniformly over candidates; returns positions and weights.
+
+    With replacement (the original's `tf.random.categorical`) a row may hold a position twice;
+    without it, Gumbel top-k. Rows without any candidate get all-zero weights.
+    """
+    B, L = batch["input_ids"].shape
+    N = cfg.num_predictions(L)
+    cand_BxL = candidates_mask(batch, cfg)
+    logits_BxL = jnp.where(cand_BxL, 0.0, -jnp.inf)
+    has_candidate_B = jnp.any(cand_BxL, axis=-1)
+    logits_BxL = jnp.where(has_candidate_B[:, None], logits_BxL, 0.0)
+    count_B = num_to_predict(batch, cfg, N)
+    if cfg.positions_with_replacement:
+        positions_BxN = jax.random.categorical(rng, logits_BxL, axis=-1, shape=(N, B)).T
+    else:
+        gumbel_BxL = jax.random.gumbel(rng, (B, L))
+        _, positions_BxN = jax.lax.top_k(logits_BxL + gumbel_BxL, N)
+        count_B = jnp.minimum(count_B, jnp.sum(cand_BxL, axis=-1))
+    used_BxN = (jnp.arange(N)[None, :] < count_B[:, None]) & has_candidate_B[:, None]
+    positions_BxN = jnp.where(used_BxN, positions_BxN, 0).astype(jnp.int32)
+    return positions_BxN, used_BxN.astype(jnp.float32)
+
+
+def first_occurrence(positions_BxN: jax.Array, weights_BxN: jax.Array) -> jax.Array:
+    """True for used slots whose position no earlier used slot holds (duplicates apply once)."""
+    N = positions_BxN.shape[-1]
+    used_BxN = weights_BxN > 0
+    same_BxNxN = positions_BxN[:, :, None] == positions_BxN[:, None, :]
+    same_BxNxN &= used_BxN[:, :, None] & used_BxN[:, None, :]
+    earlier_NxN = jnp.tril(jnp.ones((N, N), bool), k=-1)
+    return used_BxN & ~jnp.any(same_BxNxN & earlier_NxN, axis=-1)
+
+
+def scatter_rows(
+    values_BxL: jax.Array, positions_BxN: jax.Array, apply_BxN: jax.Array, updates_BxN: jax.Array
+) -> jax.Array:
+    """values[b, positions[b, n]] = updates[b, n] where apply; positions must be unique."""
+    B, L = values_BxL.shape
+    rows_BxN = jnp.broadcast_to(jnp.arange(B)[:, None], positions_BxN.shape)
+    target_BxN = jnp.where(apply_BxN, positions_BxN, L)  # out of range: dropped
+    return values_BxL.at[rows_BxN, target_BxN].set(updates_BxN, mode="drop")
+
+
+def mask_batch(rng: jax.Array, batch: Batch, cfg: ObjectiveConfig) -> MaskedBatch:
+    """Selects positions; 85% become [MASK], 15% keep their token; no random replacement.
+
+    A position selected twice is masked if either slot chose [MASK], as in the original.
+    """
+    select_rng, mask_rng = jax.random.split(rng)
+    ids_BxL = batch["input_ids"]
+    positions_BxN, weights_BxN = select_positions(select_rng, batch, cfg)
+    targets_BxN = jnp.take_along_axis(ids_BxL, positions_BxN, axis=-1)
+    to_mask_BxN = jax.random.uniform(mask_rng, positions_BxN.shape) < cfg.mask_token_prob
+    to_mask_BxN &= weights_BxN > 0
+    rows_BxN = jnp.broadcast_to(jnp.arange(ids_BxL.shape[0])[:, None], positions_BxN.shape)
+    is_masked_BxL = jnp.zeros(ids_BxL.shape, bool).at[rows_BxN, positions_BxN].max(to_mask_BxN)
+    masked_ids_BxL = jnp.where(is_masked_BxL, cfg.mask_id, ids_BxL)
+    return MaskedBatch(positions_BxN, weights_BxN, targets_BxN, masked_ids_BxL)
+
+
+def sample_tokens(
+    rng: jax.Array, logits_BxNxV: jax.Array, targets_BxN: jax.Array, cfg: ObjectiveConfig
+) -> jax.Array:
+    """Gumbel-max sample from softmax(logits / temperature), float32, no gradient."""
+    logits_BxNxV = jax.lax.stop_gradient(logits_BxNxV).astype(jnp.float32) / cfg.temperature
+    if cfg.disallow_correct:
+        V = logits_BxNxV.shape[-1]
+        logits_BxNxV -= 1000.0 * jax.nn.one_hot(targets_BxN, V, dtype=jnp.float32)
+    uniform_BxNxV = jax.random.uniform(rng, logits_BxNxV.shape, jnp.float32)
+    gumbel_BxNxV = -jnp.log(-jnp.log(uniform_BxNxV + 1e-9) + 1e-9)
+    return jnp.argmax(logits_BxNxV + gumbel_BxNxV, axis=-1).astype(jnp.int32)
+
+
+def replace_tokens(
+    batch: Batch, masked: MaskedBatch, samples_BxN: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Discriminator input (original ids, samples at the selected positions) and its labels.
+
+    Label 1 only where the written token differs from the original; padding is never 1.
+    """
+    ids_BxL = batch["input_ids"]
+    first_BxN = first_occurrence(masked.positions_BxN, masked.weights_BxN)
+    fake_ids_BxL = scatter_rows(ids_BxL, masked.positions_BxN, first_BxN, samples_BxN)
+    labels_BxL = (fake_ids_BxL != ids_BxL) & (batch["input_mask"] > 0)
+    return fake_ids_BxL, labels_BxL.astype(jnp.int32)
+
+
+def mlm_token_losses(logits_BxNxV: jax.Array, targets_BxN: jax.Array) -> jax.Array:
+    log_probs_BxNxV = jax.nn.log_softmax(logits_BxNxV.astype(jnp.float32), axis=-1)
+    return -jnp.take_along_axis(log_probs_BxNxV, targets_BxN[..., None], axis=-1)[..., 0]
+
+
+def mlm_loss(logits_BxNxV: jax.Array, targets_BxN: jax.Array, weights_BxN: jax.Array) -> jax.Array:
+    """sum(w * -log p(target)) / (sum(w) + 1e-6)."""
+    losses_BxN = mlm_token_losses(logits_BxNxV, targets_BxN)
+    return jnp.sum(weights_BxN * losses_BxN) / (jnp.sum(weights_BxN) + 1e-6)
+
+
+def disc_token_losses(logits_BxL: jax.Array, labels_BxL: jax.Array) -> jax.Array:
+    """Sigmoid cross-entropy per token, numerically stable."""
+    logits_BxL = logits_BxL.astype(jnp.float32)
+    labels_BxL = labels_BxL.astype(jnp.float32)
+    return jnp.maximum(logits_BxL, 0) - logits_BxL * labels_BxL + jnp.log1p(
+        jnp.exp(-jnp.abs(logits_BxL))
+    )
+
+
+def disc_loss(logits_BxL: jax.Array, labels_BxL: jax.Array, mask_BxL: jax.Array) -> jax.Array:
+    """Sigmoid cross-entropy over all real tokens (CLS/SEP included): sum / (sum mask + 1e-6)."""
+    weights_BxL = mask_BxL.astype(jnp.float32)
+    losses_BxL = disc_token_losses(logits_BxL, labels_BxL)
+    return jnp.sum(weights_BxL * losses_BxL) / (jnp.sum(weights_BxL) + 1e-6)
+
+
+def pretrain_forward(
+    params: Any,
+    batch: Batch,
+    rng: jax.Array,
+    *,
+    model: ElectraModel,
+    cfg: ObjectiveConfig,
+    deterministic: bool = False,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Total loss and every intermediate the metrics need, for one batch."""
+    mask_rng, sample_rng, gen_dropout, disc_dropout = jax.random.split(rng, 4)
+    variables = {"params": params}
+    masked = mask_batch(mask_rng, batch, cfg)
+    gen_logits_BxNxV = model.apply(
+        variables,
+        masked.masked_ids_BxL,
+        batch["segment_ids"],
+        batch["input_mask"],
+        masked.positions_BxN,
+        deterministic,
+        method=ElectraModel.generator_logits,
+        rngs={"dropout": gen_dropout},
+    )
+    gen_loss = mlm_loss(gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN)
+    out = {
+        "mlm_loss": gen_loss,
+        "gen_logits_BxNxV": gen_logits_BxNxV,
+        "targets_BxN": masked.targets_BxN,
+        "weights_BxN": masked.weights_BxN,
+        "input_mask_BxL": batch["input_mask"],
+    }
+    if not cfg.electra_objective:
+        out["loss"] = cfg.gen_weight * gen_loss
+        return out["loss"], out
+    samples_BxN = sample_tokens(sample_rng, gen_logits_BxNxV, masked.targets_BxN, cfg)
+    fake_ids_BxL, labels_BxL = replace_tokens(batch, masked, samples_BxN)
+    disc_logits_BxL = model.apply(
+        variables,
+        fake_ids_BxL,
+        batch["segment_ids"],
+        batch["input_mask"],
+        deterministic,
+        method=ElectraModel.discriminator_logits,
+        rngs={"dropout": disc_dropout},
+    )
+    d_loss = disc_loss(disc_logits_BxL, labels_BxL, batch["input_mask"])
+    out.update(
+        disc_loss=d_loss,
+        samples_BxN=samples_BxN,
+        fake_ids_BxL=fake_ids_BxL,
+        labels_BxL=labels_BxL,
+        disc_logits_BxL=disc_logits_BxL,
+        loss=cfg.gen_weight * gen_loss + cfg.disc_weight * d_loss,
+    )
+    return out["loss"], out
+
+
+def metric_sums(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    """Additive statistics of one batch; `finalize_metrics` turns their sum into the metrics.
+
+    Keeping sums (not means) lets evaluation aggregate exactly over batches and devices.
+    """
+    w_BxN = out["weights_BxN"]
+    targets_BxN = out["targets_BxN"]
+    gen_logits_BxNxV = out["gen_logits_BxNxV"]
+    sums = {
+        "mlm_weight": jnp.sum(w_BxN),
+        "mlm_loss": jnp.sum(w_BxN * mlm_token_losses(gen_logits_BxNxV, targets_BxN)),
+        "mlm_correct": jnp.sum(w_BxN * (jnp.argmax(gen_logits_BxNxV, -1) == targets_BxN)),
+    }
+    if "disc_logits_BxL" not in out:
+        return sums
+    m_BxL = out["input_mask_BxL"].astype(jnp.float32)
+    labels_BxL = out["labels_BxL"]
+    logits_BxL = out["disc_logits_BxL"]
+    preds_BxL = (logits_BxL > 0).astype(jnp.int32)
+    probs_BxL = jax.nn.sigmoid(logits_BxL)
+    bins_BxL = jnp.clip((probs_BxL * AUC_BINS).astype(jnp.int32), 0, AUC_BINS - 1)
+    pos_BxL = m_BxL * labels_BxL
+    neg_BxL = m_BxL * (1 - labels_BxL)
+    sums.update(
+        sampled_correct=jnp.sum(w_BxN * (out["samples_BxN"] == targets_BxN)),
+        disc_weight=jnp.sum(m_BxL),
+        disc_loss=jnp.sum(m_BxL * disc_token_losses(logits_BxL, labels_BxL)),
+        disc_correct=jnp.sum(m_BxL * (preds_BxL == labels_BxL)),
+        disc_true_pos=jnp.sum(m_BxL * preds_BxL * labels_BxL),
+        disc_pred_pos=jnp.sum(m_BxL * preds_BxL),
+        disc_label_pos=jnp.sum(pos_BxL),
+        auc_pos_hist=jnp.zeros(AUC_BINS).at[bins_BxL.ravel()].add(pos_BxL.ravel()),
+        auc_neg_hist=jnp.zeros(AUC_BINS).at[bins_BxL.ravel()].add(neg_BxL.ravel()),
+    )
+    return sums
+
+
+def histogram_auc(pos_hist: jax.Array, neg_hist: jax.Array) -> jax.Array:
+    """ROC AUC from score histograms (ties within a bin count one half)."""
+    pos_above = jnp.cumsum(pos_hist[::-1])[::-1] - pos_hist  # positives in higher bins
+    pairs = jnp.sum(neg_hist * (pos_above + 0.5 * pos_hist))
+    total = jnp.sum(pos_hist) * jnp.sum(neg_hist)
+    return jnp.where(total > 0, pairs / jnp.maximum(total, 1.0), 0.5)
+
+
+def finalize_metrics(sums: dict[str, jax.Array]) -> dict[str, float]:
+    """The original's eight eval metrics from summed statistics."""
+
+    def ratio(num: str, den: str) -> float:
+        return float(sums[num] / jnp.maximum(sums[den], 1e-6))
+
+    metrics = {
+        "masked_lm_accuracy": ratio("mlm_correct", "mlm_weight"),
+        "masked_lm_loss": ratio("mlm_loss", "mlm_weight"),
+    }
+    if "disc_loss" in sums:
+        metrics.update(
+            sampled_masked_lm_accuracy=ratio("sampled_correct", "mlm_weight"),
+            disc_loss=ratio("disc_loss", "disc_weight"),
+            disc_auc=float(histogram_auc(sums["auc_pos_hist"], sums["auc_neg_hist"])),
+            disc_accuracy=ratio("disc_correct", "disc_weight"),
+            disc_precision=ratio("disc_true_pos", "disc_pred_pos"),
+            disc_recall=ratio("disc_true_pos", "disc_label_pos"),
+        )
+    return metrics

@@ -1,0 +1,166 @@
+"""Tokenisers behind one small interface: encode, decode, special ids, vocab size and hash.
+
+WordPiece (a BERT `vocab.txt`) runs on the Rust `tokenizers` library. Special tokens are
+never added by `encode`: the example builder lays out [CLS]/[SEP] itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Protocol, runtime_checkable
+
+from electra_jax.errors import UserError
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """What the data builder, the trainer and `detect` need from a tokeniser."""
+
+    kind: str
+    pad_id: int
+    unk_id: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+
+    @property
+    def vocab_size(self) -> int: ...
+
+    @property
+    def vocab_hash(self) -> str: ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
+
+    def id_to_token(self, token_id: int) -> str: ...
+
+    def save(self, directory: str) -> str: ...
+
+
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file: identifies a vocabulary in shard and checkpoint metadata."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_vocab_txt(path: str) -> list[str]:
+    """Reads a BERT vocab.txt (one token per line) or fails with a one-line error."""
+    if not os.path.isfile(path):
+        raise UserError(f"vocabulary file {path} does not exist; pass a BERT vocab.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            tokens = [line.rstrip("\n").rstrip("\r") for line in f]
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason}); expected a BERT vocab.txt") from e
+    while tokens and tokens[-1] == "":
+        tokens.pop()
+    if not tokens:
+        raise UserError(f"vocabulary file {path} is empty; expected one token per line")
+    missing = [t for t in SPECIAL_TOKENS if t not in tokens]
+    if missing:
+        raise UserError(
+            f"vocabulary {path} lacks required special token(s) {missing}; "
+            f"add them (expected all of {list(SPECIAL_TOKENS)})"
+        )
+    return tokens
+
+
+class WordPieceTokenizer:
+    """BERT WordPiece on `tokenizers`, with the original's lower-casing and accent stripping."""
+
+    kind = "wordpiece"
+
+    def __init__(self, vocab_path: str, lowercase: bool = True, strip_accents: bool = True):
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, normalizers, pre_tokenizers
+
+        self.vocab_path = vocab_path
+        self.lowercase = lowercase
+        self.strip_accents = strip_accents
+        self._tokens = read_vocab_txt(vocab_path)
+        vocab = {token: index for index, token in enumerate(self._tokens)}
+        model = models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+        self._tokenizer = HFTokenizer(model)
+        self._tokenizer.normalizer = normalizers.BertNormalizer(
+            clean_text=True,
+            handle_chinese_chars=True,
+            strip_accents=strip_accents,
+            lowercase=lowercase,
+        )
+        self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        self._tokenizer.decoder = decoders.WordPiece(prefix="##")
+        self.pad_id = vocab["[PAD]"]
+        self.unk_id = vocab["[UNK]"]
+        self.cls_id = vocab["[CLS]"]
+        self.sep_id = vocab["[SEP]"]
+        self.mask_id = vocab["[MASK]"]
+        self._hash = file_sha256(vocab_path)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokens)
+
+    @property
+    def vocab_hash(self) -> str:
+        return self._hash
+
+    def encode(self, text: str) -> list[int]:
+        return self._tokenizer.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: list[str]) -> list[list[int]]:
+        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+    def decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(list(ids), skip_special_tokens=False)
+
+    def id_to_token(self, token_id: int) -> str:
+        return self._tokens[token_id]
+
+    def tokens(self) -> list[str]:
+        return list(self._tokens)
+
+    def save(self, directory: str) -> str:
+        """Writes vocab.txt into `directory` (atomically) and returns its path."""
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "vocab.txt")
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write("\n".join(self._tokens) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    def settings(self) -> dict:
+        """What `load_tokenizer` needs to rebuild this tokeniser (stored beside checkpoints)."""
+        return {
+            "kind": self.kind,
+            "file": "vocab.txt",
+            "lowercase": self.lowercase,
+            "strip_accents": self.strip_accents,
+        }
+
+
+def load_tokenizer(directory: str, settings: dict) -> Tokenizer:
+    """Rebuilds a tokeniser saved with `save` + `settings` in a checkpoint or dataset directory."""
+    kind = settings.get("kind", "wordpiece")
+    path = os.path.join(directory, settings.get("file", "vocab.txt"))
+    if kind == "wordpiece":
+        return WordPieceTokenizer(
+            path,
+            lowercase=settings.get("lowercase", True),
+            strip_accents=settings.get("strip_accents", True),
+        )
+    if kind == "sentencepiece":
+        from electra_jax.data.sentencepiece_tokenizer import SentencePieceTokenizer
+
+        return SentencePieceTokenizer(path)
+    raise UserError(f"unknown tokenizer kind {kind!r} in {directory}; expected wordpiece")
