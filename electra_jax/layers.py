@@ -151,9 +151,7 @@ class SelfAttention(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(
-        self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool
-    ) -> jax.Array:
+    def __call__(self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool) -> jax.Array:
         cfg, tower = self.config, self.tower
         N, D = tower.num_heads, tower.head_dim
         args = (cfg, self.dtype, self.param_dtype)
@@ -203,9 +201,7 @@ class EncoderLayer(nn.Module):
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
-    def __call__(
-        self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool
-    ) -> jax.Array:
+    def __call__(self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool) -> jax.Array:
         cfg, tower = self.config, self.tower
         args = (cfg, self.dtype, self.param_dtype)
         attn_BxLxH = SelfAttention(cfg, tower, self.dtype, self.param_dtype, name="attention")(
@@ -213,9 +209,9 @@ class EncoderLayer(nn.Module):
         )
         attn_BxLxH = nn.Dropout(cfg.hidden_dropout)(attn_BxLxH, deterministic=deterministic)
         x_BxLxH = layer_norm(*args, name="attention_LayerNorm")(x_BxLxH + attn_BxLxH)
-        h_BxLxF = dense(tower.intermediate_size, *args, axes=("hidden", "mlp"), name="intermediate")(
-            x_BxLxH
-        )
+        h_BxLxF = dense(
+            tower.intermediate_size, *args, axes=("hidden", "mlp"), name="intermediate"
+        )(x_BxLxH)
         h_BxLxF = gelu_exact(h_BxLxF)
         out_BxLxH = dense(tower.hidden_size, *args, axes=("mlp", "hidden"), name="output")(h_BxLxF)
         out_BxLxH = nn.Dropout(cfg.hidden_dropout)(out_BxLxH, deterministic=deterministic)
@@ -253,9 +249,7 @@ class Encoder(nn.Module):
                 axes=("embed", "hidden"),
                 name="embeddings_project",
             )(x_BxLxH)
-        layer_cls = (
-            nn.remat(EncoderLayer, static_argnums=(3,)) if self.remat else EncoderLayer
-        )
+        layer_cls = nn.remat(EncoderLayer, static_argnums=(3,)) if self.remat else EncoderLayer
         all_layers = []
         for i in range(tower.num_layers):
             x_BxLxH = layer_cls(cfg, tower, self.dtype, self.param_dtype, name=f"layer_{i}")(

@@ -69,9 +69,7 @@ class GeneratorHead(nn.Module):
     def __call__(self, h_BxNxG: jax.Array, embeddings: Embeddings) -> jax.Array:
         cfg = self.config
         args = (cfg, self.dtype, self.param_dtype)
-        h_BxNxE = dense(cfg.embedding_size, *args, axes=("hidden", "embed"), name="dense")(
-            h_BxNxG
-        )
+        h_BxNxE = dense(cfg.embedding_size, *args, axes=("hidden", "embed"), name="dense")(h_BxNxG)
         h_BxNxE = layer_norm(*args, name="LayerNorm")(gelu_exact(h_BxNxE))
         output_bias_V = self.param(
             "output_bias",
@@ -189,13 +187,12 @@ class GdesDelta(nn.Module):
         )
 
 
-def init_params(
-    model: ElectraModel, rng: jax.Array, batch_size: int = 2, seq_len: int = 8
-) -> dict:
+def init_params(model: ElectraModel, rng: jax.Array, batch_size: int = 2, seq_len: int = 8) -> dict:
     """Initialises every parameter (boxed with logical axis names) on dummy inputs."""
     ids = jnp.ones((batch_size, seq_len), jnp.int32)
     positions = jnp.zeros((batch_size, 1), jnp.int32)
-    return model.init(rng, ids, jnp.zeros_like(ids), jnp.ones_like(ids), positions)["params"]
+    init = jax.jit(lambda r: model.init(r, ids, jnp.zeros_like(ids), jnp.ones_like(ids), positions))
+    return init(rng)["params"]
 
 
 def count_params(params: dict) -> int:

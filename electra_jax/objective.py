@@ -177,8 +177,10 @@ def disc_token_losses(logits_BxL: jax.Array, labels_BxL: jax.Array) -> jax.Array
     """Sigmoid cross-entropy per token, numerically stable."""
     logits_BxL = logits_BxL.astype(jnp.float32)
     labels_BxL = labels_BxL.astype(jnp.float32)
-    return jnp.maximum(logits_BxL, 0) - logits_BxL * labels_BxL + jnp.log1p(
-        jnp.exp(-jnp.abs(logits_BxL))
+    return (
+        jnp.maximum(logits_BxL, 0)
+        - logits_BxL * labels_BxL
+        + jnp.log1p(jnp.exp(-jnp.abs(logits_BxL)))
     )
 
 

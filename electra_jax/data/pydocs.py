@@ -178,14 +178,19 @@ def build_pydocs_text(num_processes: int = 1, root: str | None = None) -> str:
 def pydocs_cache_key() -> str:
     """Identifies the interpreter whose stdlib the corpus comes from (corpus is per version)."""
     ident = f"{sys.implementation.name}-{sys.version}-{stdlib_dir()}"
-    return f"{sys.implementation.name}{sys.version_info.major}.{sys.version_info.minor}-" + (
-        hashlib.sha256(ident.encode()).hexdigest()[:10]
+    return (
+        f"{sys.implementation.name}{sys.version_info.major}.{sys.version_info.minor}-"
+        + (hashlib.sha256(ident.encode()).hexdigest()[:10])
     )
 
 
 def pydocs_text(cache_dir: str | None = None, num_processes: int | None = None) -> str:
-    """The corpus text, read from `cache_dir` when built before (building takes a few seconds)."""
-    workers = num_processes or min(4, os.cpu_count() or 1)
+    """The corpus text, read from `cache_dir` when built before (building takes ~6 s on one core).
+
+    `num_processes` > 1 parses files in spawned processes (the caller needs the usual
+    `if __name__ == "__main__":` guard); the default of one process needs none.
+    """
+    workers = num_processes or 1
     if cache_dir is None:
         return build_pydocs_text(workers)
     path = os.path.join(cache_dir, f"pydocs-{pydocs_cache_key()}.txt")

@@ -1,0 +1,136 @@
+"""Convert checkpoints: Hugging Face or original TF -> an electra_jax model directory, and back.
+
+  python -m electra_jax.convert --from=hf --input=HF_DISC_DIR [--generator=HF_GEN_DIR] \
+      [--untied] --output=DIR
+  python -m electra_jax.convert --from=tf --input=MODEL_DIR/model.ckpt-N [--vocab=vocab.txt] \
+      --output=DIR
+  python -m electra_jax.convert --to=hf --input=DIR --output=HF_DISC_DIR \
+      [--generator-output=HF_GEN_DIR]
+
+Outputs are written atomically and never replace an existing directory (unless --overwrite).
+An HF directory holding only an ElectraForMaskedLM (generator) converts as generator-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from electra_jax import convert_hf, convert_tf
+from electra_jax.cli import ArgumentParser, note
+from electra_jax.errors import UserError, exit_on_user_error
+from electra_jax.model_config import ModelConfig
+from electra_jax.model_io import load_model, save_model
+from electra_jax.tokenizer import Tokenizer, WordPieceTokenizer
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(
+        prog="python -m electra_jax.convert",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    direction = parser.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--from", dest="source", choices=("hf", "tf"), help="input format")
+    direction.add_argument("--to", dest="target", choices=("hf",), help="output format")
+    parser.add_argument("--input", required=True, help="HF dir, TF checkpoint, or our model dir")
+    parser.add_argument("--output", required=True, help="directory to create")
+    parser.add_argument("--generator", help="--from=hf: the HF generator (ElectraForMaskedLM) dir")
+    parser.add_argument("--generator-output", help="--to=hf: also write the generator here")
+    parser.add_argument(
+        "--untied", action="store_true", help="--from=hf: keep the generator's own embeddings"
+    )
+    parser.add_argument("--vocab", help="vocab.txt to attach (default: the HF dir's vocab.txt)")
+    parser.add_argument(
+        "--lowercase",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --vocab: lower-case and strip accents (uncased models; default on)",
+    )
+    parser.add_argument(
+        "--num-heads", type=int, help="--from=tf: discriminator heads (default hidden // 64)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    args = parser.parse_args(argv)
+    if args.target and (args.generator or args.untied or args.vocab or args.num_heads):
+        parser.error("--generator/--untied/--vocab/--num-heads apply to --from only")
+    if args.source and args.generator_output:
+        parser.error("--generator-output applies to --to=hf only")
+    if args.source == "tf" and (args.generator or args.untied):
+        parser.error("--generator/--untied apply to --from=hf (a TF checkpoint holds both towers)")
+    return args
+
+
+def _check_free(path: str | None, overwrite: bool) -> None:
+    """Fails before any work when an output exists (nothing existing is ever damaged)."""
+    if path and os.path.exists(path) and not overwrite:
+        raise UserError(f"{os.path.abspath(path)} already exists; choose a new output or remove it")
+
+
+def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | None]:
+    """Reads the HF directories named by --input (and --generator) and converts them."""
+    cfg = convert_hf.read_hf_config(args.input)
+    weights = convert_hf.read_hf_weights(args.input)
+    tokenizer = convert_hf.read_hf_tokenizer(args.input)
+    if convert_hf.is_generator_state_dict(weights):
+        if args.generator:
+            raise UserError(f"--input {args.input} is a generator; pass the discriminator there")
+        return (*convert_hf.hf_to_params(None, weights, None, cfg), tokenizer)
+    gen_weights = gen_cfg = None
+    if args.generator:
+        gen_cfg = convert_hf.read_hf_config(args.generator)
+        gen_weights = convert_hf.read_hf_weights(args.generator)
+        if not convert_hf.is_generator_state_dict(gen_weights):
+            raise UserError(f"--generator {args.generator} has no generator_predictions head")
+        tokenizer = tokenizer or convert_hf.read_hf_tokenizer(args.generator)
+    config, params = convert_hf.hf_to_params(weights, gen_weights, cfg, gen_cfg, args.untied)
+    return config, params, tokenizer
+
+
+def to_hf(args: argparse.Namespace) -> None:
+    """Writes our model directory as HF discriminator (and generator) directories."""
+    config, params, tokenizer = load_model(args.input)
+    pad_id = tokenizer.pad_id if tokenizer is not None else 0
+    disc_sd, gen_sd, disc_cfg, gen_cfg = convert_hf.params_to_hf(params, config, pad_id)
+    if args.generator_output and gen_sd is None:
+        raise UserError(f"{args.input} has no generator parameters for --generator-output")
+    if disc_sd is None:
+        raise UserError(f"{args.input} has no discriminator; use --generator-output only")
+    convert_hf.write_hf_dir(args.output, disc_sd, disc_cfg, tokenizer, args.overwrite)
+    print(f"wrote {os.path.abspath(args.output)} ({disc_cfg['architectures'][0]})")
+    if args.generator_output:
+        convert_hf.write_hf_dir(args.generator_output, gen_sd, gen_cfg, tokenizer, args.overwrite)
+        print(f"wrote {os.path.abspath(args.generator_output)} (ElectraForMaskedLM)")
+    elif gen_sd is not None:
+        note("the model has a generator; pass --generator-output=DIR to export it too")
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    _check_free(args.output, args.overwrite)
+    _check_free(args.generator_output, args.overwrite)
+    if args.target == "hf":
+        to_hf(args)
+        return
+    if args.source == "hf":
+        config, params, tokenizer = from_hf(args)
+    else:
+        variables = convert_tf.read_tf_checkpoint(args.input)
+        config, params = convert_tf.tf_variables_to_params(variables, args.num_heads)
+        tokenizer = None
+    if args.vocab:
+        tokenizer = WordPieceTokenizer(args.vocab, args.lowercase, args.lowercase)
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise UserError(
+            f"vocabulary has {tokenizer.vocab_size} tokens but the model only "
+            f"vocab_size={config.vocab_size}; pass the model's own vocab.txt"
+        )
+    if tokenizer is None:
+        note("no vocabulary attached (pass --vocab=vocab.txt to use --text with detect)")
+    save_model(args.output, params, config, tokenizer, overwrite=args.overwrite)
+    print(f"wrote {os.path.abspath(args.output)} (parts: {', '.join(sorted(params))})")
+
+
+if __name__ == "__main__":
+    main()

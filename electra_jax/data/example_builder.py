@@ -1,0 +1,128 @@
+"""Sentences -> pre-training examples, following the original `ExampleBuilder` rule by rule.
+
+google-research/electra `build_pretraining_dataset.py` (RECIPE.md, "Pre-training data"):
+  * sentences accumulate until >= target_length tokens or a document boundary;
+  * with probability 0.1 the example has one segment, otherwise the first segment's target is
+    (target - 3) // 2; a sentence goes to A if A is empty, or A + sentence stays under the
+    target, or (B still empty, A under the target) with probability 0.5; otherwise to B;
+  * A is truncated to max_len - 2, B to max_len - len(A) - 3;
+  * with probability 0.05 the next example's target length is randint(5, max_len);
+  * layout [CLS] A [SEP] (B [SEP]); segment ids 0 for [CLS]/A/first [SEP], 1 for B and its
+    [SEP]; zero padding.
+Random draws happen in the same order as in the original (Python `random`, short-circuit
+evaluation included), from a seeded `random.Random` instead of the global generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+
+import numpy as np
+
+SINGLE_SEGMENT_PROB = 0.1
+SHORT_TARGET_PROB = 0.05
+OVERFLOW_TO_A_PROB = 0.5
+MIN_SHORT_TARGET = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One example before padding-free storage; arrays are int32 of length max_seq_len."""
+
+    input_ids: np.ndarray
+    input_mask: np.ndarray
+    segment_ids: np.ndarray
+    truncated_tokens: int  # tokens of the accumulated sentences cut by the truncation rules
+
+
+def make_example(
+    first_segment: Sequence[int],
+    second_segment: Sequence[int],
+    *,
+    cls_id: int,
+    sep_id: int,
+    max_seq_len: int,
+    truncated_tokens: int = 0,
+) -> Example:
+    """Lays out [CLS] A [SEP] (B [SEP]) with segment ids and zero padding."""
+    ids = [cls_id, *first_segment, sep_id]
+    n_first = len(ids)
+    if second_segment:
+        ids += [*second_segment, sep_id]
+    if len(ids) > max_seq_len:
+        raise ValueError(f"example of {len(ids)} tokens exceeds max_seq_len={max_seq_len}")
+    input_ids = np.zeros(max_seq_len, np.int32)
+    input_ids[: len(ids)] = ids
+    input_mask = np.zeros(max_seq_len, np.int32)
+    input_mask[: len(ids)] = 1
+    segment_ids = np.zeros(max_seq_len, np.int32)
+    segment_ids[n_first : len(ids)] = 1
+    return Example(input_ids, input_mask, segment_ids, truncated_tokens)
+
+
+class ExampleBuilder:
+    """Accumulates tokenised sentences and emits examples (stateful, seeded, deterministic)."""
+
+    def __init__(self, *, max_seq_len: int, cls_id: int, sep_id: int, rng: random.Random):
+        if max_seq_len < MIN_SHORT_TARGET:
+            raise ValueError(f"max_seq_len must be >= {MIN_SHORT_TARGET}, got {max_seq_len}")
+        self.max_seq_len = max_seq_len
+        self.cls_id = cls_id
+        self.sep_id = sep_id
+        self.rng = rng
+        self.target_length = max_seq_len
+        self._sentences: list[Sequence[int]] = []
+        self._length = 0
+
+    def add_sentence(self, token_ids: Sequence[int]) -> Example | None:
+        """Adds one sentence; returns an example once >= target_length tokens are pending."""
+        if not token_ids:  # the original appends it, but it can change neither A/B nor the RNG
+            return None
+        self._sentences.append(token_ids)
+        self._length += len(token_ids)
+        if self._length >= self.target_length:
+            return self._create_example()
+        return None
+
+    def end_document(self) -> Example | None:
+        """A document boundary: flushes the pending sentences (if any) into an example."""
+        if self._length:
+            return self._create_example()
+        return None
+
+    def _create_example(self) -> Example:
+        rng = self.rng
+        if rng.random() < SINGLE_SEGMENT_PROB:
+            first_target = 100000  # the original's "no second segment" target
+        else:
+            first_target = (self.target_length - 3) // 2  # -3: [CLS] and two [SEP] to come
+        first: list[int] = []
+        second: list[int] = []
+        for sentence in self._sentences:
+            if (
+                not first
+                or len(first) + len(sentence) < first_target
+                or (not second and len(first) < first_target and rng.random() < OVERFLOW_TO_A_PROB)
+            ):
+                first += sentence
+            else:
+                second += sentence
+        total = len(first) + len(second)
+        first = first[: self.max_seq_len - 2]
+        second = second[: max(0, self.max_seq_len - len(first) - 3)]
+        self._sentences = []
+        self._length = 0
+        if rng.random() < SHORT_TARGET_PROB:
+            self.target_length = rng.randint(MIN_SHORT_TARGET, self.max_seq_len)
+        else:
+            self.target_length = self.max_seq_len
+        return make_example(
+            first,
+            second,
+            cls_id=self.cls_id,
+            sep_id=self.sep_id,
+            max_seq_len=self.max_seq_len,
+            truncated_tokens=total - len(first) - len(second),
+        )

@@ -1,0 +1,56 @@
+"""The binary record stored per example in the ArrayRecord shards.
+
+A record is fixed-size: input_ids (max_seq_len x uint16, or int32 when the vocabulary has more
+than 65,536 entries), then input_mask and segment_ids (max_seq_len x uint8 each), all
+little-endian. 512 bytes at max_seq_len=128, a third of three int32 arrays, and a batch of
+records decodes with one `np.frombuffer` (no per-example Python work in the loader).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+FEATURES = ("input_ids", "input_mask", "segment_ids")
+# ArrayRecord writer options: group_size:1 for grain's random access; records stay uncompressed
+# (they are small and mostly token ids, and decompression would cost loader throughput).
+WRITER_OPTIONS = "group_size:1,uncompressed"
+
+
+def id_dtype_name(vocab_size: int) -> str:
+    """The narrowest stored dtype for token ids of a vocabulary."""
+    return "<u2" if vocab_size <= 1 << 16 else "<i4"
+
+
+def record_layout(max_seq_len: int, id_dtype: str) -> dict:
+    """The record description stored in meta.json."""
+    id_bytes = np.dtype(id_dtype).itemsize
+    return {
+        "features": list(FEATURES),
+        "dtypes": [id_dtype, "u1", "u1"],
+        "bytes": max_seq_len * (id_bytes + 2),
+    }
+
+
+def encode_record(
+    input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, id_dtype: str
+) -> bytes:
+    """Packs one example's three length-L arrays into a record."""
+    return (
+        input_ids.astype(id_dtype).tobytes()
+        + input_mask.astype("u1").tobytes()
+        + segment_ids.astype("u1").tobytes()
+    )
+
+
+def decode_records(records: Sequence[bytes], max_seq_len: int, id_dtype: str) -> dict:
+    """Decodes b records into {input_ids, input_mask, segment_ids}: int32 arrays [b, L]."""
+    id_bytes = np.dtype(id_dtype).itemsize * max_seq_len
+    raw_BxR = np.frombuffer(b"".join(records), np.uint8).reshape(len(records), -1)
+    if raw_BxR.shape[1] != id_bytes + 2 * max_seq_len:
+        raise ValueError(f"record of {raw_BxR.shape[1]} bytes does not match max_seq_len")
+    ids_BxL = raw_BxR[:, :id_bytes].copy().view(id_dtype).astype(np.int32)
+    mask_BxL = raw_BxR[:, id_bytes : id_bytes + max_seq_len].astype(np.int32)
+    segments_BxL = raw_BxR[:, id_bytes + max_seq_len :].astype(np.int32)
+    return {"input_ids": ids_BxL, "input_mask": mask_BxL, "segment_ids": segments_BxL}

@@ -1,0 +1,64 @@
+"""Printing prepared examples: decoded text with segment markers, or JSON lines of features."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from electra_jax.data import records
+from electra_jax.data.meta import read_meta, split_paths
+from electra_jax.tokenizer import Tokenizer, load_tokenizer
+
+
+def read_examples(data_dir: str, n: int, split: str = "train") -> dict:
+    """The first `n` examples of a split in stored order: int32 arrays [n, max_seq_len]."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    meta = read_meta(data_dir)
+    items: list[bytes] = []
+    for path in split_paths(meta, data_dir, split):
+        reader = ArrayRecordReader(path)
+        take = min(n - len(items), reader.num_records())
+        items.extend(reader.read(range(take)) if take > 0 else [])
+        reader.close()
+        if len(items) >= n:
+            break
+    dtype = meta["record"]["dtypes"][0]
+    return records.decode_records(items, meta["max_seq_len"], dtype) if items else {}
+
+
+def format_example(
+    tokenizer: Tokenizer, ids_L: np.ndarray, mask_L: np.ndarray, segments_L: np.ndarray
+) -> str:
+    """`[CLS] first segment [SEP] second segment [SEP]`, each segment decoded to text."""
+    length = int(mask_L.sum())
+    n_first = int(np.count_nonzero(segments_L[:length] == 0))  # [CLS] A [SEP]
+    ids = [int(i) for i in ids_L[:length]]
+    text = f"[CLS] {tokenizer.decode(ids[1 : n_first - 1])} [SEP]"
+    if length > n_first:
+        text += f" {tokenizer.decode(ids[n_first : length - 1])} [SEP]"
+    return text
+
+
+def show_lines(data_dir: str, n: int, as_json: bool = False, split: str = "train") -> list[str]:
+    """N examples as lines: decoded with segment markers, or JSON objects of the features."""
+    batch = read_examples(data_dir, n, split)
+    if not batch:
+        return []
+    if as_json:
+        return [
+            json.dumps({name: batch[name][i].tolist() for name in records.FEATURES})
+            for i in range(len(batch["input_ids"]))
+        ]
+    meta = read_meta(data_dir)
+    tokenizer = load_tokenizer(os.path.abspath(data_dir), meta["tokenizer"])
+    lines = []
+    for i in range(len(batch["input_ids"])):
+        n_tokens = int(batch["input_mask"][i].sum())
+        text = format_example(
+            tokenizer, batch["input_ids"][i], batch["input_mask"][i], batch["segment_ids"][i]
+        )
+        lines.append(f"#{i} ({split}, {n_tokens} tokens): {text}")
+    return lines

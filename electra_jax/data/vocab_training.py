@@ -1,0 +1,138 @@
+"""Vocabulary training: WordPiece (`tokenizers`) and SentencePiece, deterministic, fixed ids.
+
+Both trainers put the special tokens at fixed ids, which the rest of the code relies on:
+
+    [PAD]=0  [UNK]=1  [CLS]=2  [SEP]=3  [MASK]=4
+
+WordPiece determinism: the `tokenizers` trainer assigns ids to the `##`-prefixed characters in
+hash-map order, which changes merge tie-breaks from run to run (huggingface/tokenizers#1794). We
+count the alphabet ourselves (most frequent `limit_alphabet` characters, ties by code point) and
+register every `##c` right after the special tokens, so all ids are fixed before training; the
+result is byte-identical across runs. SentencePiece is trained on one thread without input
+sampling or shuffling, which makes it deterministic too.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+from collections.abc import Iterable
+
+from electra_jax.errors import UserError
+from electra_jax.tokenizer import SPECIAL_TOKENS
+
+WORDPIECE_FILE = "vocab.txt"
+SENTENCEPIECE_FILE = "spm.model"
+LIMIT_ALPHABET = 1000  # as in BERT's WordPiece recipe
+
+
+def _check_texts(texts: list[str], what: str) -> None:
+    if not any(t.strip() for t in texts):
+        raise UserError(f"cannot train a {what} vocabulary on an empty corpus; check --corpus")
+
+
+def train_wordpiece(
+    texts_iter: Iterable[str],
+    vocab_size: int,
+    output_dir: str,
+    lowercase: bool = True,
+    *,
+    limit_alphabet: int = LIMIT_ALPHABET,
+) -> str:
+    """Trains a BERT WordPiece vocabulary on sentences; writes and returns `output_dir/vocab.txt`.
+
+    Normalisation matches `WordPieceTokenizer`: BERT lower-casing and accent stripping when
+    `lowercase` (accents are kept for cased vocabularies, as in BERT).
+    """
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    texts = list(texts_iter)
+    _check_texts(texts, "WordPiece")
+    normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
+    )
+    counts: collections.Counter[str] = collections.Counter()
+    for text in texts:
+        counts.update(normalizer.normalize_str(text))
+    for whitespace in " \t\n\r":
+        counts.pop(whitespace, None)
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    alphabet = sorted(char for char, _ in ranked[:limit_alphabet])
+    continuations = [f"##{char}" for char in alphabet]
+    if vocab_size < len(SPECIAL_TOKENS) + 2 * len(alphabet):
+        raise UserError(
+            f"--vocab-size={vocab_size} is too small for the corpus alphabet of {len(alphabet)} "
+            f"characters; use at least {len(SPECIAL_TOKENS) + 2 * len(alphabet)}"
+        )
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[*SPECIAL_TOKENS, *continuations],
+        initial_alphabet=alphabet,
+        limit_alphabet=len(alphabet),
+        continuing_subword_prefix="##",
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    vocab = tokenizer.get_vocab()
+    tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    assert tokens[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS), tokens[:8]
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, WORDPIECE_FILE)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write("\n".join(tokens) + "\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def train_sentencepiece(
+    texts_iter: Iterable[str],
+    vocab_size: int,
+    output_dir: str,
+    lowercase: bool = True,
+    *,
+    model_type: str = "unigram",
+    character_coverage: float = 0.9995,
+) -> str:
+    """Trains a SentencePiece model on sentences; writes and returns `output_dir/spm.model`.
+
+    [PAD]/[UNK] are SentencePiece's pad/unk pieces; [CLS]/[SEP]/[MASK] are control symbols
+    (never produced from raw text). No BOS/EOS. `lowercase` selects the case-folding NFKC rule.
+    """
+    import sentencepiece as spm
+
+    texts = [t for t in texts_iter if t.strip()]
+    _check_texts(texts, "SentencePiece")
+    model = io.BytesIO()
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(texts),
+            model_writer=model,
+            vocab_size=vocab_size,
+            model_type=model_type,
+            character_coverage=character_coverage,
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            pad_piece=SPECIAL_TOKENS[0],
+            unk_piece=SPECIAL_TOKENS[1],
+            control_symbols=list(SPECIAL_TOKENS[2:]),
+            normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
+            num_threads=1,
+            input_sentence_size=0,
+            shuffle_input_sentence=False,
+            hard_vocab_limit=False,
+            minloglevel=2,
+        )
+    except RuntimeError as e:
+        raise UserError(f"SentencePiece training failed: {e}; try a smaller --vocab-size") from e
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, SENTENCEPIECE_FILE)
+    with open(path + ".tmp", "wb") as f:
+        f.write(model.getvalue())
+    os.replace(path + ".tmp", path)
+    return path

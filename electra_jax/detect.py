@@ -1,0 +1,241 @@
+"""Which tokens look replaced? Runs an exported model's discriminator over a text or ids.
+
+  python -m electra_jax.detect --checkpoint=DIR --text="the chef ate the meal" [--json]
+  python -m electra_jax.detect --checkpoint=DIR --input-ids=2,1996,3 [--threshold=0.5]
+
+Text is laid out as [CLS] text [SEP] (segment 0); --input-ids are used exactly as given. Each
+token gets p(replaced) = sigmoid(discriminator logit); tokens at or above --threshold are
+marked. When the checkpoint has a generator, [MASK] positions also get its top-5 fillers.
+`detect()` is the library function behind the command (notebooks import it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from electra_jax.cli import ArgumentParser, note
+from electra_jax.errors import UserError, exit_on_user_error
+from electra_jax.model import ElectraModel
+from electra_jax.model_config import ModelConfig
+from electra_jax.model_io import load_model
+from electra_jax.param_shapes import check_param_shapes
+from electra_jax.tokenizer import Tokenizer
+
+TOP_K = 5
+
+
+def has_discriminator(config: ModelConfig, params: dict) -> bool:
+    """True when `params` hold everything `discriminator_logits` reads."""
+    needed = {"embeddings", "discriminator", "discriminator_head"}
+    if config.embedding_sharing == "gdes":
+        needed.add("gdes")
+    return config.electra_objective and needed <= set(params)
+
+
+def has_generator(config: ModelConfig, params: dict) -> bool:
+    """True when `params` hold everything `generator_logits` reads."""
+    needed = {"generator_head", "generator" if config.electra_objective else "discriminator"}
+    needed.add("generator_embeddings" if config.embedding_sharing == "untied" else "embeddings")
+    return needed <= set(params)
+
+
+def encode_text(
+    tokenizer: Tokenizer, text: str, max_len: int, notes: list[str] | None = None
+) -> list[int]:
+    """[CLS] text [SEP], truncated (with a note) to the model's max positions."""
+    body = tokenizer.encode(text)
+    if len(body) + 2 > max_len:
+        if notes is not None:
+            notes.append(f"text has {len(body) + 2} tokens; truncated to {max_len}")
+        body = body[: max_len - 2]
+    return [tokenizer.cls_id, *body, tokenizer.sep_id]
+
+
+def _validate_ids(config: ModelConfig, ids: Sequence[int]) -> None:
+    if not ids:
+        raise UserError("no input tokens; pass a non-empty --text or --input-ids")
+    bad = [i for i in ids if not 0 <= i < config.vocab_size]
+    if bad:
+        raise UserError(f"input id {bad[0]} is outside the vocabulary [0, {config.vocab_size})")
+    if len(ids) > config.max_position_embeddings:
+        raise UserError(
+            f"{len(ids)} input ids exceed the model's max_position_embeddings="
+            f"{config.max_position_embeddings}; pass fewer ids"
+        )
+
+
+def detect(
+    config: ModelConfig,
+    params: dict,
+    tokenizer: Tokenizer | None,
+    text_or_ids: str | Sequence[int],
+    threshold: float = 0.5,
+) -> dict[str, Any]:
+    """Per-token replaced-token probabilities (and generator top-5 at [MASK]) as a JSON-able dict.
+
+    Keys: tokens, input_ids, discriminator_logits, replaced_prob, replaced (prob >= threshold),
+    threshold, notes, and generator_top5 when the params include a generator and the mask id
+    is known (a tokeniser is attached).
+    """
+    params = nn.unbox(params)
+    if not has_discriminator(config, params):
+        raise UserError(
+            f"the checkpoint has no discriminator parameters (parts: {sorted(params)}); "
+            "detect needs a discriminator with its head"
+        )
+    check_param_shapes(config, params, "checkpoint")
+    notes: list[str] = []
+    if isinstance(text_or_ids, str):
+        if tokenizer is None:
+            raise UserError("the checkpoint has no tokenizer; pass --input-ids instead of --text")
+        ids = encode_text(tokenizer, text_or_ids, config.max_position_embeddings, notes)
+    else:
+        ids = [int(i) for i in text_or_ids]
+    _validate_ids(config, ids)
+    model = ElectraModel(config, dtype=jnp.float32, param_dtype=jnp.float32)
+    ids_1xL = jnp.asarray([ids], jnp.int32)
+    segment_ids_1xL = jnp.zeros_like(ids_1xL)
+    mask_1xL = jnp.ones_like(ids_1xL)
+    variables = {"params": params}
+    logits_1xL = jax.jit(
+        lambda v, i, s, m: model.apply(v, i, s, m, method=ElectraModel.discriminator_logits)
+    )(variables, ids_1xL, segment_ids_1xL, mask_1xL)
+    logits_L = np.asarray(logits_1xL[0], np.float32)
+    probs_L = 1.0 / (1.0 + np.exp(-logits_L.astype(np.float64)))
+    vocab_size = tokenizer.vocab_size if tokenizer is not None else 0
+    token = lambda i: tokenizer.id_to_token(i) if tokenizer is not None and i < vocab_size else str(i)
+    result: dict[str, Any] = {
+        "tokens": [token(i) for i in ids],
+        "input_ids": ids,
+        "discriminator_logits": [float(x) for x in logits_L],
+        "replaced_prob": [float(p) for p in probs_L],
+        "replaced": [bool(p >= threshold) for p in probs_L],
+        "threshold": threshold,
+        "notes": notes,
+    }
+    if has_generator(config, params) and tokenizer is not None:
+        positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_id]
+        result["generator_top5"] = _generator_top_k(
+            model, variables, ids_1xL, segment_ids_1xL, mask_1xL, positions, token
+        )
+    return result
+
+
+def _generator_top_k(
+    model: ElectraModel,
+    variables: dict,
+    ids_1xL: jax.Array,
+    segment_ids_1xL: jax.Array,
+    mask_1xL: jax.Array,
+    positions: list[int],
+    token: Any,
+) -> list[dict[str, Any]]:
+    """The generator's TOP_K fillers (softmax probabilities) at each [MASK] position."""
+    if not positions:
+        return []
+    positions_1xN = jnp.asarray([positions], jnp.int32)
+    logits_1xNxV = model.apply(
+        variables,
+        ids_1xL,
+        segment_ids_1xL,
+        mask_1xL,
+        positions_1xN,
+        method=ElectraModel.generator_logits,
+    )
+    probs_NxV = np.asarray(jax.nn.softmax(logits_1xNxV[0], axis=-1))
+    out = []
+    for position, probs_V in zip(positions, probs_NxV, strict=True):
+        top = np.argsort(-probs_V, kind="stable")[:TOP_K]
+        out.append(
+            {
+                "position": position,
+                "tokens": [token(int(i)) for i in top],
+                "ids": [int(i) for i in top],
+                "probs": [float(probs_V[i]) for i in top],
+            }
+        )
+    return out
+
+
+def format_result(result: dict[str, Any], color: bool) -> str:
+    """Human-readable report: marked token line, per-token table, generator fillers, legend."""
+    marked = []
+    for tok, hit in zip(result["tokens"], result["replaced"], strict=True):
+        if hit:
+            marked.append(f"\033[1;31m{tok}\033[0m" if color else f"*{tok}*")
+        else:
+            marked.append(tok)
+    lines = [" ".join(marked), "", f"{'pos':>4}  {'token':<16} {'p(replaced)':>11}"]
+    for pos, (tok, prob, hit) in enumerate(
+        zip(result["tokens"], result["replaced_prob"], result["replaced"], strict=True)
+    ):
+        lines.append(f"{pos:>4}  {tok:<16} {prob:>11.3f}{'  <- replaced?' if hit else ''}")
+    for fill in result.get("generator_top5", []):
+        guesses = ", ".join(
+            f"{t} {p:.2f}" for t, p in zip(fill["tokens"], fill["probs"], strict=True)
+        )
+        lines.append(f"generator at {fill['position']}: {guesses}")
+    mark = "highlighted" if color else "*token*"
+    lines.append(
+        f"legend: {mark} = p(replaced) >= {result['threshold']:.2f}, i.e. the discriminator "
+        "thinks a generator put it there; p(replaced) = sigmoid(logit)"
+    )
+    return "\n".join(lines)
+
+
+def parse_ids(value: str) -> list[int]:
+    """--input-ids "1,2,3" -> [1, 2, 3]."""
+    try:
+        return [int(part) for part in value.replace(" ", "").split(",") if part]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"--input-ids must be comma-separated integers, got {value!r}"
+        ) from e
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = ArgumentParser(
+        prog="python -m electra_jax.detect",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--checkpoint", required=True, help="exported model directory")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", help="text to check ([CLS] text [SEP])")
+    source.add_argument("--input-ids", type=parse_ids, help="comma-separated ids, used as given")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--threshold", type=float, default=0.5, help="mark p(replaced) >= this")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.threshold <= 1.0:
+        parser.error(f"--threshold must be in [0, 1], got {args.threshold}")
+    return args
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    config, params, tokenizer = load_model(args.checkpoint)
+    source = args.text if args.text is not None else args.input_ids
+    try:
+        result = detect(config, params, tokenizer, source, threshold=args.threshold)
+    except UserError as e:
+        raise UserError(f"{args.checkpoint}: {e}") from e
+    for message in result["notes"]:
+        note(message)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_result(result, color=sys.stdout.isatty()))
+
+
+if __name__ == "__main__":
+    main()
