@@ -372,9 +372,10 @@ def hf_to_params(
 # ----------------------------------------------------------------------------- ours -> HF
 
 
-def _dense_to_hf(prefix: str, dense: Params) -> StateDict:
+def _dense_to_hf(prefix: str, dense: Params, fan_in_dims: int = 1) -> StateDict:
+    """A DenseGeneral kernel ([in..., out...]) -> HF Linear weight [out, in] and flat bias."""
     kernel = np.asarray(dense["kernel"])
-    kernel = kernel.reshape(-1, kernel.shape[-1]) if kernel.ndim > 2 else kernel
+    kernel = kernel.reshape(int(np.prod(kernel.shape[:fan_in_dims])), -1)
     return {f"{prefix}.weight": kernel.T, f"{prefix}.bias": np.asarray(dense["bias"]).reshape(-1)}
 
 
@@ -405,7 +406,7 @@ def _tower_to_hf(tower: Params) -> StateDict:
         attention = layer["attention"]
         for name in ("query", "key", "value"):
             out.update(_dense_to_hf(f"{p}.attention.self.{name}", attention[name]))
-        out.update(_dense_to_hf(f"{p}.attention.output.dense", attention["output"]))
+        out.update(_dense_to_hf(f"{p}.attention.output.dense", attention["output"], fan_in_dims=2))
         out.update(
             _layer_norm_to_hf(f"{p}.attention.output.LayerNorm", layer["attention_LayerNorm"])
         )
@@ -570,7 +571,7 @@ def write_hf_dir(
     tokenizer: Tokenizer | None = None,
     overwrite: bool = False,
 ) -> str:
-    """Writes config.json + model.safetensors (+ vocab.txt) atomically; `from_pretrained` loads it."""
+    """Writes config.json + model.safetensors (+ vocab.txt) atomically, for `from_pretrained`."""
     from safetensors.numpy import save_file
 
     directory = os.path.abspath(directory)

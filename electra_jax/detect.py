@@ -112,7 +112,9 @@ def detect(
     logits_L = np.asarray(logits_1xL[0], np.float32)
     probs_L = 1.0 / (1.0 + np.exp(-logits_L.astype(np.float64)))
     vocab_size = tokenizer.vocab_size if tokenizer is not None else 0
-    token = lambda i: tokenizer.id_to_token(i) if tokenizer is not None and i < vocab_size else str(i)
+    token = lambda i: (
+        tokenizer.id_to_token(i) if tokenizer is not None and i < vocab_size else str(i)
+    )
     result: dict[str, Any] = {
         "tokens": [token(i) for i in ids],
         "input_ids": ids,

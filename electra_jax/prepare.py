@@ -2,7 +2,7 @@
 
     python -m electra_jax.prepare --corpus=builtin:pydocs --train-vocab=wordpiece \\
         --vocab-size=8192 --output=/tmp/pydocs --show=3
-    python -m electra_jax.prepare --corpus='wiki/*.txt' --vocab=vocab.txt --output=gs_or_local_dir \\
+    python -m electra_jax.prepare --corpus='wiki/*.txt' --vocab=vocab.txt --output=data/wiki \\
         --num-processes=16
     python -m electra_jax.prepare --corpus=tfds:wikipedia/20230601.en --vocab=vocab.txt ...
 

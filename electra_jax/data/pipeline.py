@@ -540,11 +540,16 @@ def prepare_dataset(
         totals["two_segment_examples"] += result.get("two_segment_examples", 0)
     spec = corpus if isinstance(corpus, str) else ",".join(corpus)
     if totals["examples"] == 0:
+        shutil.rmtree(work_dir)
         raise UserError(
             f"--corpus={spec} gave no examples ({stats.lines} lines, {stats.raw_bytes} bytes, "
             f"all empty or dropped); pass non-empty UTF-8 text, one sentence per line"
         )
-    n_eval = _eval_count(totals["examples"], eval_fraction, eval_examples)
+    try:
+        n_eval = _eval_count(totals["examples"], eval_fraction, eval_examples)
+    except UserError:
+        shutil.rmtree(work_dir)
+        raise
 
     out_dir = os.path.join(work_dir, "out")
     shutil.rmtree(out_dir, ignore_errors=True)

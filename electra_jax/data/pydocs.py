@@ -32,6 +32,7 @@ _WHITESPACE = re.compile(r"\s+")
 _LETTERS = re.compile(r"[A-Za-z]")
 _SYMBOLS = re.compile(r"[=(){}\[\]<>|\\_*`$@~^]")
 _MIN_WORDS = 4
+_TRIPLE_QUOTES = re.compile(r"\"\"\"|'''")
 
 
 def stdlib_dir() -> str:
@@ -81,27 +82,25 @@ def prose_sentences(text: str) -> list[str]:
     return sentences
 
 
-def _string_spans(tree: ast.AST) -> list[tuple[int, int]]:
-    """Line spans of multi-line string constants (where a '#' is not a comment)."""
-    return [
-        (node.lineno, node.end_lineno or node.lineno)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Constant) and isinstance(node.value, str)
-        if (node.end_lineno or node.lineno) > node.lineno
-    ]
+def _comment_blocks(source: str) -> list[tuple[int, str]]:
+    """Consecutive full-line comments, as (first line, text) paragraphs.
 
-
-def _comment_blocks(source: str, tree: ast.AST) -> list[tuple[int, str]]:
-    """Consecutive full-line comments outside strings, as (first line, text) paragraphs."""
-    in_string = set()
-    for start, end in _string_spans(tree):
-        in_string.update(range(start, end + 1))
+    Lines inside triple-quoted strings are skipped by tracking the quote state line by line (a
+    cheap scan; walking the whole AST for string spans would triple the build time).
+    """
     blocks: list[tuple[int, str]] = []
     current: list[str] = []
     start_line = 0
+    open_quote: str | None = None
     for number, line in enumerate(source.split("\n"), start=1):
         stripped = line.strip()
-        is_comment = stripped.startswith("#") and number not in in_string
+        is_comment = open_quote is None and stripped.startswith("#")
+        if not is_comment:
+            for quote in _TRIPLE_QUOTES.findall(line):
+                if open_quote is None:
+                    open_quote = quote
+                elif quote == open_quote:
+                    open_quote = None
         if is_comment and not stripped.startswith(("#!", "# -*-")):
             if not current:
                 start_line = number
@@ -115,6 +114,24 @@ def _comment_blocks(source: str, tree: ast.AST) -> list[tuple[int, str]]:
     if current:
         blocks.append((start_line, "\n".join(current)))
     return blocks
+
+
+def _docstrings(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, docstring) of the module and of every class and function, found via statement
+    bodies only (docstrings cannot hide inside expressions)."""
+    found: list[tuple[int, str]] = []
+    stack: list[ast.AST] = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node, clean=True)
+            if doc:
+                found.append((getattr(node, "lineno", 0), doc))
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, field, None)
+            if isinstance(children, list):
+                stack.extend(child for child in children if isinstance(child, ast.AST))
+    return found
 
 
 def _read_source(path: str) -> str | None:
@@ -144,13 +161,7 @@ def module_documents(root: str, relpath: str) -> list[str]:
                     if isinstance(value, ast.Constant) and isinstance(value.value, str):
                         documents.append("\n".join(prose_sentences(value.value)))
         return [d for d in documents if d]
-    items: list[tuple[int, str]] = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            doc = ast.get_docstring(node, clean=True)
-            if doc:
-                items.append((getattr(node, "lineno", 0), doc))
-    items.extend(_comment_blocks(source, tree))
+    items = _docstrings(tree) + _comment_blocks(source)
     items.sort(key=lambda item: item[0])
     sentences = [s for _, text in items for s in prose_sentences(text)]
     return ["\n".join(sentences)] if sentences else []

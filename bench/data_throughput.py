@@ -1,0 +1,178 @@
+"""Data pipeline throughput: prepare (MB of raw text/s per process) and loader (tokens/s).
+
+    python bench/data_throughput.py [--repeats=5] [--write]
+
+Uses the offline `builtin:pydocs` corpus and its trained 8,192-token WordPiece vocabulary
+(`ensure_builtin_dataset`, cached under --cache-dir). Measures, as the median of --repeats runs:
+  * tokenize:  the Rust WordPiece tokenizer alone (`encode_batch`), MB/s;
+  * prepare/process: one worker turning the whole corpus into examples (decode, tokenise,
+    build, write ArrayRecord), MB/s per process;
+  * prepare end to end: `prepare_dataset` with 1 and --processes processes (vocabulary given,
+    spawn start-up included), MB/s;
+  * loader: `make_train_loader` batches (256 x 128) into host memory, tokens/s.
+Prints a table; --write appends the rows to BENCHMARKS.md (device, date, commit, command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from electra_jax.data import pipeline  # noqa: E402
+from electra_jax.data.loader import make_train_loader  # noqa: E402
+from electra_jax.data.meta import read_meta  # noqa: E402
+from electra_jax.data.sources import Blob  # noqa: E402
+from electra_jax.tokenizer import load_tokenizer  # noqa: E402
+
+TABLE_MARKER = "## Data pipeline (bench/data_throughput.py)"
+TABLE_HEADER = [
+    TABLE_MARKER,
+    "",
+    "| benchmark | median | unit | device | date | commit | command |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def device() -> str:
+    model = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {os.cpu_count()} cores"
+
+
+def commit() -> str:
+    try:
+        sha = subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True, stderr=subprocess.DEVNULL
+        ).strip()
+        dirty = subprocess.check_output(["git", "status", "--porcelain"], cwd=REPO, text=True)
+        return sha + ("-dirty" if dirty.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def median_rate(fn, amount: float, repeats: int) -> float:
+    """Median of amount / seconds over `repeats` timed calls of fn (after one warm-up)."""
+    fn()
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        rates.append(amount / (time.perf_counter() - start))
+    return statistics.median(rates)
+
+
+def bench(args) -> list[tuple[str, float, str]]:
+    from electra_jax.data.pydocs import pydocs_text
+
+    data_dir = pipeline.ensure_builtin_dataset(args.cache_dir, vocab_size=8192, max_seq_len=128)
+    meta = read_meta(data_dir)
+    tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
+    text = pydocs_text(args.cache_dir)
+    raw = text.encode("utf-8")
+    mb = len(raw) / 1e6
+    lines = [line for line in text.split("\n") if line]
+    rows = []
+
+    rate = median_rate(lambda: tokenizer.encode_batch(lines), mb, args.repeats)
+    rows.append(("tokenize (WordPiece encode_batch)", rate, "MB/s"))
+
+    work = tempfile.mkdtemp(prefix="bench-data-")
+    try:
+        task = pipeline.ChunkTask(
+            0, [Blob(raw, True)], data_dir, meta["tokenizer"], 128, 0, 100_000, work
+        )
+        rate = median_rate(lambda: pipeline.process_chunk(task), mb, args.repeats)
+        rows.append(("prepare: one worker (decode+tokenize+build+write)", rate, "MB/s/process"))
+        vocab = os.path.join(data_dir, "vocab.txt")
+        for processes in sorted({1, args.processes}):
+
+            def run(processes=processes):
+                out = os.path.join(work, f"out-{processes}")
+                shutil.rmtree(out, ignore_errors=True)
+                pipeline.prepare_dataset(
+                    "builtin:pydocs", out, vocab=vocab, num_processes=processes, shard_mb=0.25,
+                    cache_dir=args.cache_dir, progress=False,
+                )  # fmt: skip
+
+            rate = median_rate(run, mb, max(1, args.repeats // 2))
+            rows.append((f"prepare_dataset end to end, {processes} process(es)", rate, "MB/s"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    batch, n_batches = 256, args.loader_batches
+    for workers in sorted({0, args.loader_workers}):
+        it = make_train_loader(
+            data_dir, global_batch_size=batch, seed=0, process_index=0, process_count=1,
+            worker_count=workers,
+        )  # fmt: skip
+
+        def consume(it=it):
+            for _ in range(n_batches):
+                next(it)
+
+        rate = median_rate(consume, batch * 128 * n_batches, args.repeats)
+        rows.append((f"loader: {batch}x128 batches, {workers} grain workers", rate, "tokens/s"))
+        if workers:
+            it.close()
+    return rows
+
+
+def write_rows(rows, command: str) -> None:
+    path = os.path.join(REPO, "BENCHMARKS.md")
+    lines = ["# Benchmarks", ""]
+    if os.path.exists(path):
+        with open(path) as f:
+            lines = f.read().split("\n")
+    if TABLE_MARKER not in lines:
+        if lines and lines[-1] == "":
+            lines.pop()
+        lines += ["", *TABLE_HEADER, ""]
+    end = lines.index(TABLE_MARKER) + 2
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    date = datetime.date.today().isoformat()
+    new = [
+        f"| {name} | {value:,.3g} | {unit} | {device()} | {date} | {commit()} | `{command}` |"
+        for name, value, unit in rows
+    ]
+    lines[end:end] = new
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--loader-batches", type=int, default=100)
+    parser.add_argument("--loader-workers", type=int, default=0)
+    parser.add_argument("--cache-dir", default=pipeline.default_cache_dir())
+    parser.add_argument("--write", action="store_true", help="append rows to BENCHMARKS.md")
+    args = parser.parse_args()
+    rows = bench(args)
+    width = max(len(name) for name, _, _ in rows)
+    print(f"{'benchmark':<{width}}  {'median':>12}  unit")
+    for name, value, unit in rows:
+        print(f"{name:<{width}}  {value:>12,.2f}  {unit}")
+    print(f"device: {device()}  commit: {commit()}")
+    if args.write:
+        write_rows(rows, "python " + " ".join(["bench/data_throughput.py", *sys.argv[1:]]))
+
+
+if __name__ == "__main__":
+    main()

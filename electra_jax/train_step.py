@@ -1,0 +1,140 @@
+"""Train state and the jitted pre-training step (gradient accumulation, K steps per call).
+
+The RNG of step s is fold_in(key(seed), s): a resumed run draws the same masks and samples as
+an uninterrupted one. Non-finite steps are never applied: the state keeps its old values and
+counts them, so the caller can stop (default) or skip and go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+
+from electra_jax.model import ElectraModel
+from electra_jax.objective import Batch, ObjectiveConfig, metric_sums, pretrain_forward
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: Any
+    opt_state: Any
+    nonfinite_steps: jax.Array  # how many steps had a non-finite loss or gradient
+    first_nonfinite_step: jax.Array  # -1 while none
+
+
+def create_train_state(params: Any, tx: optax.GradientTransformation) -> TrainState:
+    return TrainState(
+        step=jnp.zeros([], jnp.int32),
+        params=params,
+        opt_state=tx.init(params),
+        nonfinite_steps=jnp.zeros([], jnp.int32),
+        first_nonfinite_step=jnp.full([], -1, jnp.int32),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+    seed: int
+    grad_accum_steps: int = 1
+    nonfinite_test_step: int = -1  # test-only: poison the loss at this step
+
+
+def split_micro_batches(batch: Batch, num: int) -> Batch:
+    """[B, L] -> [num, B / num, L] (row b goes to micro-batch b % num: keeps host locality)."""
+    return jax.tree.map(lambda x: x.reshape(x.shape[0] // num, num, *x.shape[1:]).swapaxes(0, 1), batch)
+
+
+def make_train_step(
+    model: ElectraModel,
+    objective: ObjectiveConfig,
+    tx: optax.GradientTransformation,
+    step_cfg: StepConfig,
+    lr_schedule: Callable[[jax.Array], jax.Array],
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+    """One optimiser step on one global batch."""
+
+    def loss_and_grads(params: Any, batch: Batch, rng: jax.Array) -> tuple:
+        def loss_fn(p: Any) -> tuple:
+            loss, out = pretrain_forward(p, batch, rng, model=model, cfg=objective)
+            parts = {"loss": loss, "mlm_loss": out["mlm_loss"]}
+            if "disc_loss" in out:
+                parts["disc_loss"] = out["disc_loss"]
+            return loss, parts
+
+        (_, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return parts, grads
+
+    def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
+        rng = jax.random.fold_in(jax.random.key(step_cfg.seed), state.step)
+        if step_cfg.grad_accum_steps == 1:
+            parts, grads = loss_and_grads(state.params, batch, rng)
+        else:
+            micro = split_micro_batches(batch, step_cfg.grad_accum_steps)
+
+            def accumulate(carry: tuple, xs: tuple) -> tuple:
+                micro_batch, index = xs
+                parts, grads = loss_and_grads(state.params, micro_batch, jax.random.fold_in(rng, index))
+                return jax.tree.map(jnp.add, carry, (parts, grads)), None
+
+            zeros = jax.tree.map(
+                jnp.zeros_like, jax.eval_shape(loss_and_grads, state.params, jax.tree.map(lambda x: x[0], micro), rng)
+            )
+            total, _ = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(step_cfg.grad_accum_steps)))
+            parts, grads = jax.tree.map(lambda x: x / step_cfg.grad_accum_steps, total)
+        if step_cfg.nonfinite_test_step >= 0:
+            poison = jnp.where(state.step == step_cfg.nonfinite_test_step, jnp.nan, 0.0)
+            parts = dict(parts, loss=parts["loss"] + poison)
+        grad_norm = optax.global_norm(grads)
+        finite = jnp.isfinite(parts["loss"]) & jnp.isfinite(grad_norm)
+        updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
+        new_params = optax.apply_updates(state.params, updates)
+        keep_new = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        new_state = TrainState(
+            step=state.step + 1,
+            params=keep_new(new_params, state.params),
+            opt_state=keep_new(new_opt_state, state.opt_state),
+            nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
+            first_nonfinite_step=jnp.where(
+                (state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step
+            ),
+        )
+        metrics = dict(parts, grad_norm=grad_norm, learning_rate=lr_schedule(state.step))
+        return new_state, metrics
+
+    return train_step
+
+
+def make_multi_step(
+    train_step: Callable[[TrainState, Batch], tuple[TrainState, dict]], num_steps: int
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
+    """K steps per call over stacked batches [K, B, L] (fewer dispatches for tiny models).
+
+    Returns the metrics of the last step.
+    """
+    if num_steps == 1:
+        return train_step
+
+    def multi_step(state: TrainState, batches: Batch) -> tuple[TrainState, dict]:
+        state, metrics = jax.lax.scan(train_step, state, batches)
+        return state, jax.tree.map(lambda x: x[-1], metrics)
+
+    return multi_step
+
+
+def make_eval_step(
+    model: ElectraModel, objective: ObjectiveConfig
+) -> Callable[[Any, Batch, jax.Array], dict[str, jax.Array]]:
+    """Additive metric statistics of one held-out batch (dropout off)."""
+
+    def eval_step(params: Any, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
+        _, out = pretrain_forward(params, batch, rng, model=model, cfg=objective, deterministic=True)
+        return metric_sums(out)
+
+    return eval_step
