@@ -81,6 +81,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all remaining devices
     c.mesh.fsdp = 1
+    c.mesh.num_devices = -1  # -1: every device; N: the first N (tests, debugging)
 
     c.dtype = "float32" if size == "tiny" else "bfloat16"  # compute; params stay float32
     c.remat = False

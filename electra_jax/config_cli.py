@@ -20,7 +20,9 @@ def parse_config_flags(argv: list[str], job: str) -> tuple[ml_collections.Config
         "config", None, f"{job} config file and argument, e.g. configs/{job}.py:tiny",
         flag_values=flag_values, lock_config=True,
     )  # fmt: skip
-    flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics)", flag_values=flag_values)
+    flags.DEFINE_string(
+        "workdir", None, "run directory (checkpoints, metrics)", flag_values=flag_values
+    )
     usage = f"python -m electra_jax.{job} --config=configs/{job}.py:ARG --workdir=DIR"
     if any(a in ("-h", "--help", "--helpfull") for a in argv[1:]):
         print(f"usage: {usage} [--config.FIELD=VALUE ...]")

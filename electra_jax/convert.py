@@ -1,11 +1,9 @@
-"""Convert checkpoints: Hugging Face or original TF -> an electra_jax model directory, and back.
+r"""Convert checkpoints: Hugging Face or original TF -> an electra_jax model directory, and back.
 
-  python -m electra_jax.convert --from=hf --input=HF_DISC_DIR [--generator=HF_GEN_DIR] \
-      [--untied] --output=DIR
-  python -m electra_jax.convert --from=tf --input=MODEL_DIR/model.ckpt-N [--vocab=vocab.txt] \
+  python -m electra_jax.convert --from=hf --input=HF_DISC --generator=HF_GEN --output=DIR
+  python -m electra_jax.convert --from=tf --input=MODEL_DIR/model.ckpt-N --vocab=vocab.txt \
       --output=DIR
-  python -m electra_jax.convert --to=hf --input=DIR --output=HF_DISC_DIR \
-      [--generator-output=HF_GEN_DIR]
+  python -m electra_jax.convert --to=hf --input=DIR --output=HF_DISC --generator-output=HF_GEN
 
 Outputs are written atomically and never replace an existing directory (unless --overwrite).
 An HF directory holding only an ElectraForMaskedLM (generator) converts as generator-only.
@@ -92,10 +90,17 @@ def to_hf(args: argparse.Namespace) -> None:
     config, params, tokenizer = load_model(args.input)
     pad_id = tokenizer.pad_id if tokenizer is not None else 0
     disc_sd, gen_sd, disc_cfg, gen_cfg = convert_hf.params_to_hf(params, config, pad_id)
+    if disc_sd is None:  # generator-only export, or the BERT baseline's masked-LM model
+        if gen_sd is None or args.generator_output:
+            raise UserError(
+                f"{args.input} has no discriminator"
+                + ("; its masked-LM model is written to --output alone" if gen_sd else "")
+            )
+        convert_hf.write_hf_dir(args.output, gen_sd, gen_cfg, tokenizer, args.overwrite)
+        print(f"wrote {os.path.abspath(args.output)} (ElectraForMaskedLM)")
+        return
     if args.generator_output and gen_sd is None:
         raise UserError(f"{args.input} has no generator parameters for --generator-output")
-    if disc_sd is None:
-        raise UserError(f"{args.input} has no discriminator; use --generator-output only")
     convert_hf.write_hf_dir(args.output, disc_sd, disc_cfg, tokenizer, args.overwrite)
     print(f"wrote {os.path.abspath(args.output)} ({disc_cfg['architectures'][0]})")
     if args.generator_output:

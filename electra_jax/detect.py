@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -51,8 +52,14 @@ def has_generator(config: ModelConfig, params: dict) -> bool:
 def encode_text(
     tokenizer: Tokenizer, text: str, max_len: int, notes: list[str] | None = None
 ) -> list[int]:
-    """[CLS] text [SEP], truncated (with a note) to the model's max positions."""
-    body = tokenizer.encode(text)
+    """[CLS] text [SEP], truncated (with a note) to the model's max positions.
+
+    A literal "[MASK]" in the text becomes the mask id (the WordPiece pre-tokeniser would
+    split it into "[", "mask", "]"), so the generator can fill it in.
+    """
+    body: list[int] = []
+    for piece in re.split(r"(\[MASK\])", text):
+        body += [tokenizer.mask_id] if piece == "[MASK]" else tokenizer.encode(piece)
     if len(body) + 2 > max_len:
         if notes is not None:
             notes.append(f"text has {len(body) + 2} tokens; truncated to {max_len}")
@@ -92,7 +99,6 @@ def detect(
             f"the checkpoint has no discriminator parameters (parts: {sorted(params)}); "
             "detect needs a discriminator with its head"
         )
-    check_param_shapes(config, params, "checkpoint")
     notes: list[str] = []
     if isinstance(text_or_ids, str):
         if tokenizer is None:
@@ -101,6 +107,7 @@ def detect(
     else:
         ids = [int(i) for i in text_or_ids]
     _validate_ids(config, ids)
+    check_param_shapes(config, params, "checkpoint")
     model = ElectraModel(config, dtype=jnp.float32, param_dtype=jnp.float32)
     ids_1xL = jnp.asarray([ids], jnp.int32)
     segment_ids_1xL = jnp.zeros_like(ids_1xL)
@@ -145,14 +152,9 @@ def _generator_top_k(
     if not positions:
         return []
     positions_1xN = jnp.asarray([positions], jnp.int32)
-    logits_1xNxV = model.apply(
-        variables,
-        ids_1xL,
-        segment_ids_1xL,
-        mask_1xL,
-        positions_1xN,
-        method=ElectraModel.generator_logits,
-    )
+    logits_1xNxV = jax.jit(
+        lambda v, *args: model.apply(v, *args, method=ElectraModel.generator_logits)
+    )(variables, ids_1xL, segment_ids_1xL, mask_1xL, positions_1xN)
     probs_NxV = np.asarray(jax.nn.softmax(logits_1xNxV[0], axis=-1))
     out = []
     for position, probs_V in zip(positions, probs_NxV, strict=True):

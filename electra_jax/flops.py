@@ -40,7 +40,7 @@ def train_flops_per_token(config: ModelConfig, seq_len: int, num_predictions: in
     the two attention products)."""
     disc, gen = config.discriminator, config.generator
     masked_frac = num_predictions / seq_len
-    gen_head = (gen.hidden_size * config.embedding_size + config.embedding_size * config.vocab_size)
+    gen_head = gen.hidden_size * config.embedding_size + config.embedding_size * config.vocab_size
     params = tower_matmul_params(config, gen) + gen_head * masked_frac
     attention = 12 * seq_len * gen.num_layers * gen.hidden_size
     if config.electra_objective:
@@ -49,7 +49,9 @@ def train_flops_per_token(config: ModelConfig, seq_len: int, num_predictions: in
     return 6 * params + attention
 
 
-def device_peak_flops(device: jax.Device | None = None, override: float | None = None) -> float | None:
+def device_peak_flops(
+    device: jax.Device | None = None, override: float | None = None
+) -> float | None:
     """The dense bf16 peak of `device` (None when unknown, e.g. CPU) unless overridden."""
     if override:
         return float(override)

@@ -1,4 +1,4 @@
-"""ELECTRA pre-training: `python -m electra_jax.pretrain --config=configs/pretrain.py:tiny --workdir=DIR`.
+"""ELECTRA pre-training: `python -m electra_jax.pretrain --config=configs/pretrain.py:tiny ...`.
 
 One readable trainer in banner sections (setup, input, model and sharding, update,
 checkpoint, evals, loop, export). `train(config, workdir)` is what tests and notebooks call.
@@ -239,7 +239,10 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     )
 
     # ---- mesh, model, sharding
-    mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp)
+    devices = jax.devices()
+    if config.mesh.num_devices > 0:
+        devices = devices[: config.mesh.num_devices]
+    mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, devices)
     model = ElectraModel(model_cfg, dtype=jnp.dtype(config.dtype), remat=config.remat)
     init_rng = jax.random.key(config.seed)
     abstract_boxed = jax.eval_shape(lambda r: init_params(model, r), init_rng)
@@ -341,7 +344,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 skipped = check_finite(state)
                 elapsed = time.perf_counter() - interval_start
                 tokens_per_sec = interval_steps * B * L / max(elapsed, 1e-9)
-                tflops = tokens_per_sec * flops_per_token / jax.device_count() / 1e12
+                tflops = tokens_per_sec * flops_per_token / mesh.size / 1e12
                 values.update(
                     tokens_per_sec=tokens_per_sec,
                     tflops_per_device=tflops,

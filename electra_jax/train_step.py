@@ -48,7 +48,9 @@ class StepConfig:
 
 def split_micro_batches(batch: Batch, num: int) -> Batch:
     """[B, L] -> [num, B / num, L] (row b goes to micro-batch b % num: keeps host locality)."""
-    return jax.tree.map(lambda x: x.reshape(x.shape[0] // num, num, *x.shape[1:]).swapaxes(0, 1), batch)
+    return jax.tree.map(
+        lambda x: x.reshape(x.shape[0] // num, num, *x.shape[1:]).swapaxes(0, 1), batch
+    )
 
 
 def make_train_step(
@@ -80,13 +82,20 @@ def make_train_step(
 
             def accumulate(carry: tuple, xs: tuple) -> tuple:
                 micro_batch, index = xs
-                parts, grads = loss_and_grads(state.params, micro_batch, jax.random.fold_in(rng, index))
+                parts, grads = loss_and_grads(
+                    state.params, micro_batch, jax.random.fold_in(rng, index)
+                )
                 return jax.tree.map(jnp.add, carry, (parts, grads)), None
 
             zeros = jax.tree.map(
-                jnp.zeros_like, jax.eval_shape(loss_and_grads, state.params, jax.tree.map(lambda x: x[0], micro), rng)
+                jnp.zeros_like,
+                jax.eval_shape(
+                    loss_and_grads, state.params, jax.tree.map(lambda x: x[0], micro), rng
+                ),
             )
-            total, _ = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(step_cfg.grad_accum_steps)))
+            total, _ = jax.lax.scan(
+                accumulate, zeros, (micro, jnp.arange(step_cfg.grad_accum_steps))
+            )
             parts, grads = jax.tree.map(lambda x: x / step_cfg.grad_accum_steps, total)
         if step_cfg.nonfinite_test_step >= 0:
             poison = jnp.where(state.step == step_cfg.nonfinite_test_step, jnp.nan, 0.0)
@@ -134,7 +143,9 @@ def make_eval_step(
     """Additive metric statistics of one held-out batch (dropout off)."""
 
     def eval_step(params: Any, batch: Batch, rng: jax.Array) -> dict[str, jax.Array]:
-        _, out = pretrain_forward(params, batch, rng, model=model, cfg=objective, deterministic=True)
+        _, out = pretrain_forward(
+            params, batch, rng, model=model, cfg=objective, deterministic=True
+        )
         return metric_sums(out)
 
     return eval_step

@@ -7,3 +7,36 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def builtin_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The built-in corpus at seq len 64, prepared once per test session (offline, ~15 s)."""
+    from electra_jax.data.pipeline import ensure_builtin_dataset
+
+    cache = os.environ.get("ELECTRA_JAX_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    return ensure_builtin_dataset(cache_dir=cache, vocab_size=8192, max_seq_len=64)
+
+
+@pytest.fixture(scope="session")
+def tiny_config(builtin_data_dir: str):
+    """A factory of small, fast `tiny` pre-training configs on the built-in corpus."""
+    from configs.pretrain import get_config
+
+    def make(**overrides):
+        config = get_config("tiny")
+        config.max_seq_len = 64
+        config.batch_size = 16
+        config.data.dir = builtin_data_dir
+        config.eval_batches = 2
+        for key, value in overrides.items():
+            target = config
+            *parents, leaf = key.split(".")
+            for p in parents:
+                target = target[p]
+            target[leaf] = value
+        return config
+
+    return make

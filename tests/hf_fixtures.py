@@ -10,6 +10,9 @@ import sys
 import numpy as np
 import torch
 from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+from transformers.utils import logging as hf_logging
+
+hf_logging.disable_progress_bar()
 
 WORDS = "the a chef cooked ate meal dog cat sat on mat quickly ran home ##s ##ed and to of in"
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS.split()]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import subprocess
 
 import jax
 import numpy as np
@@ -20,6 +22,7 @@ from hf_fixtures import (  # noqa: E402
     save_hf,
 )
 
+from electra_jax.convert import main as convert_main  # noqa: E402
 from electra_jax.convert_hf import hf_to_params, params_to_hf, read_hf_weights  # noqa: E402
 from electra_jax.convert_tf import tf_variables_to_params  # noqa: E402
 from electra_jax.errors import UserError  # noqa: E402
@@ -210,11 +213,9 @@ def test_cli_hf_to_ours_to_hf_round_trip(hf_pair, tmp_path):
     assert_trees_equal(params, expected)
 
     hf_out, hf_gen_out = str(tmp_path / "hf_out"), str(tmp_path / "hf_gen_out")
-    result = run_module(
-        "electra_jax.convert", "--to=hf", f"--input={ours}", f"--output={hf_out}",
-        f"--generator-output={hf_gen_out}",
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    convert_main(
+        ["--to=hf", f"--input={ours}", f"--output={hf_out}", f"--generator-output={hf_gen_out}"]
+    )
     assert os.path.isfile(os.path.join(hf_out, "vocab.txt"))
     for name, reference in (("hf_out", disc), ("hf_gen_out", gen)):
         reloaded_sd = read_hf_weights(str(tmp_path / name))
@@ -227,8 +228,10 @@ def test_cli_hf_to_ours_to_hf_round_trip(hf_pair, tmp_path):
     reloaded_disc = transformers.ElectraForPreTraining.from_pretrained(hf_out).eval()
     reloaded_gen = transformers.ElectraForMaskedLM.from_pretrained(hf_gen_out).eval()
     with torch.no_grad():
-        assert torch.equal(reloaded_disc(**inputs).logits, disc(**inputs).logits)
-        assert torch.equal(reloaded_gen(**inputs).logits, gen(**inputs).logits)
+        for reloaded, reference in ((reloaded_disc, disc), (reloaded_gen, gen)):
+            torch.testing.assert_close(
+                reloaded(**inputs).logits, reference(**inputs).logits, atol=1e-6, rtol=0
+            )
 
 
 def test_pytorch_bin_and_generator_only_dirs(hf_pair, tmp_path):
@@ -237,29 +240,25 @@ def test_pytorch_bin_and_generator_only_dirs(hf_pair, tmp_path):
     gen.config.save_pretrained(gen_dir)  # transformers 5 only writes safetensors: write the .bin
     torch.save(gen.state_dict(), os.path.join(gen_dir, "pytorch_model.bin"))
     out = str(tmp_path / "ours_gen")
-    result = run_module("electra_jax.convert", "--from=hf", f"--input={gen_dir}", f"--output={out}")
-    assert result.returncode == 0, result.stderr
+    convert_main(["--from=hf", f"--input={gen_dir}", f"--output={out}"])
     config, params, tokenizer = load_model(out)
     assert sorted(params) == ["embeddings", "generator", "generator_head"]
     assert config.generator.hidden_size == gen.config.hidden_size and tokenizer is None
 
 
-def test_cli_bad_inputs_are_one_line_errors(hf_pair, tmp_path):
+def convert_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """Runs the convert entry point in this process (fast); returns what a subprocess would."""
+    capsys.readouterr()  # drop earlier output (e.g. save_pretrained's progress bar)
+    with pytest.raises(SystemExit) as exit_info:
+        convert_main(list(args))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), exit_info.value.code, captured.out, captured.err)
+
+
+def test_cli_bad_inputs_are_one_line_errors(hf_pair, tmp_path, capsys):
     disc, _ = hf_pair
     out = str(tmp_path / "out")
-    result = run_module(
-        "electra_jax.convert", "--from=hf", f"--input={tmp_path}/nope", f"--output={out}"
-    )
-    assert_one_line_error(result, "nope")
-
-    no_weights = tmp_path / "no_weights"
-    no_weights.mkdir()
-    (no_weights / "config.json").write_text(json.dumps(disc.config.to_dict()))
-    result = run_module(
-        "electra_jax.convert", "--from=hf", f"--input={no_weights}", f"--output={out}"
-    )
-    assert_one_line_error(result, "no weights file")
-
+    # One real subprocess: the `python -m` entry point itself prints one line, no traceback.
     relu_dir = save_hf(disc, str(tmp_path / "relu"), vocab=False)
     cfg = json.loads((tmp_path / "relu" / "config.json").read_text())
     (tmp_path / "relu" / "config.json").write_text(json.dumps({**cfg, "hidden_act": "relu"}))
@@ -267,23 +266,32 @@ def test_cli_bad_inputs_are_one_line_errors(hf_pair, tmp_path):
         "electra_jax.convert", "--from=hf", f"--input={relu_dir}", f"--output={out}"
     )
     assert_one_line_error(result, "hidden_act")
-    assert not os.path.exists(out)
+
+    result = convert_in_process(capsys, "--from=hf", f"--input={tmp_path}/nope", f"--output={out}")
+    assert_one_line_error(result, "nope")
+
+    no_weights = tmp_path / "no_weights"
+    no_weights.mkdir()
+    (no_weights / "config.json").write_text(json.dumps(disc.config.to_dict()))
+    result = convert_in_process(capsys, "--from=hf", f"--input={no_weights}", f"--output={out}")
+    assert_one_line_error(result, "no weights file")
 
     existing = tmp_path / "existing"
     existing.mkdir()
     (existing / "keep.txt").write_text("precious")
     disc_dir = save_hf(disc, str(tmp_path / "good"))
-    result = run_module(
-        "electra_jax.convert", "--from=hf", f"--input={disc_dir}", f"--output={existing}"
-    )
+    result = convert_in_process(capsys, "--from=hf", f"--input={disc_dir}", f"--output={existing}")
     assert_one_line_error(result, "already exists")
     assert os.listdir(existing) == ["keep.txt"]
     assert (existing / "keep.txt").read_text() == "precious"
 
-    result = run_module(
-        "electra_jax.convert", "--from=tf", f"--input={tmp_path}/model.ckpt-1", f"--output={out}"
-    )
+    ckpt = f"{tmp_path}/model.ckpt-1"
+    result = convert_in_process(capsys, "--from=tf", f"--input={ckpt}", f"--output={out}")
     assert_one_line_error(result, "not found")
-    result = run_module("electra_jax.convert", "--input=x", f"--output={out}")
+    if importlib.util.find_spec("tensorflow") is None:
+        open(ckpt + ".index", "w").close()
+        result = convert_in_process(capsys, "--from=tf", f"--input={ckpt}", f"--output={out}")
+        assert_one_line_error(result, "pip install tensorflow")
+    result = convert_in_process(capsys, "--input=x", f"--output={out}")
     assert_one_line_error(result, "--help")
     assert not os.path.exists(out)

@@ -10,6 +10,7 @@ Modules, one job each:
   sentencepiece_tokenizer  a SentencePiece model behind the `Tokenizer` protocol
   meta             meta.json: reading and checking against the model config
   pipeline         prepare_dataset / ensure_builtin_dataset (parallel, resumable)
+  show             printing examples (decoded with segment markers, or JSON lines)
   loader           grain loaders for training (shuffled, per host, checkpointable) and eval
 
 Heavy imports (grain, jax, tensorflow_datasets) stay inside the modules that need them.

@@ -8,7 +8,8 @@ the file, the field, both values and the fix.
 from __future__ import annotations
 
 import json
-import os
+
+from etils import epath
 
 from electra_jax.errors import UserError
 
@@ -19,20 +20,19 @@ _REQUIRED = ("format_version", "vocab_size", "max_seq_len", "record", "splits", 
 
 
 def meta_path(data_dir: str) -> str:
-    return os.path.join(data_dir, META_FILE)
+    return str(epath.Path(data_dir) / META_FILE)  # epath: local paths and gs:// alike
 
 
 def read_meta(data_dir: str) -> dict:
     """Reads `data_dir/meta.json`, or fails with a one-line error saying how to create it."""
     path = meta_path(data_dir)
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():
         raise UserError(
             f"{path} not found: {data_dir} is not a prepared dataset; create one with "
             f"python -m electra_jax.prepare --corpus=... --output={data_dir}"
         )
     try:
-        with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
+        meta = json.loads(epath.Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{path} is unreadable or corrupt ({e}); re-run electra_jax.prepare") from e
     if not isinstance(meta, dict) or any(key not in meta for key in _REQUIRED):
@@ -67,8 +67,8 @@ def check_meta(meta: dict, data_dir: str, *, vocab_size: int, max_seq_len: int) 
 def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
     """Absolute shard paths of a split, checking that they exist."""
     shards = meta["splits"].get(split, {}).get("shards", [])
-    paths = [os.path.join(data_dir, shard) for shard in shards]
-    missing = [p for p in paths if not os.path.isfile(p)]
+    paths = [str(epath.Path(data_dir) / shard) for shard in shards]
+    missing = [p for p in paths if not epath.Path(p).is_file()]
     if missing:
         raise UserError(
             f"{meta_path(data_dir)} lists shard {missing[0]} which is missing; re-run "

@@ -191,6 +191,11 @@ class _Progress:
             self.bar.close()
 
 
+def _init_worker() -> None:
+    """One tokeniser thread per worker process: the processes already fill the cores."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
 def _run_chunks(
     sources: list[Source], make_task, work_dir: str, chunk_bytes: int, num_processes: int, progress
 ) -> list[dict]:
@@ -200,7 +205,7 @@ def _run_chunks(
     pool = None
     if num_processes > 1:
         context = multiprocessing.get_context("spawn")  # fork is unsafe once JAX has threads
-        pool = ProcessPoolExecutor(num_processes, mp_context=context)
+        pool = ProcessPoolExecutor(num_processes, mp_context=context, initializer=_init_worker)
 
     def collect(block: bool) -> None:
         while pending and (block or pending[0][2].done()):
@@ -609,15 +614,24 @@ def ensure_builtin_dataset(
 ) -> str:
     """Prepares `builtin:pydocs` with a trained WordPiece vocabulary unless cached; returns its dir.
 
-    Takes ~10-15 s on one core the first time (corpus ~6 s, vocabulary ~3 s, examples ~2 s), then
-    is free. Used by the `tiny` pre-training config and the tests; needs no network.
+    The first call takes ~15 s on a busy 2-core machine (corpus ~6-8 s, vocabulary ~3-4 s,
+    examples ~2-3 s); later calls return at once. A file lock serialises concurrent callers
+    (several local processes, pytest workers). Used by the `tiny` pre-training config and the
+    tests; needs no network.
     """
+    import fcntl
+
     cache_dir = cache_dir or default_cache_dir()
     data_dir = os.path.join(cache_dir, f"pydocs-wp{vocab_size}-len{max_seq_len}-seed{seed}")
     if os.path.isfile(os.path.join(data_dir, META_FILE)):
         return data_dir
-    prepare_dataset(
-        BUILTIN_PYDOCS, data_dir, train_vocab="wordpiece", vocab_size=vocab_size,
-        max_seq_len=max_seq_len, seed=seed, shard_mb=1.0, cache_dir=cache_dir, progress=False,
-    )  # fmt: skip
+    os.makedirs(cache_dir, exist_ok=True)
+    with open(os.path.join(cache_dir, ".builtin.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isfile(os.path.join(data_dir, META_FILE)):
+            prepare_dataset(
+                BUILTIN_PYDOCS, data_dir, train_vocab="wordpiece", vocab_size=vocab_size,
+                max_seq_len=max_seq_len, seed=seed, shard_mb=1.0, cache_dir=cache_dir,
+                progress=False,
+            )  # fmt: skip
     return data_dir
