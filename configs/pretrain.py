@@ -2,8 +2,9 @@
 
 Commands (each from the repository root):
 
-  # CPU, built-in offline corpus (prepared on the fly into ~/.cache/electra_jax), ~2 minutes on
-  # 2 cores; the held-out discriminator AUC ends well above 0.5 (measured: see README).
+  # CPU, built-in offline corpus (prepared on the fly into ~/.cache/electra_jax), ~5 minutes on
+  # 2 cores; the masked-LM loss falls from ~6.7 to ~6.2 (the tiny discriminator's held-out AUC
+  # stays near 0.55 at this budget: see README).
   python -m electra_jax.pretrain --config=configs/pretrain.py:tiny --workdir=/tmp/electra_tiny
 
   # ELECTRA-Small as in the paper (1M steps, batch 128, seq 128, generator 1/4 width), from
@@ -27,7 +28,7 @@ from electra_jax.model_config import PRESETS
 # RECIPE.md's optimisation table: lr, batch, seq len, mask prob, steps.
 PAPER_TRAINING = {
     "tiny": dict(learning_rate=2e-3, batch_size=32, max_seq_len=128, mask_prob=0.15,
-                 num_train_steps=1500, warmup_steps=100),
+                 num_train_steps=600, warmup_steps=60),
     "small": dict(learning_rate=5e-4, batch_size=128, max_seq_len=128, mask_prob=0.15,
                   num_train_steps=1_000_000, warmup_steps=10_000),
     "small++": dict(learning_rate=5e-4, batch_size=128, max_seq_len=512, mask_prob=0.15,
@@ -91,9 +92,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.nonfinite_test_step = -1  # test-only fault injection: NaN loss at this step
 
     c.log_every = 50 if size == "tiny" else 100
-    c.eval_every = 500 if size == "tiny" else 10_000
+    c.eval_every = 200 if size == "tiny" else 10_000
     c.eval_batches = 8 if size == "tiny" else 50
-    c.checkpoint_every = 500 if size == "tiny" else 5_000
+    c.checkpoint_every = 200 if size == "tiny" else 5_000
     c.keep_checkpoints = 3
     c.init_from = ""  # an exported model dir (convert / pre-training export)
     c.peak_flops = 0.0  # per device; 0 = look up device_kind (see electra_jax/flops.py)

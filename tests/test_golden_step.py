@@ -1,0 +1,69 @@
+"""Golden values: one `tiny` train step on a fixed batch.
+
+If this fails, the numerics of the model, objective or optimiser changed. Updating the stored
+values is legitimate only when that change is intended (a deliberate fix or a new default that
+RECIPE.md allows) and has been checked against the HF parity tests; never to silence a
+regression. Regenerate with: python tests/test_golden_step.py
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from electra_jax.model import ElectraModel, init_params
+from electra_jax.model_config import preset
+from electra_jax.objective import ObjectiveConfig
+from electra_jax.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from electra_jax.train_step import StepConfig, create_train_state, make_train_step
+
+GOLDEN = {
+    "loss": 43.47279739379883,
+    "mlm_loss": 9.021402359008789,
+    "disc_loss": 0.6890279054641724,
+    "grad_norm": 85.45001220703125,
+    "param_checksum": 5515.491788335569,  # sum |params| after the update
+}
+
+
+def fixed_batch(B: int = 4, L: int = 32, vocab: int = 8192) -> dict:
+    rng = np.random.default_rng(1234)
+    ids = rng.integers(5, vocab, (B, L)).astype(np.int32)
+    ids[:, 0], ids[:, L // 2], ids[:, -1] = 2, 3, 3
+    mask = np.ones((B, L), np.int32)
+    mask[1, 20:] = 0
+    ids[1, 20:] = 0
+    segments = np.zeros((B, L), np.int32)
+    segments[:, L // 2 + 1 :] = 1
+    segments[1, 20:] = 0
+    return {
+        k: jnp.asarray(v)
+        for k, v in dict(input_ids=ids, input_mask=mask, segment_ids=segments).items()
+    }
+
+
+def one_step() -> dict[str, float]:
+    model = ElectraModel(preset("tiny"))
+    params = nn.unbox(init_params(model, jax.random.key(0)))
+    opt_cfg = OptimizerConfig(learning_rate=1e-3, num_train_steps=10, warmup_steps=0)
+    tx = make_optimizer(opt_cfg)
+    objective = ObjectiveConfig(cls_id=2, sep_id=3, mask_id=4)
+    step = make_train_step(
+        model, objective, tx, StepConfig(seed=0), learning_rate_schedule(opt_cfg)
+    )
+    state, metrics = jax.jit(step)(create_train_state(params, tx), fixed_batch())
+    checksum = sum(float(jnp.sum(jnp.abs(x))) for x in jax.tree.leaves(state.params))
+    return {**{k: float(v) for k, v in metrics.items() if k in GOLDEN}, "param_checksum": checksum}
+
+
+def test_one_train_step_matches_golden_values():
+    values = one_step()
+    for key, expected in GOLDEN.items():
+        assert np.isclose(values[key], expected, rtol=2e-5, atol=0), (
+            f"{key}: got {values[key]!r}, stored {expected!r}. Numerics changed: see the module "
+            "docstring for when updating the golden values is legitimate."
+        )
+
+
+if __name__ == "__main__":
+    print(one_step())
