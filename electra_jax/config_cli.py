@@ -6,6 +6,7 @@ ml_collections' config flags on absl (the big_vision convention); every parse pr
 
 from __future__ import annotations
 
+import os
 import sys
 
 import ml_collections
@@ -28,10 +29,17 @@ def parse_config_flags(argv: list[str], job: str) -> tuple[ml_collections.Config
         print(f"usage: {usage} [--config.FIELD=VALUE ...]")
         print(flag_values.main_module_help() or "")
         sys.exit(0)
+    config_path = config_file_argument(argv)
+    if config_path is not None and not os.path.isfile(config_path):
+        fail(f"config file {config_path} does not exist; pass e.g. configs/{job}.py:ARG", usage)
     try:
         flag_values(argv)
         config = flag_values.config
     except Exception as e:  # absl / ml_collections raise many types for bad flags
+        if is_unknown_field(e):
+            overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
+            field = str(e).strip().strip("\"'")
+            fail(f"unknown config field {field!r} in {overrides}; see {config_path}", usage)
         fail(first_line(e), usage)
     if config is None:
         fail("missing --config", usage)
@@ -40,12 +48,40 @@ def parse_config_flags(argv: list[str], job: str) -> tuple[ml_collections.Config
     return config, flag_values.workdir
 
 
+def config_file_argument(argv: list[str]) -> str | None:
+    """The file part of `--config=FILE:ARG` (None when the flag is absent)."""
+    for i, arg in enumerate(argv):
+        value = None
+        if arg.startswith("--config="):
+            value = arg.split("=", 1)[1]
+        elif arg == "--config" and i + 1 < len(argv):
+            value = argv[i + 1]
+        if value is not None:
+            return value.split(":", 1)[0]
+    return None
+
+
 def first_line(error: Exception) -> str:
+    """One line for an absl/ml_collections error; an embedded traceback is cut to its last
+    line (the exception the config file raised)."""
     text = str(error).strip() or type(error).__name__
     cause = error.__cause__ or error.__context__
     if cause is not None and str(cause).strip() and str(cause).strip() not in text:
         text = f"{text}: {str(cause).strip()}"
+    if "Traceback (most recent call last)" in text:
+        prefix = text.split("Traceback (most recent call last)")[0].rstrip(" :")
+        last = [line for line in text.splitlines() if line.strip()][-1].strip()
+        text = f"{prefix}: {last}"
     return " ".join(text.split())
+
+
+def is_unknown_field(error: BaseException) -> bool:
+    """ml_collections signals an override of a missing field with a KeyError/AttributeError."""
+    while error is not None:
+        if isinstance(error, KeyError | AttributeError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def fail(message: str, usage: str) -> None:
