@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from electra_jax.atomic import atomic_directory, write_json
 from electra_jax.cli import warn
 from electra_jax.errors import UserError
 from electra_jax.model_config import EncoderConfig, ModelConfig, default_num_heads
@@ -575,15 +574,9 @@ def write_hf_dir(
     from safetensors.numpy import save_file
 
     directory = os.path.abspath(directory)
-    if os.path.exists(directory) and not overwrite:
-        raise UserError(f"{directory} already exists; choose a new output or remove it")
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
-    try:
+    with atomic_directory(directory, overwrite) as tmp:
         save_file(state_dict, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
-        with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(hf_config, f, indent=2, sort_keys=True)
+        write_json(os.path.join(tmp, "config.json"), hf_config)
         if isinstance(tokenizer, WordPieceTokenizer):
             tokenizer.save(tmp)
             tokenizer_config = {
@@ -594,16 +587,9 @@ def write_hf_dir(
                 else tokenizer.strip_accents,
                 "model_max_length": hf_config["max_position_embeddings"],
             }
-            with open(os.path.join(tmp, "tokenizer_config.json"), "w") as f:
-                json.dump(tokenizer_config, f, indent=2, sort_keys=True)
+            write_json(os.path.join(tmp, "tokenizer_config.json"), tokenizer_config)
         elif tokenizer is not None:
             warn(f"tokenizer kind {tokenizer.kind!r} is not exported to {directory}")
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     return directory
 
 

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import flax.linen as nn
 import jax
 import numpy as np
 
+from electra_jax.atomic import atomic_directory, write_json
 from electra_jax.errors import UserError
 from electra_jax.model_config import ModelConfig
 from electra_jax.tokenizer import Tokenizer, load_tokenizer
@@ -40,13 +39,8 @@ def save_model(
     import orbax.checkpoint as ocp
 
     directory = os.path.abspath(directory)
-    if os.path.exists(directory) and not overwrite:
-        raise UserError(f"{directory} already exists; choose a new --output or remove it")
     params = jax.tree.map(np.asarray, nn.unbox(params))
-    parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=os.path.basename(directory) + ".tmp-", dir=parent)
-    try:
+    with atomic_directory(directory, overwrite) as tmp:
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(os.path.join(tmp, "params"), params)
         settings = None
@@ -59,14 +53,7 @@ def save_model(
             "tokenizer": settings,
             "parts": sorted(params),
         }
-        with open(os.path.join(tmp, MODEL_JSON), "w") as f:
-            json.dump(meta, f, indent=2, sort_keys=True)
-        if os.path.exists(directory):
-            shutil.rmtree(directory)
-        os.replace(tmp, directory)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        write_json(os.path.join(tmp, MODEL_JSON), meta)
     return directory
 
 

@@ -6,7 +6,6 @@ checkpoint, evals, loop, export). `train(config, workdir)` is what tests and not
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ import ml_collections
 import numpy as np
 
 from electra_jax import sharding as shd
+from electra_jax.atomic import write_json
 from electra_jax.checkpointing import RunCheckpoints
 from electra_jax.errors import UserError
 from electra_jax.flops import device_peak_flops, train_flops_per_token
@@ -57,13 +57,6 @@ def maybe_initialize_distributed() -> None:
     )
     if multi_host and not jax.distributed.is_initialized():
         jax.distributed.initialize()
-
-
-def write_json_atomic(path: str, value: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -219,7 +212,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     is_primary = jax.process_index() == 0
     os.makedirs(workdir, exist_ok=True)
     if is_primary:
-        write_json_atomic(os.path.join(workdir, "config.json"), config.to_dict())
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
     # ---- input
     data_dir = resolve_data_dir(config)
