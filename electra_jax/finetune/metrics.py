@@ -1,0 +1,193 @@
+"""Fine-tuning metrics as plain numpy functions: GLUE's, SQuAD's official EM / F1, GLUE score.
+
+Each function takes 1-D arrays (or lists of strings for SQuAD) and returns a float; the tests
+compare them with scikit-learn / scipy on random inputs. Correlations and MCC return 0.0 where
+the quantity is undefined (a constant input), as scikit-learn's MCC does.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+from collections.abc import Sequence
+
+import numpy as np
+
+# --------------------------------------------------------------------------- GLUE
+
+
+def accuracy(labels_N: np.ndarray, preds_N: np.ndarray) -> float:
+    return float(np.mean(np.asarray(labels_N) == np.asarray(preds_N)))
+
+
+def binary_f1(labels_N: np.ndarray, preds_N: np.ndarray, positive: int = 1) -> float:
+    """F1 of the positive class (MRPC, QQP: label 1 = paraphrase / duplicate)."""
+    labels_N, preds_N = np.asarray(labels_N) == positive, np.asarray(preds_N) == positive
+    tp = float(np.sum(labels_N & preds_N))
+    denominator = float(np.sum(labels_N) + np.sum(preds_N))
+    return 2.0 * tp / denominator if denominator else 0.0
+
+
+def matthews_corrcoef(labels_N: np.ndarray, preds_N: np.ndarray) -> float:
+    """Binary or multi-class MCC (Gorodkin's form, as scikit-learn computes it)."""
+    labels_N, preds_N = np.asarray(labels_N), np.asarray(preds_N)
+    classes = np.union1d(labels_N, preds_N)
+    true_K = (labels_N[:, None] == classes[None]).sum(0).astype(np.float64)
+    pred_K = (preds_N[:, None] == classes[None]).sum(0).astype(np.float64)
+    correct, n = float(np.sum(labels_N == preds_N)), float(len(labels_N))
+    cov_tp = correct * n - float(true_K @ pred_K)
+    cov_pp = n * n - float(pred_K @ pred_K)
+    cov_tt = n * n - float(true_K @ true_K)
+    if cov_pp * cov_tt == 0.0:
+        return 0.0
+    return cov_tp / np.sqrt(cov_tt * cov_pp)
+
+
+def pearson(x_N: np.ndarray, y_N: np.ndarray) -> float:
+    x_N = np.asarray(x_N, np.float64) - np.mean(x_N)
+    y_N = np.asarray(y_N, np.float64) - np.mean(y_N)
+    denominator = np.sqrt(np.sum(x_N * x_N) * np.sum(y_N * y_N))
+    return float(np.sum(x_N * y_N) / denominator) if denominator else 0.0
+
+
+def average_ranks(x_N: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their mean rank (scipy.stats.rankdata's 'average')."""
+    x_N = np.asarray(x_N)
+    order = np.argsort(x_N, kind="mergesort")
+    sorted_x = x_N[order]
+    starts = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    group = np.cumsum(starts) - 1
+    first = np.flatnonzero(starts)
+    counts = np.diff(np.r_[first, len(x_N)])
+    ranks = np.empty(len(x_N), np.float64)
+    ranks[order] = first[group] + (counts[group] + 1) / 2.0
+    return ranks
+
+
+def spearman(x_N: np.ndarray, y_N: np.ndarray) -> float:
+    return pearson(average_ranks(x_N), average_ranks(y_N))
+
+
+def glue_metrics(metric: str, labels_N: np.ndarray, preds_N: np.ndarray) -> dict[str, float]:
+    """A task's metrics ×100, the headline under `score` (the paper's choice per task)."""
+    if metric == "mcc":
+        out = {"mcc": matthews_corrcoef(labels_N, preds_N)}
+        out["score"] = out["mcc"]
+    elif metric == "correlation":
+        out = {"pearson": pearson(labels_N, preds_N), "spearman": spearman(labels_N, preds_N)}
+        out["score"] = out["spearman"]
+    elif metric == "accuracy_f1":
+        out = {"accuracy": accuracy(labels_N, preds_N), "f1": binary_f1(labels_N, preds_N)}
+        out["score"] = out["accuracy"]
+    elif metric == "accuracy":
+        out = {"accuracy": accuracy(labels_N, preds_N)}
+        out["score"] = out["accuracy"]
+    else:
+        raise ValueError(f"unknown metric {metric!r}")
+    return {k: 100.0 * v for k, v in out.items()}
+
+
+# The paper's GLUE score: the mean over these eight tasks (WNLI excluded), each with the
+# headline metric above (CoLA MCC, STS-B Spearman, accuracy elsewhere; MNLI matched).
+GLUE_SCORE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
+
+
+def glue_score(scores: dict[str, float]) -> float:
+    """Mean of the eight tasks' headline scores; every one must be present."""
+    missing = [t for t in GLUE_SCORE_TASKS if t not in scores]
+    if missing:
+        raise ValueError(f"GLUE score needs all of {GLUE_SCORE_TASKS}; missing {missing}")
+    return float(np.mean([scores[t] for t in GLUE_SCORE_TASKS]))
+
+
+# --------------------------------------------------------------------------- SQuAD (official)
+
+
+def normalize_answer(text: str) -> str:
+    """The official SQuAD normalisation: lower, drop punctuation, articles, extra spaces."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in set(string.punctuation))
+    text = re.sub(r"\b(a|an|the)\b", " ", text)
+    return " ".join(text.split())
+
+
+def exact_match(prediction: str, gold: str) -> float:
+    return float(normalize_answer(prediction) == normalize_answer(gold))
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """Token-overlap F1; two empty answers (no-answer) score 1, one empty scores 0."""
+    pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def max_over_golds(fn, prediction: str, golds: Sequence[str]) -> float:
+    """Score against the best-matching gold; golds that normalise to "" are dropped and none
+    left means a no-answer question (the official v2.0 script's rule)."""
+    kept = [gold for gold in golds if normalize_answer(gold)]
+    return max(fn(prediction, gold) for gold in (kept or [""]))
+
+
+def squad_scores(
+    predictions: dict[str, str],
+    golds: dict[str, list[str]],
+    na_probs: dict[str, float] | None = None,
+    na_threshold: float = 1.0,
+) -> dict[str, float]:
+    """EM / F1 ×100 over all questions (official v1.1 / v2.0 evaluation).
+
+    With `na_probs`, a prediction is replaced by "" where its no-answer probability exceeds
+    `na_threshold` (official default 1.0: never), and `best_exact` / `best_f1` (with their
+    thresholds) give the scores at the best threshold, as the official v2.0 script does.
+    """
+    ids = list(golds)
+    missing = [i for i in ids if i not in predictions]
+    if missing:
+        raise ValueError(f"no prediction for {len(missing)} question(s), e.g. {missing[0]!r}")
+    final = {
+        i: ("" if na_probs is not None and na_probs[i] > na_threshold else predictions[i])
+        for i in ids
+    }
+    em = {i: max_over_golds(exact_match, final[i], golds[i]) for i in ids}
+    f1 = {i: max_over_golds(token_f1, final[i], golds[i]) for i in ids}
+    out = {"exact": 100.0 * np.mean(list(em.values())), "f1": 100.0 * np.mean(list(f1.values()))}
+    has_answer = [i for i in ids if golds[i]]
+    no_answer = [i for i in ids if not golds[i]]
+    if no_answer:
+        out["HasAns_exact"] = 100.0 * np.mean([em[i] for i in has_answer]) if has_answer else 0.0
+        out["HasAns_f1"] = 100.0 * np.mean([f1[i] for i in has_answer]) if has_answer else 0.0
+        out["NoAns_exact"] = 100.0 * np.mean([em[i] for i in no_answer])
+        out["NoAns_f1"] = 100.0 * np.mean([f1[i] for i in no_answer])
+    if na_probs is not None:
+        raw_em = {i: max_over_golds(exact_match, predictions[i], golds[i]) for i in ids}
+        raw_f1 = {i: max_over_golds(token_f1, predictions[i], golds[i]) for i in ids}
+        for name, raw in (("exact", raw_em), ("f1", raw_f1)):
+            best, thresh = best_threshold(predictions, raw, na_probs, golds)
+            out[f"best_{name}"], out[f"best_{name}_thresh"] = best, thresh
+    return {k: float(v) for k, v in out.items()}
+
+
+def best_threshold(
+    predictions: dict[str, str],
+    raw_scores: dict[str, float],
+    na_probs: dict[str, float],
+    golds: dict[str, list[str]],
+) -> tuple[float, float]:
+    """The official `find_best_thresh`: sweep the no-answer threshold over the sorted probs."""
+    score = current = float(sum(1 for i in golds if not golds[i]))
+    best_thresh = 0.0
+    for i in sorted(golds, key=lambda k: na_probs[k]):
+        # Answerable: its score; unanswerable: -1 if an answer was given, else 0.
+        diff = raw_scores[i] if golds[i] else (-1.0 if predictions[i] else 0.0)
+        current += diff
+        if current > score:
+            score, best_thresh = current, na_probs[i]
+    return 100.0 * score / len(golds), float(best_thresh)
