@@ -32,6 +32,7 @@ def parse_config_flags(argv: list[str], job: str) -> tuple[ml_collections.Config
     config_path = config_file_argument(argv)
     if config_path is not None and not os.path.isfile(config_path):
         fail(f"config file {config_path} does not exist; pass e.g. configs/{job}.py:ARG", usage)
+    saved_argv, sys.argv = sys.argv, list(argv)  # ml_collections reads overrides from sys.argv
     try:
         flag_values(argv)
         config = flag_values.config
@@ -41,6 +42,8 @@ def parse_config_flags(argv: list[str], job: str) -> tuple[ml_collections.Config
             field = str(e).strip().strip("\"'")
             fail(f"unknown config field {field!r} in {overrides}; see {config_path}", usage)
         fail(first_line(e), usage)
+    finally:
+        sys.argv = saved_argv
     if config is None:
         fail("missing --config", usage)
     if not flag_values.workdir:
