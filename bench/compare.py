@@ -1,0 +1,254 @@
+"""Our pre-training step side by side with the Hugging Face PyTorch peer, in one process.
+
+    python bench/compare.py --sizes=small [--batch=128 --seq=128] [--dtype=auto]
+        [--steps=20 --warmup=3 --repeats=3 --window=1] [--no-compile] [--threads=N]
+        [--steps-per-call=1,4] [--attention-impl=auto,fused] [--write] [--json=PATH]
+
+For each size: the peer in eager mode, the peer under torch.compile (unless --no-compile), then
+our step (one row per --attention-impl x --steps-per-call variant), each built, warmed up and
+timed `--repeats` times on the same device kind, shapes and precision (bench/benchlib.py). Prints
+a table of tokens/s, MFU and the ratios ours / peer. `--write` appends one row per variant to
+BENCHMARKS.md (device, date, commit, the exact command, ours, peer, ratio, MFU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib  # noqa: E402
+
+BENCHMARKS = os.path.join(benchlib.REPO, "BENCHMARKS.md")
+SECTION = "## Pre-training step side by side: {kind} (bench/compare.py)"
+TABLE_HEAD = (
+    "| device | date | commit | size | batch x seq | dtype | ours | ours tokens/s "
+    "| peer eager tokens/s | peer compiled tokens/s | ours / eager | ours / compiled "
+    "| ours MFU | notes | command |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="tiny", help="comma list: tiny,small,base,large")
+    benchlib.add_common_args(parser)
+    parser.add_argument("--steps-per-call", default="1", help="comma list of K for ours")
+    parser.add_argument("--attention-impl", default="auto", help="comma list: auto,exact,fused")
+    parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
+    parser.add_argument("--no-peer", action="store_true", help="time ours only")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads per side (0: library defaults)"
+    )
+    parser.add_argument("--write", action="store_true", help="append rows to BENCHMARKS.md")
+    parser.add_argument("--note", default="", help="free text for the notes column")
+    parser.add_argument("--json", default="", help="also write every row to this file")
+    parser.add_argument("--benchmarks-file", default=BENCHMARKS, help="where --write appends")
+    return parser.parse_args(argv)
+
+
+def configure_environment(threads: int) -> None:
+    """Before jax and torch load: no JAX GPU preallocation (torch shares the device) and,
+    when asked, the same number of CPU threads on both sides."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    if threads == 1:
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()
+    if threads:
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+
+
+def release_memory() -> None:
+    """Frees the last runner's device memory before building the next."""
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def measure(build: Callable[[], benchlib.StepRunner], args: argparse.Namespace) -> dict:
+    """Builds one runner, warms it up and returns its summary row; then frees it."""
+    runner = build()
+    try:
+        return benchlib.run_benchmark(runner, args.steps, args.warmup, args.repeats, args.window)
+    finally:
+        del runner
+        release_memory()
+
+
+def compare_size(size: str, args: argparse.Namespace) -> list[dict]:
+    """Every row of one size: peer eager, peer compiled, then each of our variants."""
+    import jax
+    import pretrain_step
+    import torch_peer
+
+    shape = benchlib.default_shape(size, args.batch, args.seq)
+    dtype = pretrain_step.resolve_dtype(args.dtype)
+    peer_device = torch_peer.torch_device().type
+    if (jax.default_backend() == "cpu") != (peer_device == "cpu"):
+        raise SystemExit(
+            f"jax runs on {jax.default_backend()} but torch on {peer_device}: a side-by-side "
+            "needs both on the same device kind (install the matching CUDA builds)"
+        )
+    rows = []
+    peer_modes = [] if args.no_peer else [False] + ([] if args.no_compile else [True])
+    for compiled in peer_modes:
+        build = lambda c=compiled: torch_peer.build_peer(shape, dtype, c, args.peak_flops)
+        rows.append(measure(build, args))
+        print_row(rows[-1])
+    for impl in args.attention_impl.split(","):
+        for k in (int(v) for v in args.steps_per_call.split(",")):
+            build = lambda i=impl, k=k: pretrain_step.build_ours(
+                shape, dtype, k, i, args.peak_flops
+            )
+            rows.append(measure(build, args))
+            print_row(rows[-1])
+    return rows
+
+
+def ours_rows(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["impl"].startswith("ours")]
+
+
+def peer_row(rows: list[dict], impl: str) -> dict | None:
+    return next((r for r in rows if r["impl"] == impl), None)
+
+
+def ratio(ours: dict, peer: dict | None) -> float | None:
+    return ours["tokens_per_s"] / peer["tokens_per_s"] if peer else None
+
+
+def fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def variant(row: dict) -> str:
+    """How our row was run: attention implementation and steps per call."""
+    return f"attention={row['attention']}, K={row['steps_per_call']}"
+
+
+def print_row(row: dict) -> None:
+    spread = ", ".join(fmt(t) for t in row["tokens_per_s_repeats"])
+    print(
+        f"  {row['impl']:<14} {row['size']} {row['batch']}x{row['seq']} {row['dtype']}: "
+        f"{fmt(row['tokens_per_s'])} tokens/s ({row['step_ms']:.2f} ms/step; repeats {spread}); "
+        f"MFU {fmt(row['mfu'], '.1%')}; memory {fmt(row['peak_memory_mib'], '.0f', ' MiB')}; "
+        f"loss {row['loss']:.3f}; attention {row['attention']}",
+        flush=True,
+    )
+
+
+def print_table(rows: list[dict]) -> None:
+    """One line per our variant with the ratios against the peer of the same size."""
+    print(
+        f"\n{'size':<6} {'shape':<9} {'ours':<26} {'ours tok/s':>12} {'eager tok/s':>12} "
+        f"{'compiled':>12} {'x eager':>8} {'x comp':>8} {'MFU':>6}"
+    )
+    for size in dict.fromkeys(r["size"] for r in rows):
+        of_size = [r for r in rows if r["size"] == size]
+        eager, compiled = peer_row(of_size, "peer eager"), peer_row(of_size, "peer compiled")
+        for ours in ours_rows(of_size):
+            print(
+                f"{size:<6} {ours['batch']}x{ours['seq']:<6} {variant(ours):<26} "
+                f"{fmt(ours['tokens_per_s']):>12} {fmt(eager and eager['tokens_per_s']):>12} "
+                f"{fmt(compiled and compiled['tokens_per_s']):>12} "
+                f"{fmt(ratio(ours, eager), '.2f', 'x'):>8} "
+                f"{fmt(ratio(ours, compiled), '.2f', 'x'):>8} {fmt(ours['mfu'], '.1%'):>6}"
+            )
+
+
+def markdown_rows(rows: list[dict], command: str, note: str) -> list[str]:
+    """BENCHMARKS.md rows, one per our variant and size."""
+    date, commit = datetime.date.today().isoformat(), benchlib.git_commit()
+    lines = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        of_size = [r for r in rows if r["size"] == size]
+        eager, compiled = peer_row(of_size, "peer eager"), peer_row(of_size, "peer compiled")
+        for ours in ours_rows(of_size):
+            cells = [
+                ours["device"],
+                date,
+                commit,
+                size,
+                f"{ours['batch']} x {ours['seq']}",
+                ours["dtype"],
+                variant(ours),
+                fmt(ours["tokens_per_s"]),
+                fmt(eager and eager["tokens_per_s"]),
+                fmt(compiled and compiled["tokens_per_s"]),
+                fmt(ratio(ours, eager), ".2f", "x"),
+                fmt(ratio(ours, compiled), ".2f", "x"),
+                fmt(ours["mfu"], ".1%"),
+                note,
+                f"`{command}`",
+            ]
+            lines.append("| " + " | ".join(cells) + " |\n")
+    return lines
+
+
+def append_to_benchmarks(lines: list[str], kind: str, path: str = BENCHMARKS) -> None:
+    """Appends rows under the section for `kind` (CPU or GPU), creating it at the end."""
+    with open(path) as f:
+        text = f.read()
+    marker = SECTION.format(kind=kind)
+    if marker not in text:
+        text = text.rstrip("\n") + f"\n\n{marker}\n\n{TABLE_HEAD}"
+    start = text.index(marker)
+    end = text.find("\n## ", start + len(marker))
+    end = len(text) if end < 0 else end + 1
+    section = text[start:end].rstrip("\n") + "\n" + "".join(lines)
+    text = text[:start] + section + ("\n" + text[end:] if end < len(text) else "")
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def notes(args: argparse.Namespace, device_kind: str) -> str:
+    """What the reader needs to judge a row: versions, threads and load on CPU, the user's note."""
+    import jax
+    import torch
+
+    parts = [args.note] if args.note else []
+    parts.append(f"jax {jax.__version__}, torch {torch.__version__}")
+    if device_kind == "CPU":
+        threads = args.threads or "default"
+        load = os.getloadavg()[0]
+        parts.append(f"threads {threads}; load avg {load:.1f} at the end (shared machine)")
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(argv)
+    configure_environment(args.threads)
+    import jax
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for size in args.sizes.split(","):
+        rows.extend(compare_size(size, args))
+    print_table(rows)
+    kind = "CPU" if jax.default_backend() == "cpu" else "GPU"
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=2)
+    if args.write:
+        command = "python bench/compare.py " + " ".join(
+            shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
+        )
+        lines = markdown_rows(rows, command, notes(args, kind))
+        append_to_benchmarks(lines, kind, args.benchmarks_file)
+        print(f"appended {len(lines)} row(s) to {args.benchmarks_file}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()
