@@ -93,7 +93,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
 
     c.log_every = 50 if size == "tiny" else 100
     c.eval_every = 200 if size == "tiny" else 10_000
-    c.eval_batches = 8 if size == "tiny" else 50
+    c.eval_batches = 8 if size == "tiny" else 50  # 0: no held-out evaluation
     c.checkpoint_every = 200 if size == "tiny" else 5_000
     c.keep_checkpoints = 3
     c.init_from = ""  # an exported model dir (convert / pre-training export)

@@ -227,9 +227,11 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         worker_count=config.data.worker_count,
         read_threads=config.data.read_threads,
     )
-    eval_batches = make_eval_batches(
-        data_dir, global_batch_size=config.batch_size, num_batches=config.eval_batches
-    )
+    eval_batches = []  # eval_batches=0 turns held-out evaluation off
+    if config.eval_batches > 0:
+        eval_batches = make_eval_batches(
+            data_dir, global_batch_size=config.batch_size, num_batches=config.eval_batches
+        )
 
     # ---- mesh, model, sharding
     devices = jax.devices()
@@ -346,7 +348,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                 )
                 if peak:
                     values["mfu"] = tflops * 1e12 / peak
-                if step % config.eval_every == 0 or step == config.num_train_steps:
+                at_eval = step % config.eval_every == 0 or step == config.num_train_steps
+                if eval_batches and at_eval:
                     values.update(evaluate(state.params))
                 logger.write(step, values)
                 logger.progress(step, values, interval_steps / max(elapsed, 1e-9))

@@ -34,15 +34,21 @@ def assert_trees_equal(a: dict, b: dict) -> None:
         np.testing.assert_array_equal(x, y, err_msg=jax.tree_util.keystr(path))
 
 
-def test_tiny_learns_masked_lm_loss_falls(tiny_config, tmp_path):
-    config = tiny_config(num_train_steps=300, log_every=100, eval_every=300, eval_batches=2)
+def test_tiny_learns_loss_falls_and_easy_replacements_are_detected(tiny_config, tmp_path):
+    """The masked-LM loss falls, and with near-uniform samples (temperature 100, so
+    replacements are easy to spot) the discriminator's held-out AUC rises far above 0.5.
+    With the faithful temperature 1 the tiny model's AUC stays ~0.55 after 1500 CPU steps (its
+    generator's samples look like real text): see README, Results."""
+    config = tiny_config(num_train_steps=300, log_every=100, eval_every=100, eval_batches=2)
     config.batch_size, config.warmup_steps, config.learning_rate = 32, 50, 1e-3
+    config.objective.temperature = 100.0
     config.mesh.num_devices = 1
     train(config, str(tmp_path))
     records = read_metrics(str(tmp_path))
     assert [r["step"] for r in records] == [100, 200, 300]
-    # Measured on a 2-core CPU: mlm_loss 6.66 (step 100) -> 6.21 (step 300).
+    # Measured on a 2-core CPU: mlm_loss 6.66 (step 100) -> 6.21 (step 300); AUC 0.92 at 100.
     assert records[-1]["mlm_loss"] < records[0]["mlm_loss"] - 0.2
+    assert records[-1]["eval/disc_auc"] > 0.8, records[-1]
     for key in ("loss", "mlm_loss", "disc_loss", "learning_rate", "grad_norm", "tokens_per_sec",
                 "tflops_per_device", "examples_seen"):  # fmt: skip
         assert key in records[-1], key
@@ -51,19 +57,6 @@ def test_tiny_learns_masked_lm_loss_falls(tiny_config, tmp_path):
         assert f"eval/{key}" in records[-1], key
     assert os.path.isfile(tmp_path / "config.json")
     assert os.listdir(tmp_path / "tensorboard")
-
-
-def test_discriminator_learns_to_detect_easy_replacements(tiny_config, tmp_path):
-    """With near-uniform samples (temperature 100) replacements are easy to spot: the
-    discriminator path must learn them fast. (With the faithful temperature 1 the tiny model's
-    held-out AUC stays ~0.55 after 800 CPU steps: its generator samples look like real text.)"""
-    config = tiny_config(num_train_steps=100, log_every=100, eval_every=100, eval_batches=2)
-    config.batch_size, config.warmup_steps, config.learning_rate = 32, 50, 1e-3
-    config.objective.temperature = 100.0
-    config.mesh.num_devices = 1
-    train(config, str(tmp_path))
-    last = read_metrics(str(tmp_path))[-1]
-    assert last["eval/disc_auc"] > 0.8, last  # measured 0.92 at step 100
 
 
 def run_pretrain_process(workdir, overrides, data_dir) -> subprocess.Popen:
@@ -154,12 +147,13 @@ def test_sharded_loss_trajectory_matches_single_device(tiny_config, tmp_path, me
 
 def test_nonfinite_loss_stops_or_skips(tiny_config, tmp_path):
     stop = tiny_config(num_train_steps=6, log_every=2, eval_every=6, checkpoint_every=2,
-                       nonfinite_test_step=3, export=False)  # fmt: skip
+                       nonfinite_test_step=3, export=False, eval_batches=0)  # fmt: skip
     with pytest.raises(NonFiniteLoss, match="step 3"):
         train(stop, str(tmp_path / "stop"))
     assert sorted(os.listdir(tmp_path / "stop" / "checkpoints")) == ["2"]
     skip = tiny_config(num_train_steps=6, log_every=2, eval_every=6, checkpoint_every=2,
-                       nonfinite_test_step=3, on_nonfinite="skip", export=False)  # fmt: skip
+                       nonfinite_test_step=3, on_nonfinite="skip", export=False,
+                       eval_batches=0)  # fmt: skip
     train(skip, str(tmp_path / "skip"))
     records = read_metrics(str(tmp_path / "skip"))
     assert records[-1]["nonfinite_steps"] == 1 and np.isfinite(records[-1]["loss"])
