@@ -18,16 +18,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from benchlib import cpu_name, git_commit  # noqa: E402
 
 from electra_jax.data import pipeline  # noqa: E402
 from electra_jax.data.loader import make_train_loader  # noqa: E402
@@ -42,27 +44,6 @@ TABLE_HEADER = [
     "| benchmark | median | unit | device | date | commit | command |",
     "|---|---|---|---|---|---|---|",
 ]
-
-
-def device() -> str:
-    model = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cores"
-
-
-def commit() -> str:
-    try:
-        sha = subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, text=True, stderr=subprocess.DEVNULL
-        ).strip()
-        dirty = subprocess.check_output(["git", "status", "--porcelain"], cwd=REPO, text=True)
-        return sha + ("-dirty" if dirty.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def median_rate(fn, amount: float, repeats: int, clock=time.perf_counter) -> float:
@@ -157,7 +138,7 @@ def write_rows(rows, command: str) -> None:
         end += 1
     date = datetime.date.today().isoformat()
     new = [
-        f"| {name} | {value:,.3g} | {unit} | {device()} | {date} | {commit()} | `{command}` |"
+        f"| {name} | {value:,.3g} | {unit} | {cpu_name()} | {date} | {git_commit()} | `{command}` |"
         for name, value, unit in rows
     ]
     lines[end:end] = new
@@ -179,7 +160,7 @@ def main() -> None:
     print(f"{'benchmark':<{width}}  {'median':>12}  unit")
     for name, value, unit in rows:
         print(f"{name:<{width}}  {value:>12,.2f}  {unit}")
-    print(f"device: {device()}  commit: {commit()}")
+    print(f"device: {cpu_name()}  commit: {git_commit()}")
     if args.write:
         write_rows(rows, "python " + " ".join(["bench/data_throughput.py", *sys.argv[1:]]))
 

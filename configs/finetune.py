@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.common import optimizer_config
 from electra_jax.finetune.tasks import TASKS
 
 # Paper Table 7, per size; `tiny` is ours (CPU tests and the built-in tasks).
@@ -93,13 +94,7 @@ def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collecti
     c.log_every = 50
     c.write_predictions = True  # submission files (GLUE leaderboard names / SQuAD JSON)
 
-    c.optimizer = ml_collections.ConfigDict()
-    c.optimizer.b1 = 0.9
-    c.optimizer.b2 = 0.999
-    c.optimizer.eps = 1e-6
-    c.optimizer.clip_norm = 1.0
-    c.optimizer.bias_correction = False  # the original: no Adam bias correction
-    c.optimizer.schedule = "overlap"  # the original: warm-up and linear decay overlap
+    c.optimizer = optimizer_config()
 
     c.squad = ml_collections.ConfigDict()
     c.squad.doc_stride = 128

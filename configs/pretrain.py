@@ -23,6 +23,7 @@ import dataclasses
 
 import ml_collections
 
+from configs.common import optimizer_config
 from electra_jax.model_config import PRESETS
 
 # RECIPE.md's optimisation table: lr, batch, seq len, mask prob, steps.
@@ -70,14 +71,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.objective.gen_weight = 1.0
     c.objective.disc_weight = 50.0
 
-    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer = optimizer_config()
     c.optimizer.weight_decay = 0.01
-    c.optimizer.b1 = 0.9
-    c.optimizer.b2 = 0.999
-    c.optimizer.eps = 1e-6
-    c.optimizer.clip_norm = 1.0
-    c.optimizer.bias_correction = False  # the original: no Adam bias correction
-    c.optimizer.schedule = "overlap"  # the original: warm-up and linear decay overlap
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all remaining devices
