@@ -142,13 +142,17 @@ def use_fused_attention(config: ModelConfig, deterministic: bool) -> bool:
     return deterministic or config.attention_dropout == 0.0
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention; padding is a per-row length (right-padded inputs)."""
+class TowerModule(nn.Module):
+    """Fields every part of a tower shares: the model, the tower's shape, the dtypes."""
 
     config: ModelConfig
     tower: EncoderConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+
+
+class SelfAttention(TowerModule):
+    """Multi-head self-attention; padding is a per-row length (right-padded inputs)."""
 
     @nn.compact
     def __call__(self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool) -> jax.Array:
@@ -192,13 +196,8 @@ class SelfAttention(nn.Module):
         return jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
 
 
-class EncoderLayer(nn.Module):
+class EncoderLayer(TowerModule):
     """BERT post-LN layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)), exact GELU."""
-
-    config: ModelConfig
-    tower: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool) -> jax.Array:
@@ -218,16 +217,12 @@ class EncoderLayer(nn.Module):
         return layer_norm(*args, name="output_LayerNorm")(x_BxLxH + out_BxLxH)
 
 
-class Encoder(nn.Module):
+class Encoder(TowerModule):
     """A tower: optional E->H `embeddings_project`, then the stack of encoder layers.
 
     `remat` recomputes each layer's activations in the backward pass (memory for compute).
     """
 
-    config: ModelConfig
-    tower: EncoderConfig
-    dtype: Dtype = jnp.float32
-    param_dtype: Dtype = jnp.float32
     remat: bool = False
 
     @nn.compact

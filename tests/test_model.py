@@ -1,0 +1,29 @@
+"""Model switches that must not change the numbers: rematerialisation."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from electra_jax.model import ElectraModel, init_params
+from electra_jax.model_config import preset
+from electra_jax.objective import ObjectiveConfig, pretrain_forward
+
+
+def test_remat_gives_the_same_loss_and_gradients():
+    cfg = preset("tiny")
+    objective = ObjectiveConfig(cls_id=2, sep_id=3, mask_id=4)
+    ids = jax.random.randint(jax.random.key(1), (2, 16), 5, cfg.vocab_size).at[:, 0].set(2)
+    batch = {"input_ids": ids, "input_mask": jnp.ones_like(ids), "segment_ids": jnp.zeros_like(ids)}
+    params = nn.unbox(init_params(ElectraModel(cfg), jax.random.key(0)))
+    results = []
+    for remat in (False, True):
+        model = ElectraModel(cfg, remat=remat)
+        loss_fn = lambda p, m=model: pretrain_forward(
+            p, batch, jax.random.key(2), model=m, cfg=objective
+        )[0]
+        results.append(jax.jit(jax.value_and_grad(loss_fn))(params))
+    (loss, grads), (loss_remat, grads_remat) = results
+    np.testing.assert_allclose(loss_remat, loss, rtol=1e-6)
+    for g, g_remat in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat), strict=True):
+        np.testing.assert_allclose(g_remat, g, rtol=1e-4, atol=1e-7)
