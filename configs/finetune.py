@@ -18,6 +18,20 @@ Commands (from the repository root):
       --config=configs/finetune.py:task=builtin_replaced,size=tiny \
       --workdir=/tmp/ft-replaced --config.seeds=3
 
+Sweeps (`python launch/sweep.py`, one run directory per point; add `sweep=lr` to the argument
+for the second):
+
+  # sweep=seeds (the default): seeds 0..9 as ten runs of one seed each. The paper reports the
+  # median of 10 fine-tuning runs from one checkpoint: summary.md's median over the ten runs
+  # (on one machine, `--config.seeds=10` computes the same median in one vectorised process).
+  python launch/sweep.py --config=configs/finetune.py:task=rte,size=small --workdir=runs/rte \
+      --config.init_from=models/small --config.data_dir=finetuning_data --parallel=2
+
+  # sweep=lr: Table 7's learning rate for the size times 0.5, 1 and 2 (our grid; the paper fixes
+  # Table 7's values). Add --config.seeds=3 to make each point a median of 3 seeds.
+  python launch/sweep.py --config=configs/finetune.py:task=rte,size=small,sweep=lr \
+      --workdir=runs/rte-lr --config.init_from=models/small --config.seeds=3
+
 Tasks: cola, sst2, mrpc, stsb, qqp, mnli (dev/test matched and mismatched), qnli, rte, wnli,
 squad11, squad20, builtin_acceptability, builtin_replaced, builtin_continuity. Sizes: tiny (CPU
 tests), small, base, large. Defaults are the paper's (RECIPE.md): lr 3e-4 / 1e-4 / 5e-5,
@@ -46,21 +60,41 @@ SIZE_RECIPE = {
                   squad_seq_len=512, dtype="bfloat16"),
 }  # fmt: skip
 
+SWEEPS = ("seeds", "lr")  # sweep(arg)'s kinds, chosen with `sweep=<kind>` in the argument
+PAPER_NUM_SEEDS = 10  # the paper reports the median of 10 fine-tuning runs
+LR_GRID = (0.5, 1.0, 2.0)  # sweep=lr: multiples of the size's Table 7 learning rate
+
 
 def parse_arg(arg: str) -> dict[str, str]:
     values = {}
     for part in (p for p in arg.split(",") if p):
         key, sep, value = part.partition("=")
-        if not sep or key not in ("task", "size"):
+        if not sep or key not in ("task", "size", "sweep"):
             raise ValueError(f"bad config argument {part!r}; expected task=<task>,size=<size>")
+        if key == "sweep" and value not in SWEEPS:
+            raise ValueError(f"unknown sweep {value!r}; expected one of {list(SWEEPS)}")
         values[key] = value
     if "task" not in values:
         raise ValueError("config argument needs task=<task> (for example task=rte,size=small)")
     return values
 
 
+def sweep(arg: str = "task=builtin_acceptability,size=tiny") -> list[dict]:
+    """Override dicts for launch/sweep.py: `sweep=seeds` (default) seeds 0..9, one run each (the
+    paper's median of 10 runs); `sweep=lr` Table 7's learning rate x 0.5, 1, 2."""
+    values = parse_arg(arg)
+    size = values.get("size", "small")
+    if size not in SIZE_RECIPE:
+        raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZE_RECIPE)}")
+    if values.get("sweep", "seeds") == "seeds":
+        return [{"seed": seed} for seed in range(PAPER_NUM_SEEDS)]
+    lr = SIZE_RECIPE[size]["learning_rate"]
+    return [{"learning_rate": float(f"{lr * m:.3g}")} for m in LR_GRID]
+
+
 def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collections.ConfigDict:
-    """The fine-tuning config for `task=<task>,size=<size>` (size defaults to small)."""
+    """The fine-tuning config for `task=<task>,size=<size>` (size defaults to small; a `sweep=`
+    part only selects sweep()'s grid)."""
     values = parse_arg(arg)
     task, size = values["task"], values.get("size", "small")
     if task not in TASKS:

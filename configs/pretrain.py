@@ -12,6 +12,15 @@ Commands (each from the repository root):
   python -m electra_jax.pretrain --config=configs/pretrain.py:small --workdir=gs://B/small \
       --config.data.dir=gs://B/data/owt-128
 
+Sweep (`python launch/sweep.py`; an ablation of ours, not a table of the paper): the size's
+peak learning rate x 0.5, 1, 2 crossed with mask_prob 0.15 and 0.25 (the paper uses 0.15 for
+Small and Base, 0.25 for Large): six runs, in directories named like
+`learning_rate=0.001,objective.mask_prob=0.15`, each finished when its metrics.jsonl reaches
+num_train_steps; summary.md ranks them by the last held-out `eval/disc_auc` (or
+--metric=eval/masked_lm_accuracy):
+
+  python launch/sweep.py --config=configs/pretrain.py:tiny --workdir=runs/tiny-sweep --parallel=2
+
 Argument modifiers after the size (comma-separated): `bert` (masked-LM baseline, no
 discriminator), `runlocal` (few steps, for smoke-testing a big config on one machine).
 Any field can be overridden with `--config.a.b=value`.
@@ -39,6 +48,21 @@ PAPER_TRAINING = {
     "large": dict(learning_rate=2e-4, batch_size=2048, max_seq_len=512, mask_prob=0.25,
                   num_train_steps=400_000, warmup_steps=10_000),
 }  # fmt: skip
+
+
+LR_GRID = (0.5, 1.0, 2.0)  # sweep(): multiples of the size's paper learning rate
+MASK_PROBS = (0.15, 0.25)  # sweep(): the paper's values for Small/Base and for Large
+
+
+def sweep(arg: str = "tiny") -> list[dict]:
+    """Override dicts for launch/sweep.py: learning rate x mask_prob (see the docstring)."""
+    size = get_config(arg).size  # validates the argument
+    lr = PAPER_TRAINING[size]["learning_rate"]
+    return [
+        {"learning_rate": float(f"{lr * m:.3g}"), "objective.mask_prob": p}
+        for m in LR_GRID
+        for p in MASK_PROBS
+    ]
 
 
 def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:

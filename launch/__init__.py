@@ -1,0 +1,1 @@
+"""Launchers: TPU VMs (tpu_vm.py), one GPU node (gpu.py), SLURM (slurm.py), sweeps (sweep.py)."""
