@@ -2,16 +2,51 @@
 
 Saves are asynchronous and atomic (Orbax writes a temporary directory and renames it on
 commit), so a kill mid-save leaves only finished steps visible. Restore walks back from the
-newest step to the first one that reads, and says in one line when it skipped a bad one.
+newest step to the first one that reads, moves each unreadable step aside to
+`<step>.unreadable` (kept for inspection, never chosen again) and says so in one line. A save
+that fails (full disk, lost bucket permission) stops the run with `CheckpointSaveError`;
+the steps already committed are left as they are.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import orbax.checkpoint as ocp
+
+from electra_jax.errors import UserError
+
+UNREADABLE_SUFFIX = ".unreadable"
+
+
+class CheckpointSaveError(UserError):
+    """Writing a checkpoint failed; the message names the step, the cause and the fix."""
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """`Type: first line of the message`, for one-line reports of library errors."""
+    text = str(error).strip().splitlines()
+    line = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def describe_write_error(error: BaseException) -> str:
+    """The OS cause of a failed write ("No space left on device (errno 28)") when known.
+
+    Orbax's array writes go through tensorstore, which reports the OS error as text.
+    """
+    found = re.search(r"os_error_code='?(\d+)", str(error))
+    if found:
+        code = int(found.group(1))
+        return f"{os.strerror(code)} (errno {code})"
+    if isinstance(error, OSError) and error.strerror:
+        return f"{error.strerror} (errno {error.errno})"
+    return first_line(error)
 
 
 class RunCheckpoints:
@@ -26,18 +61,50 @@ class RunCheckpoints:
             cleanup_tmp_directories=True,
         )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
+        self._pending_step: int | None = None
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, step: int, state: Any, data_iterator: Any, force: bool = False) -> bool:
+        """Starts an async save of `step` (a failure of the previous one surfaces here)."""
         import grain
 
         args = ocp.args.Composite(
             state=ocp.args.StandardSave(state),
             data=grain.checkpoint.CheckpointSave(data_iterator),
         )
-        return self.manager.save(step, args=args, force=force)
+        with self._failures_as_save_error(step):
+            started = self.manager.save(step, args=args, force=force)
+        if started:
+            self._pending_step = step
+        return started
+
+    def wait(self) -> None:
+        """Blocks until the pending save is committed; raises CheckpointSaveError if it failed."""
+        with self._failures_as_save_error(self._pending_step):
+            self.manager.wait_until_finished()
+        self._pending_step = None
+
+    @contextlib.contextmanager
+    def _failures_as_save_error(self, step: int | None) -> Iterator[None]:
+        """Any Orbax error while saving becomes a one-line CheckpointSaveError."""
+        try:
+            yield
+        except UserError:
+            raise
+        except Exception as e:
+            raise self._save_failed(step, e) from e
+
+    def _save_failed(self, step: int | None, error: BaseException) -> CheckpointSaveError:
+        self.manager.reload()
+        kept = self.manager.all_steps()
+        return CheckpointSaveError(
+            f"saving checkpoint step {self._pending_step or step} in {self.directory} failed "
+            f"({describe_write_error(error)}); committed steps {list(kept) or 'none'} are "
+            "intact. Free disk space (or fix the path's permissions) and rerun the same command "
+            "to resume"
+        )
 
     def restore_latest(self, abstract_state: Any, data_iterator: Any) -> tuple[int, Any] | None:
         """Restores the newest readable step into `data_iterator`; returns (step, state)."""
@@ -51,20 +118,35 @@ class RunCheckpoints:
             try:
                 restored = self.manager.restore(step, args=args)
             except Exception as e:  # any unreadable file: fall back to an older step
+                moved = self._move_aside(step)
                 print(
                     f"warning: checkpoint step {step} in {self.directory} is unreadable "
-                    f"({type(e).__name__}); falling back to an earlier one",
+                    f"({first_line(e)}); moved it to {moved}, falling back to an earlier step",
                     file=sys.stderr,
+                    flush=True,
                 )
                 continue
             return step, restored.state
         return None
 
+    def _move_aside(self, step: int) -> str:
+        """Renames an unreadable step so that no later resume or save trips over it."""
+        source = os.path.join(self.directory, str(step))
+        target = source + UNREADABLE_SUFFIX
+        n = 1
+        while os.path.exists(target):
+            n += 1
+            target = f"{source}{UNREADABLE_SUFFIX}{n}"
+        os.rename(source, target)
+        self.manager.reload()
+        return target
+
     def reached_preemption(self, step: int) -> bool:
         return self.manager.reached_preemption(step)
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
-        self.manager.close()
+        """Finishes pending work; on the error path a second save error is not raised again."""
+        try:
+            self.manager.close()
+        except Exception as e:
+            print(f"warning: closing checkpoints: {first_line(e)}", file=sys.stderr)

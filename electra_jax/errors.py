@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -27,3 +28,21 @@ def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+class _OneLineRecords(logging.Filter):
+    """Drops the traceback from a library's error record and keeps its first line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.exc_info:
+            record.exc_info = None
+            record.exc_text = None
+            record.msg = str(record.getMessage()).splitlines()[0][:300]
+            record.args = ()
+        return True
+
+
+def one_line_library_errors(logger_name: str = "absl") -> None:
+    """Orbax logs a failed async save with a full traceback from its writer threads; the job
+    reports the failure itself in one line, so keep the library's records to one line too."""
+    logging.getLogger(logger_name).addFilter(_OneLineRecords())

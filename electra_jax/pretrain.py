@@ -21,7 +21,7 @@ import numpy as np
 from electra_jax import sharding as shd
 from electra_jax.atomic import write_json
 from electra_jax.checkpointing import RunCheckpoints
-from electra_jax.errors import UserError
+from electra_jax.errors import UserError, one_line_library_errors
 from electra_jax.flops import device_peak_flops, train_flops_per_token
 from electra_jax.metrics_log import METRICS_FILE, MetricsLogger, format_duration, truncate_after
 from electra_jax.model import ElectraModel, init_params
@@ -203,7 +203,21 @@ def stack_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Runs (or resumes) pre-training in `workdir`; returns the last logged metrics."""
+    """Runs (or resumes) pre-training in `workdir`; returns the last logged metrics.
+
+    The SIGTERM handler is installed first, so a preemption notice that arrives while the run
+    is still starting up also ends in a saved checkpoint and a clean exit.
+    """
+    preemption = PreemptionFlag()
+    try:
+        return _train(config, workdir, preemption)
+    finally:
+        preemption.restore()
+
+
+def _train(
+    config: ml_collections.ConfigDict, workdir: str, preemption: PreemptionFlag
+) -> dict[str, Any]:
     from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
     from electra_jax.tokenizer import load_tokenizer
 
@@ -322,12 +336,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     # ---- loop
     logger = MetricsLogger(workdir, config.num_train_steps, is_primary)
-    preemption = PreemptionFlag()
     step = start_step
     last = {}
     interval_start, interval_steps = time.perf_counter(), 0
     run_start = time.perf_counter()
     try:
+        if preemption.requested:  # the notice came during start-up: nothing new to save
+            print(f"preempted during start-up; latest checkpoint is step {start_step}")
+            return last
         while step < config.num_train_steps:
             local = [next(train_iter) for _ in range(K)]
             batch = shd.global_batch(local[0] if K == 1 else stack_batches(local), batch_sh)
@@ -375,9 +391,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         print(f"done: {step} steps in {took}; {shown}; exported to {workdir}/export")
         return last
     finally:
-        preemption.restore()
-        checkpoints.wait()
-        checkpoints.close()
+        checkpoints.close()  # waits for a pending save; its error was already raised by wait()
         logger.close()
 
 
@@ -404,6 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     from electra_jax.config_cli import parse_config_flags
 
     config, workdir = parse_config_flags(argv if argv is not None else sys.argv, "pretrain")
+    one_line_library_errors()
     try:
         train(config, workdir)
     except NonFiniteLoss as e:

@@ -1,0 +1,101 @@
+"""Reliability: kills at random moments, corrupt checkpoints and failed saves never lose work."""
+
+import glob
+import os
+import resource
+import signal
+import subprocess
+import time
+
+import pytest
+
+from electra_jax.checkpointing import UNREADABLE_SUFFIX
+from electra_jax.kill_campaign import REPO, campaign, pretrain_command, summary_line
+from electra_jax.pretrain import train
+
+
+@pytest.mark.parametrize(
+    "kills", [3, pytest.param(20, marks=pytest.mark.slow)], ids=["3-kills", "20-kills"]
+)
+def test_kill_campaign_resumes_bit_exact(builtin_data_dir, tmp_path, kills):
+    """SIGKILLs (about half during an async save) then a SIGTERM: after every resume the final
+    parameters equal an uninterrupted run's bit for bit, metrics.jsonl has each step once, and
+    no resume picked a checkpoint it could not read."""
+    result = campaign(str(tmp_path), builtin_data_dir, kills=kills, seed=kills)
+    assert result.kills == kills, summary_line(result)
+    assert result.sigterms == 1, summary_line(result)
+    assert result.identical_params, summary_line(result)
+    assert result.metrics_continuous, summary_line(result)
+    assert result.unreadable_choices == 0, summary_line(result)
+
+
+def corrupt_by_truncation(step_dir: str) -> None:
+    """Cuts every array data file of the step in half (a disk that lost the tail of a write)."""
+    files = glob.glob(os.path.join(step_dir, "state", "**", "d", "*"), recursive=True)
+    assert files
+    for path in files:
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+
+
+def corrupt_by_garbling(step_dir: str) -> None:
+    """Overwrites the step's state metadata with bytes that are not JSON."""
+    path = os.path.join(step_dir, "state", "_METADATA")
+    with open(path, "wb") as f:
+        f.write(os.urandom(64))
+
+
+def test_corrupt_latest_checkpoint_falls_back_with_one_line(tiny_config, tmp_path, capfd):
+    """A truncated, then a garbled, latest checkpoint: resume says so in one line, moves it
+    aside, restarts from the previous good step and finishes (one config: one compile)."""
+    config = tiny_config(num_train_steps=6, log_every=2, eval_every=100, checkpoint_every=2,
+                         export=False, eval_batches=0, **{"model.num_layers": 1})  # fmt: skip
+    ckpt = tmp_path / "checkpoints"
+    train(config, str(tmp_path))
+    for corrupt in (corrupt_by_truncation, corrupt_by_garbling):
+        capfd.readouterr()
+        corrupt(str(ckpt / "6"))
+        train(config, str(tmp_path))
+        out, err = capfd.readouterr()
+        warnings = [line for line in err.splitlines() if "unreadable" in line]
+        assert len(warnings) == 1, err
+        assert "checkpoint step 6" in warnings[0] and "falling back" in warnings[0]
+        assert "resume: from step 4" in out, out
+        assert os.path.isdir(ckpt / "6")  # the run went on and saved step 6 again
+    assert len(glob.glob(str(ckpt / f"6{UNREADABLE_SUFFIX}*"))) == 2  # kept for inspection
+
+
+def test_failed_save_stops_with_one_line_and_keeps_earlier_checkpoints(builtin_data_dir, tmp_path):
+    """A write error during an async save (a per-file size limit set on the running process,
+    which fails writes with EFBIG like a full disk fails them with ENOSPC) stops the run with a
+    one-line error; committed checkpoints stay readable and the same command resumes."""
+    workdir = str(tmp_path)
+    command = pretrain_command(workdir, builtin_data_dir, num_steps=12)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+
+    # Ignored signals stay ignored across exec: writes past the limit then fail with EFBIG
+    # instead of killing the process with SIGXFSZ.
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)  # fmt: skip
+    finally:
+        signal.signal(signal.SIGXFSZ, previous)
+    first = os.path.join(workdir, "checkpoints", "2")
+    start = time.time()
+    while not os.path.isdir(first):
+        assert proc.poll() is None and time.time() - start < 300, proc.communicate()
+        time.sleep(0.005)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (100_000, 100_000))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, out + err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: saving checkpoint step"), err
+    assert "File too large" in last and "are intact" in last and "rerun" in last, last
+    kept = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+    assert kept and kept[-1] < 12, kept
+
+    resumed = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"resume: from step {kept[-1]}" in resumed.stdout, resumed.stdout
+    assert "unreadable" not in resumed.stderr, resumed.stderr
