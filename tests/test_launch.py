@@ -427,3 +427,30 @@ def test_script_entry_point_runs_from_any_directory(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.splitlines()) == 4 and "Traceback" not in result.stderr
+
+
+# ----------------------------------------------------------------------------- ablation
+
+
+def test_ablation_dry_run_uses_equal_compute_and_table_reads_results(tmp_path, capsys):
+    from launch import ablation
+
+    ablation.main([f"--workdir={tmp_path}", "--electra-steps=600", "--dry-run"])
+    out = capsys.readouterr().out
+    bert_steps = ablation.equal_compute_steps(600)
+    electra_cost = 600 * ablation.pretrain_flops_per_step("tiny", 1)
+    assert (
+        abs(bert_steps * ablation.pretrain_flops_per_step("tiny,bert", 1) / electra_cost - 1) < 0.01
+    )
+    assert f"--config=configs/pretrain.py:tiny,bert --workdir={tmp_path}/bert " in out
+    assert f"--config.num_train_steps={bert_steps}" in out
+    assert out.count("electra_jax.finetune") == 3 * len(ablation.TASKS)
+    assert f"--config.init_from={tmp_path}/bert/export" in out
+
+    results = tmp_path / "ft-electra" / "builtin_replaced" / "results.json"
+    results.parent.mkdir(parents=True)
+    per_seed = [{"score": v, "seed": i} for i, v in enumerate([70.0, 80.0, 75.0])]
+    results.write_text(json.dumps({"dev": {"dev": {"per_seed": per_seed}}}))
+    text = ablation.table(str(tmp_path), ["random", "electra"], ("builtin_replaced",))
+    assert "| electra | 75.0 [70.0-80.0], n=3 |" in text
+    assert "| random | missing |" in text

@@ -99,6 +99,10 @@ def load_encoder(config: ml_collections.ConfigDict) -> tuple[ModelConfig, dict |
             raise UserError(
                 f"init_from {directory} has no tokeniser; re-export it with its vocab.txt"
             )
+        if not model_cfg.electra_objective and "generator" in params:
+            # A BERT-baseline run: its one full-size masked-LM tower is the encoder to fine-tune.
+            params = {**params, "discriminator": params["generator"]}
+            model_cfg = model_cfg.replace(electra_objective=True)
         missing = [g for g in ("embeddings", "discriminator") if g not in params]
         if missing:
             raise UserError(f"init_from {directory} lacks parameter group(s) {missing}")
