@@ -35,6 +35,14 @@ def atomic_directory(directory: str, overwrite: bool = False) -> Iterator[str]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def make_workdir(path: str) -> str:
+    """Creates a run directory (parents too); a file already at `path` is a one-line UserError."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UserError(f"--workdir={path} is a file, not a directory; pass a directory path")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
 def write_json(path: str, value: Any) -> None:
     """Writes JSON to `path` via a temporary file and a rename."""
     tmp = f"{path}.tmp-{os.getpid()}"

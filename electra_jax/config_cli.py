@@ -7,6 +7,7 @@ ml_collections' config flags on absl (the big_vision convention); every parse pr
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import ml_collections
@@ -39,8 +40,9 @@ def parse_config_flags(argv: list[str], job: str) -> tuple[ml_collections.Config
     except Exception as e:  # absl / ml_collections raise many types for bad flags
         if is_unknown_field(e):
             overrides = [a.split("=")[0] for a in argv if a.startswith("--config.")]
-            field = str(e).strip().strip("\"'")
-            fail(f"unknown config field {field!r} in {overrides}; see {config_path}", usage)
+            field, suggestion = unknown_field(e)
+            hint = f"did you mean {suggestion!r}? " if suggestion else ""
+            fail(f"unknown config field {field!r} in {overrides}; {hint}see {config_path}", usage)
         fail(first_line(e), usage)
     finally:
         sys.argv = saved_argv
@@ -85,6 +87,19 @@ def is_unknown_field(error: BaseException) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
+
+
+def unknown_field(error: BaseException) -> tuple[str, str | None]:
+    """(the unknown field, ml_collections' "did you mean" suggestion or None): the innermost
+    KeyError holds the bare name; the outer ones add the suggestion on a second line."""
+    suggestion = re.search(r'Did you mean "([^"]+)"', str(error))
+    field = str(error)
+    while error is not None:
+        if isinstance(error, KeyError) and error.args:
+            field = str(error.args[0])
+        error = error.__cause__ or error.__context__
+    field = field.splitlines()[0].strip().strip("\"'") if field.strip() else field
+    return field, suggestion.group(1) if suggestion else None
 
 
 def fail(message: str, usage: str) -> None:

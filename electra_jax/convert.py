@@ -79,7 +79,10 @@ def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | No
         gen_cfg = convert_hf.read_hf_config(args.generator)
         gen_weights = convert_hf.read_hf_weights(args.generator)
         if not convert_hf.is_generator_state_dict(gen_weights):
-            raise UserError(f"--generator {args.generator} has no generator_predictions head")
+            raise UserError(
+                f"--generator {args.generator} has no generator_predictions head; pass the "
+                "ElectraForMaskedLM (generator) directory there"
+            )
         tokenizer = tokenizer or convert_hf.read_hf_tokenizer(args.generator)
     config, params = convert_hf.hf_to_params(weights, gen_weights, cfg, gen_cfg, args.untied)
     return config, params, tokenizer

@@ -70,6 +70,16 @@ def _hf(cfg: Mapping[str, Any], key: str) -> Any:
 
 def check_hf_config(cfg: Mapping[str, Any], what: str) -> None:
     """Rejects HF configs our model cannot reproduce exactly (one line naming the field)."""
+    for key, default in HF_DEFAULTS.items():  # a hand-edited config.json: "hidden_size": "256"
+        value = _hf(cfg, key)
+        if isinstance(default, int):
+            ok, expected = isinstance(value, int) and value > 0, "a positive integer"
+        elif isinstance(default, float):
+            ok, expected = isinstance(value, int | float), "a number"
+        else:
+            ok, expected = isinstance(value, str), "a string"
+        if not ok or isinstance(value, bool):
+            raise UserError(f"{what}: {key}={value!r} should be {expected}; fix config.json")
     act = _hf(cfg, "hidden_act")
     if act != "gelu":
         raise UserError(
@@ -521,7 +531,10 @@ def read_hf_weights(directory: str) -> StateDict:
     except UserError:
         raise
     except Exception as e:  # corrupt or truncated files raise many types
-        raise UserError(f"cannot read weights {path} ({type(e).__name__}: {e})") from e
+        raise UserError(
+            f"cannot read weights {path} ({type(e).__name__}: {e}); the file is corrupt or "
+            "truncated: re-download or re-save the checkpoint"
+        ) from e
 
 
 def read_hf_config(directory: str) -> dict[str, Any]:
@@ -535,7 +548,13 @@ def read_hf_config(directory: str) -> dict[str, Any]:
         with open(path) as f:
             cfg = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e})") from e
+        raise UserError(
+            f"{path} is not valid JSON ({e}); expected the config.json that save_pretrained writes"
+        ) from e
+    if not isinstance(cfg, dict):
+        raise UserError(
+            f"{path} holds a JSON {type(cfg).__name__}; expected an ElectraConfig object"
+        )
     if cfg.get("model_type", "electra") != "electra":
         raise UserError(f"{path}: model_type={cfg.get('model_type')!r}; expected electra")
     return cfg

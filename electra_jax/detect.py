@@ -72,7 +72,10 @@ def _validate_ids(config: ModelConfig, ids: Sequence[int]) -> None:
         raise UserError("no input tokens; pass a non-empty --text or --input-ids")
     bad = [i for i in ids if not 0 <= i < config.vocab_size]
     if bad:
-        raise UserError(f"input id {bad[0]} is outside the vocabulary [0, {config.vocab_size})")
+        raise UserError(
+            f"input id {bad[0]} is outside the vocabulary [0, {config.vocab_size}); "
+            f"pass ids below {config.vocab_size}"
+        )
     if len(ids) > config.max_position_embeddings:
         raise UserError(
             f"{len(ids)} input ids exceed the model's max_position_embeddings="

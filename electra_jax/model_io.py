@@ -72,9 +72,20 @@ def read_model_meta(directory: str) -> dict:
             meta = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}); re-export the model") from e
-    if meta.get("format") != FORMAT:
-        raise UserError(f"{path} has format {meta.get('format')!r}; expected {FORMAT!r}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise UserError(f"{path} has format {found!r}; expected {FORMAT!r}; re-export the model")
     return meta
+
+
+def read_model_config(directory: str, meta: dict | None = None) -> ModelConfig:
+    """The ModelConfig of DIR/model.json (no parameters read), or a one-line UserError."""
+    directory = os.path.abspath(directory)
+    meta = read_model_meta(directory) if meta is None else meta
+    try:
+        return ModelConfig.from_dict(meta["model"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise UserError(f"{directory}/{MODEL_JSON}: bad model config ({e}); re-export it") from e
 
 
 def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
@@ -83,10 +94,7 @@ def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
 
     directory = os.path.abspath(directory)
     meta = read_model_meta(directory)
-    try:
-        config = ModelConfig.from_dict(meta["model"])
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{directory}/{MODEL_JSON}: bad model config ({e})") from e
+    config = read_model_config(directory, meta)
     params_dir = os.path.join(directory, "params")
     if not os.path.isdir(params_dir):
         raise UserError(f"{directory} has no params/ directory; re-export the model")
@@ -98,4 +106,9 @@ def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
     tokenizer = None
     if meta.get("tokenizer"):
         tokenizer = load_tokenizer(directory, meta["tokenizer"])
+        if tokenizer.vocab_size > config.vocab_size:
+            raise UserError(
+                f"{directory}: its vocabulary has {tokenizer.vocab_size} tokens but the model's "
+                f"vocab_size is {config.vocab_size}; put the model's own vocabulary there"
+            )
     return config, jax.tree.map(np.asarray, params), tokenizer

@@ -16,6 +16,8 @@ from electra_jax.errors import UserError
 from electra_jax.model import ElectraModel, init_params
 from electra_jax.model_config import ModelConfig
 
+MISMATCH_FIX = "the parameters and the model config disagree: re-export or re-convert it"
+
 
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Flat {"a/b/c": shape} of every parameter ElectraModel(config) creates."""
@@ -55,16 +57,19 @@ def check_param_shapes(config: ModelConfig, params: Any, source: str) -> None:
     groups = set(params)
     unknown = sorted(groups - {path.split("/")[0] for path in expected})
     if unknown:
-        raise UserError(f"{source}: unexpected parameter group(s) {unknown} for this config")
+        raise UserError(f"{source}: unexpected parameter group(s) {unknown}; {MISMATCH_FIX}")
     actual = flatten(params)
     for path, shape in expected.items():
         if path.split("/")[0] not in groups:
             continue
         if path not in actual:
-            raise UserError(f"{source}: parameter {path} is missing")
+            raise UserError(f"{source}: parameter {path} is missing; {MISMATCH_FIX}")
         got = tuple(np.shape(actual[path]))
         if got != shape:
-            raise UserError(f"{source}: parameter {path} has shape {got}; config implies {shape}")
+            raise UserError(
+                f"{source}: parameter {path} has shape {got}, config implies {shape}; "
+                + MISMATCH_FIX
+            )
     extra = sorted(set(actual) - set(expected))
     if extra:
-        raise UserError(f"{source}: unexpected parameter {extra[0]} for this config")
+        raise UserError(f"{source}: unexpected parameter {extra[0]}; {MISMATCH_FIX}")

@@ -19,7 +19,7 @@ import ml_collections
 import numpy as np
 
 from electra_jax import sharding as shd
-from electra_jax.atomic import write_json
+from electra_jax.atomic import make_workdir, write_json
 from electra_jax.checkpointing import RunCheckpoints
 from electra_jax.errors import UserError, one_line_library_errors
 from electra_jax.flops import device_peak_flops, train_flops_per_token
@@ -149,11 +149,13 @@ def build_configs(
     return model_cfg, objective, optimizer
 
 
-def load_init_from(path: str, params: Any, model_cfg: ModelConfig) -> Any:
-    """Copies the parameter groups of an exported model into fresh params (shapes must agree)."""
-    from electra_jax.model_io import load_model
+def check_init_from(
+    path: str, model_cfg: ModelConfig, source_cfg: ModelConfig | None = None
+) -> None:
+    """Fails (before any compile: only model.json is read) when `path` is another model size."""
+    from electra_jax.model_io import read_model_config
 
-    source_cfg, source, _ = load_model(path)
+    source_cfg = source_cfg or read_model_config(path)
     mismatched = [
         f"{k}={getattr(source_cfg, k)} (run: {getattr(model_cfg, k)})"
         for k in ("vocab_size", "embedding_size", "hidden_size", "num_layers")
@@ -164,6 +166,14 @@ def load_init_from(path: str, params: Any, model_cfg: ModelConfig) -> Any:
             f"init_from {path} is another model size: {', '.join(mismatched)}; "
             "pick the matching --config size"
         )
+
+
+def load_init_from(path: str, params: Any, model_cfg: ModelConfig) -> Any:
+    """Copies the parameter groups of an exported model into fresh params (shapes must agree)."""
+    from electra_jax.model_io import load_model
+
+    source_cfg, source, _ = load_model(path)
+    check_init_from(path, model_cfg, source_cfg)
     merged = dict(params)
     for group, values in source.items():
         if group not in merged:
@@ -224,9 +234,7 @@ def _train(
     validate_config(config)
     maybe_initialize_distributed()
     is_primary = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
-    if is_primary:
-        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    make_workdir(workdir)  # config.json is written once the inputs are checked
 
     # ---- input
     data_dir = resolve_data_dir(config)
@@ -234,6 +242,8 @@ def _train(
     tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
     model_cfg, objective, opt_cfg = build_configs(config, tokenizer)
     check_meta(meta, data_dir, vocab_size=model_cfg.vocab_size, max_seq_len=config.max_seq_len)
+    if config.init_from:
+        check_init_from(config.init_from, model_cfg)
     train_iter = make_train_loader(
         data_dir,
         global_batch_size=config.batch_size,
@@ -267,6 +277,9 @@ def _train(
         f"model: {config.size} ({n_params / 1e6:.2f}M params, dtype {config.dtype}), "
         f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.devices()[0].platform} device(s)"
     )
+
+    if is_primary:  # every input is checked: a bad one never overwrites the previous config.json
+        write_json(os.path.join(workdir, "config.json"), config.to_dict())
 
     # ---- checkpoint (resume)
     checkpoints = RunCheckpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)

@@ -189,6 +189,8 @@ def read_json_file(path: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e}); fix or remove it") from e
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason}); fix or remove it") from e
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from e
 
@@ -201,7 +203,7 @@ def require(value: Any, key: str, kind: type, path: str, where: str = "") -> Any
     if not isinstance(value[key], kind):
         expected = getattr(kind, "__name__", "number")
         raise UserError(f"{path}: key {where + key!r} should be a {expected}, "
-                        f"got {type(value[key]).__name__}")  # fmt: skip
+                        f"got {type(value[key]).__name__}; fix or remove the file")  # fmt: skip
     return value[key]
 
 
@@ -261,17 +263,21 @@ def read_pretrain(directory: str, root: str) -> PretrainRun | None:
 def read_metrics(path: str) -> list[dict[str, Any]]:
     """metrics.jsonl records with a step, sorted; unreadable lines (a torn write) are skipped."""
     records, bad = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                bad += 1
-                continue
-            if isinstance(record, dict) and isinstance(record.get("step"), int):
-                records.append(record)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason}); fix or remove it") from e
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
     if bad:
         warn(f"{path}: skipped {bad} line(s) that are not JSON")
     return sorted(records, key=lambda r: r["step"])

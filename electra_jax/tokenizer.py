@@ -117,7 +117,8 @@ class WordPieceTokenizer:
         return self._tokenizer.encode(text, add_special_tokens=False).ids
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        encodings = self._tokenizer.encode_batch(texts, add_special_tokens=False)
+        # `_fast` skips character offsets we never use: same ids, ~25% faster (BENCHMARKS.md).
+        encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
     def decode(self, ids: list[int]) -> str:

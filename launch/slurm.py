@@ -97,7 +97,8 @@ def options_from(args: argparse.Namespace) -> SlurmOptions:
 def check_one_word(flag: str, value: str) -> None:
     """#SBATCH lines are not shell: a value with whitespace would be cut there."""
     if re.search(r"\s", value):
-        raise UserError(f"{flag}={value!r} contains whitespace, which an #SBATCH line cannot hold")
+        raise UserError(f"{flag}={value!r} contains whitespace, which an #SBATCH line cannot "
+                        "hold; pass it without spaces")  # fmt: skip
 
 
 def sbatch_script(opts: SlurmOptions, job_name: str, output: str, job: Command) -> str:
@@ -153,9 +154,15 @@ def submit(script: str, script_path: str, out_dir: str, dry_run: bool) -> None:
         print(script)
         common.execute(commands, dry_run=True)
         return
-    os.makedirs(os.path.dirname(os.path.abspath(script_path)), exist_ok=True)
-    with open(script_path, "w") as f:
-        f.write(script)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(script_path)), exist_ok=True)
+        with open(script_path, "w") as f:
+            f.write(script)
+    except OSError as e:
+        raise UserError(
+            f"cannot write the sbatch script {script_path} ({e.strerror}); pass a writable "
+            "--script file path"
+        ) from None
     common.execute(commands, dry_run=False)
 
 

@@ -112,7 +112,8 @@ def load_module(path: str) -> Any:
     try:
         spec.loader.exec_module(module)
     except Exception as e:
-        raise UserError(f"cannot load {path}: {type(e).__name__}: {e}") from None
+        raise UserError(f"cannot load {path}: {type(e).__name__}: {e}; fix the config file or "
+                        "pass another --config") from None  # fmt: skip
     return module
 
 
@@ -162,8 +163,29 @@ def check_fields(config: Any, keys: list[str], where: str, path: str) -> None:
         node = config
         for part in key.split("."):
             if not hasattr(node, "keys") or part not in node:
-                raise UserError(f"{where} sets {key!r}, which is not a field of {path}'s config")
+                raise UserError(f"{where} sets {key!r}, which is not a field of {path}'s config; "
+                                "fix the name or add the field to its get_config()")  # fmt: skip
             node = node[part]
+
+
+def check_value(config: Any, key: str, text: str, what: str, path: str) -> None:
+    """The override parses as its field's type, as the run's --config.FIELD=VALUE flag will (a
+    typo fails here, not in every run); string and None fields take anything."""
+    from absl import flags
+
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    parsers = {bool: flags.BooleanParser(), int: flags.IntegerParser(), float: flags.FloatParser()}
+    parser = parsers.get(type(node))
+    try:
+        if parser is not None:
+            parser.parse(text)
+    except ValueError:
+        kind = type(node).__name__
+        article = "an" if kind == "int" else "a"
+        raise UserError(f"{what}: {path}'s config holds {article} {kind} there ({key}={node!r}); "
+                        f"pass {article} {kind}") from None  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- runs
@@ -470,7 +492,13 @@ def main(argv: list[str] | None = None) -> None:
         config = call_with_arg(module.get_config, arg, f"{path} get_config()")
         for i, point in enumerate(points):
             check_fields(config, list(point), f"sweep()[{i}]", path)
+            for key, value in point.items():
+                text = format_value(value)
+                check_value(config, key, text, f"sweep()[{i}] sets {key}={text!r}", path)
         check_fields(config, [f.partition("=")[0][9:] for f in extra], "a --config flag", path)
+        for flag in extra:
+            key, _, text = flag[9:].partition("=")
+            check_value(config, key, text, flag, path)
     root = args.workdir if (args.tpu or "://" in args.workdir) else os.path.abspath(args.workdir)
     runs = expand(points, root)
     metric = args.metric or DEFAULT_METRIC[job]

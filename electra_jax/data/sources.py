@@ -70,6 +70,7 @@ class Source:
         if self.kind == "files":
             for path in self.paths:
                 with open(path, "rb") as f:
+                    check_not_binary(path, f)
                     if self.one_doc_per_file:
                         yield Blob(f.read(), blank_line_ends_document=False)
                     else:
@@ -81,6 +82,18 @@ class Source:
                 yield Blob(data, blank_line_ends_document=True)
         else:
             yield from _tfds_blobs(self.spec)
+
+
+def check_not_binary(path: str, f: BinaryIO) -> None:
+    """A NUL byte in the first 8 KB (git's test) marks a binary file: a .gz, an image, UTF-16.
+    Bad bytes in text are repaired and counted; a binary file would become garbage examples."""
+    head = f.read(8192)
+    f.seek(0)
+    if b"\0" in head:
+        raise UserError(
+            f"--corpus: {path} looks binary (NUL bytes in its first 8 KB); pass UTF-8 text "
+            "files (decompress .gz / .bz2 files first)"
+        )
 
 
 def split_at_blank_lines(f: BinaryIO, target_bytes: int) -> Iterator[bytes]:

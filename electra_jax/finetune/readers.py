@@ -130,7 +130,7 @@ def parse_squad(
     """SQuAD v1.1 / v2.0 JSON (already decoded) -> SquadExamples; problems name the JSON path."""
     result = ReadResult([])
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise UserError(f"{path}: expected a SQuAD JSON object with a 'data' list")
+        raise UserError(f"{path}: expected a SQuAD v1.1 / v2.0 JSON object with a 'data' list")
     for a, article in enumerate(data["data"]):
         for p, paragraph in enumerate(article.get("paragraphs", []) or []):
             context = paragraph.get("context")

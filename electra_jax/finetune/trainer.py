@@ -22,6 +22,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from electra_jax.atomic import make_workdir
 from electra_jax.errors import UserError
 from electra_jax.finetune import metrics as ft_metrics
 from electra_jax.finetune import outputs as ft_outputs
@@ -34,6 +35,7 @@ from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.metrics_log import MetricsLogger
 from electra_jax.model_config import ModelConfig, preset
 from electra_jax.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from electra_jax.param_shapes import check_param_shapes
 from electra_jax.tokenizer import Tokenizer
 
 RESULTS_FILE = "results.json"
@@ -106,6 +108,7 @@ def load_encoder(config: ml_collections.ConfigDict) -> tuple[ModelConfig, dict |
         missing = [g for g in ("embeddings", "discriminator") if g not in params]
         if missing:
             raise UserError(f"init_from {directory} lacks parameter group(s) {missing}")
+        check_param_shapes(model_cfg, params, f"init_from {directory}")  # before any compile
         return model_cfg, params, tokenizer
     tokenizer = random_init_tokenizer(config.vocab_dir)
     try:
@@ -358,8 +361,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Fine-tunes `config.seeds` runs on `config.task`; writes results.json and predictions."""
     validate_config(config)
     spec = get_task(config.task)
-    os.makedirs(workdir, exist_ok=True)
-    ft_outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
+    make_workdir(workdir)  # config.json is written once the inputs are checked
     run_start = time.perf_counter()
 
     # ---- model and tokeniser
@@ -372,6 +374,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
     # ---- input
     data = load_task_data(config, spec, tokenizer)
+    ft_outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
     num_train = len(data.train["input_ids"])
     num_steps = max(1, int(num_train * config.num_epochs / config.batch_size))
     for path, count in data.skipped_rows.items():
