@@ -20,7 +20,7 @@ import numpy as np
 
 from electra_jax import sharding as shd
 from electra_jax.atomic import make_workdir, write_json
-from electra_jax.checkpointing import RunCheckpoints
+from electra_jax.checkpointing import CheckpointSaveError, RunCheckpoints
 from electra_jax.errors import UserError, one_line_library_errors
 from electra_jax.flops import device_peak_flops, train_flops_per_token
 from electra_jax.metrics_log import METRICS_FILE, MetricsLogger, format_duration, truncate_after
@@ -437,6 +437,12 @@ def main(argv: list[str] | None = None) -> None:
     except NonFiniteLoss as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_NONFINITE)
+    except CheckpointSaveError as e:
+        # Orbax's failed writer tasks would log tracebacks again at interpreter shutdown; the
+        # run's own cleanup has finished, so leave without it.
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        os._exit(2)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -87,13 +87,14 @@ def test_sharded_loss_trajectory_matches_single_device(tiny_config, tmp_path, me
 
 def test_nonfinite_loss_stops_or_skips(tiny_config, tmp_path):
     stop = tiny_config(num_train_steps=6, log_every=2, eval_every=6, checkpoint_every=2,
-                       nonfinite_test_step=3, export=False, eval_batches=0)  # fmt: skip
+                       nonfinite_test_step=3, export=False, eval_batches=0,
+                       **{"model.num_layers": 1})  # fmt: skip
     with pytest.raises(NonFiniteLoss, match="step 3"):
         train(stop, str(tmp_path / "stop"))
     assert sorted(os.listdir(tmp_path / "stop" / "checkpoints")) == ["2"]
     skip = tiny_config(num_train_steps=6, log_every=2, eval_every=6, checkpoint_every=2,
                        nonfinite_test_step=3, on_nonfinite="skip", export=False,
-                       eval_batches=0)  # fmt: skip
+                       eval_batches=0, **{"model.num_layers": 1})  # fmt: skip
     train(skip, str(tmp_path / "skip"))
     records = read_metrics(str(tmp_path / "skip"))
     assert records[-1]["nonfinite_steps"] == 1 and np.isfinite(records[-1]["loss"])
