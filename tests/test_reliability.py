@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -22,7 +23,7 @@ def test_kill_campaign_resumes_bit_exact(builtin_data_dir, tmp_path, kills):
     """SIGKILLs (about half during an async save) then a SIGTERM: after every resume the final
     parameters equal an uninterrupted run's bit for bit, metrics.jsonl has each step once, and
     no resume picked a checkpoint it could not read."""
-    result = campaign(str(tmp_path), builtin_data_dir, kills=kills, seed=kills)
+    result = campaign(str(tmp_path), builtin_data_dir, kills=kills, seed=kills, num_steps=40)
     assert result.kills == kills, summary_line(result)
     assert result.sigterms == 1, summary_line(result)
     assert result.identical_params, summary_line(result)
@@ -91,9 +92,10 @@ def test_failed_save_stops_with_one_line_and_keeps_earlier_checkpoints(builtin_d
     resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (100_000, 100_000))
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 2, out + err
-    # Orbax / tensorstore log their own errors from writer threads; ours is the one `error:`.
-    ours = [line for line in err.splitlines() if line.startswith("error:")]
-    assert len(ours) == 1 and ours[0].startswith("error: saving checkpoint step"), err
+    # Orbax / tensorstore print their own errors from writer threads (possibly in the middle of
+    # our line's row): ours is the one `error: saving checkpoint ...` message.
+    ours = re.findall(r"error: saving checkpoint step \d+ [^\n]*", err)
+    assert len(ours) == 1, err
     assert "File too large" in ours[0] and "are intact" in ours[0] and "rerun" in ours[0]
     kept = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
     assert kept and kept[-1] < 12, kept
