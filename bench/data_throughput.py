@@ -4,9 +4,12 @@
 
 Uses the offline `builtin:pydocs` corpus and its trained 8,192-token WordPiece vocabulary
 (`ensure_builtin_dataset`, cached under --cache-dir). Measures, as the median of --repeats runs:
-  * tokenize:  the Rust WordPiece tokenizer alone (`encode_batch`), MB/s and MB per CPU-second;
+  * tokenize: the Rust WordPiece pipeline alone, and the tokeniser as prepare runs it (the
+    per-word memo for plain-ASCII lines, electra_jax/wordpiece_fast_path.py) with its memo cold
+    (a new tokeniser per pass) and warm; MB/s and MB per CPU-second;
   * prepare/process: one worker turning the whole corpus into examples (decode, tokenise,
-    build, write ArrayRecord), MB/s per process and MB per CPU-second (robust to other load);
+    build, write ArrayRecord) with a cold and a warm memo, MB/s per process and MB per
+    CPU-second (robust to other load);
   * prepare end to end: `prepare_dataset` with 1 and --processes processes (vocabulary given,
     spawn start-up included), MB/s;
   * loader: `make_train_loader` batches (256 x 128) into host memory, tokens/s.
@@ -46,6 +49,9 @@ TABLE_HEADER = [
 ]
 
 
+CPU = time.process_time
+
+
 def median_rate(fn, amount: float, repeats: int, clock=time.perf_counter) -> float:
     """Median of amount / seconds over `repeats` timed calls of fn (after one warm-up).
 
@@ -73,22 +79,37 @@ def bench(args) -> list[tuple[str, float, str]]:
     lines = [line for line in text.split("\n") if line]
     rows = []
 
-    rate = median_rate(lambda: tokenizer.encode_batch(lines), mb, args.repeats)
-    rows.append(("tokenize (WordPiece encode_batch)", rate, "MB/s"))
-    rate = median_rate(lambda: tokenizer.encode_batch(lines), mb, args.repeats, time.process_time)
-    rows.append(("tokenize, per CPU-second", rate, "MB/CPU-s"))
+    def fresh_tokenizer():
+        return load_tokenizer(data_dir, meta["tokenizer"])
+
+    tokenize_cases = [
+        ("tokenize: Rust pipeline alone", lambda: tokenizer.encode_batch_rust(lines)),
+        ("tokenize: word memo, cold", lambda: fresh_tokenizer().encode_batch(lines)),
+        ("tokenize: word memo, warm", lambda: tokenizer.encode_batch(lines)),
+    ]
+    for name, fn in tokenize_cases:
+        rows.append((name, median_rate(fn, mb, args.repeats), "MB/s"))
+        rows.append((name + ", per CPU-second", median_rate(fn, mb, args.repeats, CPU), "MB/CPU-s"))
 
     work = tempfile.mkdtemp(prefix="bench-data-")
     try:
         task = pipeline.ChunkTask(
             0, [Blob(raw, True)], data_dir, meta["tokenizer"], 128, 0, 100_000, work
         )
-        rate = median_rate(lambda: pipeline.process_chunk(task), mb, args.repeats)
-        rows.append(("prepare: one worker (decode+tokenize+build+write)", rate, "MB/s/process"))
-        rate = median_rate(
-            lambda: pipeline.process_chunk(task), mb, args.repeats, time.process_time
-        )
-        rows.append(("prepare: one worker, per CPU-second", rate, "MB/CPU-s"))
+
+        def cold_chunk():
+            pipeline._TOKENIZERS.clear()  # a new worker: tokeniser and memo built from scratch
+            pipeline.process_chunk(task)
+
+        chunk_cases = [
+            ("prepare: one worker, cold memo (decode+tokenize+build+write)", cold_chunk),
+            ("prepare: one worker, warm memo", lambda: pipeline.process_chunk(task)),
+        ]
+        for name, fn in chunk_cases:
+            rows.append((name, median_rate(fn, mb, args.repeats), "MB/s/process"))
+            rows.append(
+                (name + ", per CPU-second", median_rate(fn, mb, args.repeats, CPU), "MB/CPU-s")
+            )
         vocab = os.path.join(data_dir, "vocab.txt")
         for processes in sorted({1, args.processes}):
 

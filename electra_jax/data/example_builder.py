@@ -29,12 +29,39 @@ MIN_SHORT_TARGET = 5
 
 @dataclasses.dataclass(frozen=True)
 class Example:
-    """One example before padding-free storage; arrays are int32 of length max_seq_len."""
+    """One example as its unpadded layout `[CLS] A [SEP] (B [SEP])`; arrays are built on demand.
 
-    input_ids: np.ndarray
-    input_mask: np.ndarray
-    segment_ids: np.ndarray
+    The shard writer packs `token_ids` straight into a record (records.pack_record), so the
+    per-example cost of prepare stays off numpy; the array properties serve tests and `--show`.
+    """
+
+    token_ids: tuple[int, ...]
+    first_length: int  # tokens with segment id 0: [CLS], A and the first [SEP]
+    max_seq_len: int
     truncated_tokens: int  # tokens of the accumulated sentences cut by the truncation rules
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self.token_ids)
+
+    @property
+    def has_second_segment(self) -> bool:
+        return len(self.token_ids) > self.first_length
+
+    @property
+    def input_ids(self) -> np.ndarray:
+        ids = np.zeros(self.max_seq_len, np.int32)
+        ids[: self.num_tokens] = self.token_ids
+        return ids
+
+    @property
+    def input_mask(self) -> np.ndarray:
+        return (np.arange(self.max_seq_len) < self.num_tokens).astype(np.int32)
+
+    @property
+    def segment_ids(self) -> np.ndarray:
+        positions = np.arange(self.max_seq_len)
+        return ((positions >= self.first_length) & (positions < self.num_tokens)).astype(np.int32)
 
 
 def make_example(
@@ -46,20 +73,14 @@ def make_example(
     max_seq_len: int,
     truncated_tokens: int = 0,
 ) -> Example:
-    """Lays out [CLS] A [SEP] (B [SEP]) with segment ids and zero padding."""
+    """Lays out [CLS] A [SEP] (B [SEP]); segment ids 1 from B on, zero padding to max_seq_len."""
     ids = [cls_id, *first_segment, sep_id]
-    n_first = len(ids)
+    first_length = len(ids)
     if second_segment:
         ids += [*second_segment, sep_id]
     if len(ids) > max_seq_len:
         raise ValueError(f"example of {len(ids)} tokens exceeds max_seq_len={max_seq_len}")
-    input_ids = np.zeros(max_seq_len, np.int32)
-    input_ids[: len(ids)] = ids
-    input_mask = np.zeros(max_seq_len, np.int32)
-    input_mask[: len(ids)] = 1
-    segment_ids = np.zeros(max_seq_len, np.int32)
-    segment_ids[n_first : len(ids)] = 1
-    return Example(input_ids, input_mask, segment_ids, truncated_tokens)
+    return Example(tuple(ids), first_length, max_seq_len, truncated_tokens)
 
 
 class ExampleBuilder:

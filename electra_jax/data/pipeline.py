@@ -130,14 +130,14 @@ def process_chunk(task: ChunkTask) -> dict:
     examples = _iter_examples(task.blobs, tokenizer, builder, stats, counts, task.max_line_chars)
     for example in examples:
         writer.write(
-            records.encode_record(
-                example.input_ids, example.input_mask, example.segment_ids, id_dtype
+            records.pack_record(
+                example.token_ids, example.first_length, example.max_seq_len, id_dtype
             )
         )
         counts["examples"] += 1
-        counts["tokens"] += int(example.input_mask.sum())
+        counts["tokens"] += example.num_tokens
         counts["truncated_tokens"] += example.truncated_tokens
-        counts["two_segment_examples"] += int(example.segment_ids.any())
+        counts["two_segment_examples"] += example.has_second_segment
     writer.close()
     os.replace(path + ".tmp", path)
     result = {"index": task.index, "file": os.path.basename(path), **counts, **stats.to_dict()}

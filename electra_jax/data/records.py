@@ -33,15 +33,21 @@ def record_layout(max_seq_len: int, id_dtype: str) -> dict:
     }
 
 
-def encode_record(
-    input_ids: np.ndarray, input_mask: np.ndarray, segment_ids: np.ndarray, id_dtype: str
+def pack_record(
+    token_ids: Sequence[int], first_length: int, max_seq_len: int, id_dtype: str
 ) -> bytes:
-    """Packs one example's three length-L arrays into a record."""
-    return (
-        input_ids.astype(id_dtype).tobytes()
-        + input_mask.astype("u1").tobytes()
-        + segment_ids.astype("u1").tobytes()
-    )
+    """Packs one unpadded example (`first_length` tokens of segment 0, then segment 1) into a
+    record: ids, input_mask and segment_ids, each zero-padded to max_seq_len."""
+    n_tokens = len(token_ids)
+    n_pad = max_seq_len - n_tokens
+    return b"".join((
+        np.asarray(token_ids, id_dtype).tobytes(),
+        bytes(n_pad * np.dtype(id_dtype).itemsize),
+        b"\x01" * n_tokens,
+        bytes(n_pad + first_length),
+        b"\x01" * (n_tokens - first_length),
+        bytes(n_pad),
+    ))  # fmt: skip
 
 
 def decode_records(records: Sequence[bytes], max_seq_len: int, id_dtype: str) -> dict:
