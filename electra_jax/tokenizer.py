@@ -11,7 +11,7 @@ import os
 from typing import Protocol, runtime_checkable
 
 from electra_jax.errors import UserError
-from electra_jax.wordpiece_fast_path import AsciiWordPieceMemo
+from electra_jax.wordpiece_fast_path import MAX_WORD_CHARS, AsciiWordPieceMemo
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
@@ -89,7 +89,9 @@ class WordPieceTokenizer:
         self.strip_accents = strip_accents
         self._tokens = read_vocab_txt(vocab_path)
         vocab = {token: index for index, token in enumerate(self._tokens)}
-        model = models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100)
+        model = models.WordPiece(
+            vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=MAX_WORD_CHARS
+        )
         self._tokenizer = HFTokenizer(model)
         self._tokenizer.normalizer = normalizers.BertNormalizer(
             clean_text=True,
@@ -99,7 +101,7 @@ class WordPieceTokenizer:
         )
         self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         self._tokenizer.decoder = decoders.WordPiece(prefix="##")
-        self._memo = AsciiWordPieceMemo(self._encode_rust, lowercase=lowercase)
+        self._memo = AsciiWordPieceMemo(self._encode_rust, lowercase=lowercase, vocab=vocab)
         self.pad_id = vocab["[PAD]"]
         self.unk_id = vocab["[UNK]"]
         self.cls_id = vocab["[CLS]"]

@@ -20,17 +20,28 @@ from itertools import chain
 # Printable ASCII plus tab: lines the BERT normaliser only lower-cases (tab becomes a space).
 _PLAIN_ASCII = re.compile(r"[\x20-\x7e\t]*")
 _CASED_WORDS = re.compile(r"[A-Za-z0-9]+|[^A-Za-z0-9\s]")
-# Bounds the memo (~100 bytes per entry); words past it are still tokenised, just not stored.
+MAX_WORD_CHARS = 100  # the tokeniser's max_input_chars_per_word: longer words become [UNK]
+# Bounds the memo beyond the vocabulary (~100 bytes per entry); words past it are still
+# tokenised, just not stored.
 MAX_MEMO_WORDS = 1_000_000
 
 
 class AsciiWordPieceMemo:
     """Encodes sentences like `encode_one`, memoising per-word pieces on plain-ASCII lines."""
 
-    def __init__(self, encode_one: Callable[[str], list[int]], lowercase: bool):
+    def __init__(
+        self, encode_one: Callable[[str], list[int]], lowercase: bool, vocab: dict[str, int]
+    ):
         self._encode_one = encode_one
         self._lowercase = lowercase
-        self._pieces: dict[str, list[int]] = {}
+        # A whole word that is itself a vocabulary entry is its own single piece (WordPiece
+        # matches the longest prefix first): seeding these makes the memo warm from the start.
+        self._pieces: dict[str, list[int]] = {
+            token: [token_id]
+            for token, token_id in vocab.items()
+            if _CASED_WORDS.fullmatch(token) and len(token) <= MAX_WORD_CHARS
+        }
+        self._max_words = len(self._pieces) + MAX_MEMO_WORDS
 
     def encode(self, text: str) -> list[int] | None:
         """Token ids of `text`, or None when it is not plain ASCII (use the full tokeniser)."""
@@ -51,7 +62,7 @@ class AsciiWordPieceMemo:
             word_ids = pieces.get(word)
             if word_ids is None:
                 word_ids = self._encode_one(word)
-                if len(pieces) < MAX_MEMO_WORDS:
+                if len(pieces) < self._max_words:
                     pieces[word] = word_ids
             ids += word_ids
         return ids

@@ -59,5 +59,17 @@ def test_whole_builtin_corpus_matches_rust(builtin_data_dir: str, vocab_path: st
 def test_full_memo_still_encodes_correctly(vocab_path: str, monkeypatch):
     monkeypatch.setattr(wordpiece_fast_path, "MAX_MEMO_WORDS", 3)
     tokenizer = WordPieceTokenizer(vocab_path)
+    seeded = len(tokenizer._memo._pieces)  # the vocabulary's whole words
     assert tokenizer.encode_batch(CRAFTED_LINES) == tokenizer.encode_batch_rust(CRAFTED_LINES)
-    assert len(tokenizer._memo._pieces) == 3
+    assert len(tokenizer._memo._pieces) == seeded + 3
+
+
+def test_vocabulary_words_seed_the_memo(vocab_path: str):
+    """Each whole-word vocabulary entry is its own single piece, as the Rust WordPiece says."""
+    tokenizer = WordPieceTokenizer(vocab_path)
+    ids = {token: index for index, token in enumerate(tokenizer.tokens())}
+    words = [t for t in ids if t.isalnum() and t.isascii() and t.islower()]
+    assert len(words) > 1000
+    rust_ids = tokenizer.encode_batch_rust(words)
+    assert rust_ids == [[ids[w]] for w in words]
+    assert [tokenizer._memo._pieces[w] for w in words] == rust_ids
