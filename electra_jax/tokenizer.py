@@ -101,7 +101,7 @@ class WordPieceTokenizer:
         )
         self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         self._tokenizer.decoder = decoders.WordPiece(prefix="##")
-        self._memo = AsciiWordPieceMemo(self._encode_rust, lowercase=lowercase, vocab=vocab)
+        self._memo = AsciiWordPieceMemo(self.encode_batch_rust, lowercase=lowercase, vocab=vocab)
         self.pad_id = vocab["[PAD]"]
         self.unk_id = vocab["[UNK]"]
         self.cls_id = vocab["[CLS]"]
@@ -117,27 +117,24 @@ class WordPieceTokenizer:
     def vocab_hash(self) -> str:
         return self._hash
 
-    def _encode_rust(self, text: str) -> list[int]:
-        return self._tokenizer.encode(text, add_special_tokens=False).ids
-
     def encode(self, text: str) -> list[int]:
         return self.encode_batch([text])[0]
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Plain-ASCII texts through the per-word memo, the rest in one Rust batch call."""
-        ids: list[list[int] | None] = [self._memo.encode(text) for text in texts]
+        ids = self._memo.encode_batch(texts)
         rest = [index for index, text_ids in enumerate(ids) if text_ids is None]
         if rest:
-            # `_fast` skips character offsets we never use: same ids, ~25% faster.
-            encodings = self._tokenizer.encode_batch_fast(
-                [texts[index] for index in rest], add_special_tokens=False
-            )
-            for index, encoding in zip(rest, encodings, strict=True):
-                ids[index] = encoding.ids
+            rust_ids = self.encode_batch_rust([texts[index] for index in rest])
+            for index, text_ids in zip(rest, rust_ids, strict=True):
+                ids[index] = text_ids
         return ids  # type: ignore[return-value]
 
     def encode_batch_rust(self, texts: list[str]) -> list[list[int]]:
-        """The Rust pipeline alone for every text (the reference the memo is tested against)."""
+        """The Rust pipeline alone for every text (the reference the memo is tested against).
+
+        `encode_batch_fast` skips the character offsets we never use: same ids, ~25% faster.
+        """
         encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 

@@ -14,6 +14,7 @@ whole built-in corpus); prepare runs several times faster (BENCHMARKS.md).
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from collections.abc import Callable
 from itertools import chain
 
@@ -27,12 +28,19 @@ MAX_MEMO_WORDS = 1_000_000
 
 
 class AsciiWordPieceMemo:
-    """Encodes sentences like `encode_one`, memoising per-word pieces on plain-ASCII lines."""
+    """Encodes sentences like the Rust tokeniser, memoising per-word pieces on plain-ASCII lines.
+
+    `encode_words` is the Rust tokeniser on a list of single words (one batched call per
+    `encode_batch`, for the words not yet in the memo).
+    """
 
     def __init__(
-        self, encode_one: Callable[[str], list[int]], lowercase: bool, vocab: dict[str, int]
+        self,
+        encode_words: Callable[[list[str]], list[list[int]]],
+        lowercase: bool,
+        vocab: dict[str, int],
     ):
-        self._encode_one = encode_one
+        self._encode_words = encode_words
         self._lowercase = lowercase
         # A whole word that is itself a vocabulary entry is its own single piece (WordPiece
         # matches the longest prefix first): seeding these makes the memo warm from the start.
@@ -43,26 +51,39 @@ class AsciiWordPieceMemo:
         }
         self._max_words = len(self._pieces) + MAX_MEMO_WORDS
 
-    def encode(self, text: str) -> list[int] | None:
-        """Token ids of `text`, or None when it is not plain ASCII (use the full tokeniser)."""
-        if _PLAIN_ASCII.fullmatch(text) is None:
-            return None
-        if self._lowercase:
-            text = text.lower()
-        words = _CASED_WORDS.findall(text)
-        try:  # all words seen before: one C-level pass
-            return list(chain.from_iterable(map(self._pieces.__getitem__, words)))
-        except KeyError:
-            return self._encode_with_misses(words)
-
-    def _encode_with_misses(self, words: list[str]) -> list[int]:
-        pieces = self._pieces
-        ids: list[int] = []
-        for word in words:
-            word_ids = pieces.get(word)
-            if word_ids is None:
-                word_ids = self._encode_one(word)
-                if len(pieces) < self._max_words:
-                    pieces[word] = word_ids
-            ids += word_ids
+    def encode_batch(self, texts: list[str]) -> list[list[int] | None]:
+        """Token ids per text; None for a text that is not plain ASCII (use the full tokeniser)."""
+        lookup = self._pieces.__getitem__
+        ids: list[list[int] | None] = [None] * len(texts)
+        unseen: list[tuple[int, list[str]]] = []  # texts with a word not in the memo
+        for index, text in enumerate(texts):
+            if _PLAIN_ASCII.fullmatch(text) is None:
+                continue
+            words = _CASED_WORDS.findall(text.lower() if self._lowercase else text)
+            try:  # every word seen before: one C-level pass
+                ids[index] = list(chain.from_iterable(map(lookup, words)))
+            except KeyError:
+                unseen.append((index, words))
+        if unseen:
+            new_pieces = self._learn({w for _, words in unseen for w in words})
+            lookup = self._pieces.__getitem__  # the C-level lookup, unless the memo is full
+            if any(word not in self._pieces for word in new_pieces):
+                lookup = ChainMap(new_pieces, self._pieces).__getitem__
+            for index, words in unseen:
+                ids[index] = list(chain.from_iterable(map(lookup, words)))
         return ids
+
+    def _learn(self, words: set[str]) -> dict[str, list[int]]:
+        """Tokenises the words missing from the memo in one Rust call; stores them while room."""
+        missing = sorted(w for w in words if w not in self._pieces)
+        new_pieces = dict(zip(missing, self._encode_words(missing), strict=True))
+        room = self._max_words - len(self._pieces)
+        self._pieces.update(
+            new_pieces if room >= len(missing) else missing_prefix(new_pieces, room)
+        )
+        return new_pieces
+
+
+def missing_prefix(pieces: dict[str, list[int]], count: int) -> dict[str, list[int]]:
+    """The first `count` entries of `pieces` (what still fits in a nearly full memo)."""
+    return dict(list(pieces.items())[: max(0, count)])

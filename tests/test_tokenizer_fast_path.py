@@ -45,7 +45,7 @@ def test_crafted_lines_match_rust(vocab_path: str, lowercase: bool):
 
 def test_only_plain_ascii_lines_take_the_memo(vocab_path: str):
     memo = WordPieceTokenizer(vocab_path)._memo
-    plain = [memo.encode(line) is not None for line in CRAFTED_LINES]
+    plain = [ids is not None for ids in memo.encode_batch(CRAFTED_LINES)]
     assert plain == [True] * 8 + [False] * 4 + [True] * 3
 
 
