@@ -92,6 +92,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.objective.positions_with_replacement = True
     c.objective.temperature = 1.0
     c.objective.disallow_correct = False
+    c.objective.uniform_generator = False  # the original's switch: uniform samples, no generator
     c.objective.gen_weight = 1.0
     c.objective.disc_weight = 50.0
 

@@ -36,6 +36,9 @@ class ObjectiveConfig:
     gen_weight: float = 1.0
     disc_weight: float = 50.0
     electra_objective: bool = True  # False: BERT masked-LM baseline, no discriminator
+    # The original's `uniform_generator`: no generator network; all-zero logits, so samples are
+    # uniform over the vocabulary and the masked-LM loss is the constant ln(V).
+    uniform_generator: bool = False
 
     def num_predictions(self, seq_len: int) -> int:
         if self.max_predictions is not None:
@@ -204,16 +207,20 @@ def pretrain_forward(
     mask_rng, sample_rng, gen_dropout, disc_dropout = jax.random.split(rng, 4)
     variables = {"params": params}
     masked = mask_batch(mask_rng, batch, cfg)
-    gen_logits_BxNxV = model.apply(
-        variables,
-        masked.masked_ids_BxL,
-        batch["segment_ids"],
-        batch["input_mask"],
-        masked.positions_BxN,
-        deterministic,
-        method=ElectraModel.generator_logits,
-        rngs={"dropout": gen_dropout},
-    )
+    if cfg.uniform_generator and cfg.electra_objective:
+        V = model.config.vocab_size
+        gen_logits_BxNxV = jnp.zeros((*masked.positions_BxN.shape, V), jnp.float32)
+    else:
+        gen_logits_BxNxV = model.apply(
+            variables,
+            masked.masked_ids_BxL,
+            batch["segment_ids"],
+            batch["input_mask"],
+            masked.positions_BxN,
+            deterministic,
+            method=ElectraModel.generator_logits,
+            rngs={"dropout": gen_dropout},
+        )
     gen_loss = mlm_loss(gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN)
     out = {
         "mlm_loss": gen_loss,

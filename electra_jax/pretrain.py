@@ -129,6 +129,7 @@ def build_configs(
         positions_with_replacement=o.positions_with_replacement,
         temperature=o.temperature,
         disallow_correct=o.disallow_correct,
+        uniform_generator=o.uniform_generator,
         gen_weight=o.gen_weight,
         disc_weight=o.disc_weight,
         electra_objective=model_cfg.electra_objective,

@@ -158,6 +158,24 @@ def test_disc_loss_gradient_is_zero_on_generator_only_params(sharing):
         assert float(jnp.max(jnp.abs(grads["gdes"]["word_embeddings_delta"]))) > 0
 
 
+def test_uniform_generator_samples_uniformly_and_trains_no_generator():
+    cfg = preset("tiny")
+    obj = ObjectiveConfig(cls_id=CLS, sep_id=SEP, mask_id=MASK, uniform_generator=True)
+    model = ElectraModel(cfg)
+    params = nn.unbox(init_params(model, jax.random.key(0)))
+    batch = random_batch(0, B=64, L=64, vocab=cfg.vocab_size)
+    forward = jax.jit(lambda p: pretrain_forward(p, batch, jax.random.key(1), model=model, cfg=obj))
+    (loss, out), grads = jax.value_and_grad(forward, has_aux=True)(params)
+    assert float(out["mlm_loss"]) == pytest.approx(np.log(cfg.vocab_size), rel=1e-5)
+    samples = np.asarray(out["samples_BxN"])[np.asarray(out["weights_BxN"]) > 0]
+    # ~640 uniform draws over 8192 ids: nearly all distinct, spread over the whole range.
+    assert len(np.unique(samples)) > 0.9 * samples.size
+    assert samples.min() < cfg.vocab_size // 8 and samples.max() > cfg.vocab_size * 7 // 8
+    for name in ("generator", "generator_head"):
+        assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads[name]))
+    assert float(jnp.max(jnp.abs(grads["discriminator"]["layer_0"]["output"]["kernel"]))) > 0
+
+
 def test_bert_baseline_has_no_discriminator():
     cfg = preset("tiny", electra_objective=False)
     obj = ObjectiveConfig(cls_id=CLS, sep_id=SEP, mask_id=MASK, electra_objective=False)
