@@ -130,6 +130,33 @@ def gumbel_sample(logits: torch.Tensor) -> torch.Tensor:
         return torch.argmax(logits - torch.log(-torch.log(uniform + 1e-9) + 1e-9), dim=-1)
 
 
+def peer_outputs(
+    generator: ElectraForMaskedLM,
+    discriminator: ElectraForPreTraining,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    mask_prob: float,
+    autocast: AutocastFactory,
+) -> dict[str, torch.Tensor]:
+    """One batch through the objective: MLM and disc losses, disc logits and labels [B, L]."""
+    ids, input_mask, segments = batch
+    masked_ids, positions, weights, targets = mask_inputs(ids, input_mask, mask_prob)
+    with autocast():
+        logits_BxLxV = generator(masked_ids, input_mask, segments).logits
+    index = positions[..., None].expand(-1, -1, logits_BxLxV.shape[-1])
+    logits_BxNxV = torch.gather(logits_BxLxV, 1, index).float()
+    token_losses = functional.cross_entropy(logits_BxNxV.transpose(1, 2), targets, reduction="none")
+    mlm = (weights * token_losses).sum() / (weights.sum() + 1e-6)
+    samples = gumbel_sample(logits_BxNxV)
+    fake_ids = ids.scatter(1, positions, torch.where(weights > 0, samples, targets))
+    labels = ((fake_ids != ids) & (input_mask > 0)).float()
+    with autocast():
+        disc_logits = discriminator(fake_ids, input_mask, segments).logits.float()
+    per_token = functional.binary_cross_entropy_with_logits(disc_logits, labels, reduction="none")
+    real = input_mask.float()
+    disc = (real * per_token).sum() / (real.sum() + 1e-6)
+    return {"mlm": mlm, "disc": disc, "disc_logits": disc_logits, "labels": labels}
+
+
 def make_loss_fn(
     generator: ElectraForMaskedLM,
     discriminator: ElectraForPreTraining,
@@ -139,26 +166,9 @@ def make_loss_fn(
     """Total loss MLM + 50 x disc of one batch (the function torch.compile wraps)."""
 
     def loss_fn(ids: torch.Tensor, input_mask: torch.Tensor, segments: torch.Tensor):
-        masked_ids, positions, weights, targets = mask_inputs(ids, input_mask, mask_prob)
-        with autocast():
-            logits_BxLxV = generator(masked_ids, input_mask, segments).logits
-        index = positions[..., None].expand(-1, -1, logits_BxLxV.shape[-1])
-        logits_BxNxV = torch.gather(logits_BxLxV, 1, index).float()
-        token_losses = functional.cross_entropy(
-            logits_BxNxV.transpose(1, 2), targets, reduction="none"
-        )
-        mlm = (weights * token_losses).sum() / (weights.sum() + 1e-6)
-        samples = gumbel_sample(logits_BxNxV)
-        fake_ids = ids.scatter(1, positions, torch.where(weights > 0, samples, targets))
-        labels = ((fake_ids != ids) & (input_mask > 0)).float()
-        with autocast():
-            disc_logits = discriminator(fake_ids, input_mask, segments).logits
-        per_token = functional.binary_cross_entropy_with_logits(
-            disc_logits.float(), labels, reduction="none"
-        )
-        real = input_mask.float()
-        disc = (real * per_token).sum() / (real.sum() + 1e-6)
-        return mlm + DISC_WEIGHT * disc
+        out = peer_outputs(generator, discriminator, (ids, input_mask, segments), mask_prob,
+                           autocast)  # fmt: skip
+        return out["mlm"] + DISC_WEIGHT * out["disc"]
 
     return loss_fn
 

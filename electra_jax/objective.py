@@ -17,7 +17,12 @@ import jax.numpy as jnp
 from electra_jax.model import ElectraModel
 
 Batch = dict[str, jax.Array]
-AUC_BINS = 1000  # histogram resolution of disc_auc (error at most one bin width, 1e-3)
+# disc_auc is computed from score histograms (summable over batches and devices): 65,536 bins
+# uniform in logit space over [-16, 16), 4.9e-4 logits wide. Bins in probability space (1,000
+# of them before; the original's tf.metrics.auc uses 200 thresholds) merge the nearly equal
+# scores of a young discriminator into one bin and report ~0.5 whatever their ranking.
+AUC_BINS = 1 << 16
+AUC_LOGIT_RANGE = 16.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,8 +279,7 @@ def metric_sums(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
     labels_BxL = out["labels_BxL"]
     logits_BxL = out["disc_logits_BxL"]
     preds_BxL = (logits_BxL > 0).astype(jnp.int32)
-    probs_BxL = jax.nn.sigmoid(logits_BxL)
-    bins_BxL = jnp.clip((probs_BxL * AUC_BINS).astype(jnp.int32), 0, AUC_BINS - 1)
+    bins_BxL = auc_bins(logits_BxL)
     pos_BxL = m_BxL * labels_BxL
     neg_BxL = m_BxL * (1 - labels_BxL)
     sums.update(
@@ -290,6 +294,12 @@ def metric_sums(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
         auc_neg_hist=jnp.zeros(AUC_BINS).at[bins_BxL.ravel()].add(neg_BxL.ravel()),
     )
     return sums
+
+
+def auc_bins(logits: jax.Array) -> jax.Array:
+    """The histogram bin of each discriminator logit (uniform in logit space, edges clipped)."""
+    scaled = (logits.astype(jnp.float32) + AUC_LOGIT_RANGE) * (AUC_BINS / (2 * AUC_LOGIT_RANGE))
+    return jnp.clip(jnp.floor(scaled).astype(jnp.int32), 0, AUC_BINS - 1)
 
 
 def histogram_auc(pos_hist: jax.Array, neg_hist: jax.Array) -> jax.Array:
