@@ -402,7 +402,8 @@ def _train(
             export_model(os.path.join(workdir, "export"), state.params, model_cfg, tokenizer)
         took = format_duration(time.perf_counter() - run_start)
         shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith("eval/"))
-        print(f"done: {step} steps in {took}; {shown}; exported to {workdir}/export")
+        where = f"exported to {workdir}/export" if config.export else "not exported (export=False)"
+        print(f"done: {step} steps in {took}; {shown}; {where}")
         return last
     finally:
         checkpoints.close()  # waits for a pending save; its error was already raised by wait()

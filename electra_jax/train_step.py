@@ -100,7 +100,7 @@ def make_train_step(
         if step_cfg.nonfinite_test_step >= 0:
             poison = jnp.where(state.step == step_cfg.nonfinite_test_step, jnp.nan, 0.0)
             parts = dict(parts, loss=parts["loss"] + poison)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(parts["loss"]) & jnp.isfinite(grad_norm)
         updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
         new_params = optax.apply_updates(state.params, updates)
