@@ -2,7 +2,7 @@
 
     python bench/pretrain_step.py --size=small [--batch=128 --seq=128] [--dtype=auto]
         [--steps=50 --warmup=5 --repeats=3 --window=10] [--steps-per-call=1]
-        [--attention-impl=auto|exact|fused] [--peak-flops=FLOP/s]
+        [--attention-impl=auto|exact|fused] [--remat] [--peak-flops=FLOP/s] [--compile-only]
 
 The step is electra_jax's own (`make_train_step`, `make_multi_step`, `make_optimizer`), compiled
 as the trainer compiles it: one `jax.jit` with the train state donated. The batch is synthetic
@@ -99,12 +99,13 @@ def build_ours(
     attention_impl: str | None = None,
     peak_flops: float | None = None,
     seed: int = 0,
+    remat: bool = False,
 ) -> StepRunner:
     """Compiles our train step for `shape` with the state donated; returns it ready to time."""
     dtype = resolve_dtype(dtype)
     cfg = model_config(shape, attention_impl)
     objective = objective_config(shape)
-    model = ElectraModel(cfg, dtype=jnp.dtype(dtype))
+    model = ElectraModel(cfg, dtype=jnp.dtype(dtype), remat=remat)
     opt_cfg = OptimizerConfig()
     tx = make_optimizer(opt_cfg)
     params = jax.jit(lambda r: nn.unbox(init_params(model, r)))(jax.random.key(seed))
@@ -127,7 +128,9 @@ def build_ours(
 
     device = jax.devices()[0]
     return StepRunner(
-        impl="ours" if steps_per_call == 1 else f"ours K={steps_per_call}",
+        impl="ours"
+        + ("" if steps_per_call == 1 else f" K={steps_per_call}")
+        + (" remat" if remat else ""),
         shape=shape,
         dtype=dtype,
         call=call,
@@ -142,6 +145,8 @@ def build_ours(
             "attention": "fused" if use_fused_attention(cfg, deterministic=False) else "exact",
             "compile_s": compile_s,
             "xla_memory_mib": xla_memory_bytes(compiled) / 2**20,
+            "xla_temp_mib": xla_temp_bytes(compiled) / 2**20,
+            "remat": remat,
         },
     )
 
@@ -153,6 +158,12 @@ def xla_memory_bytes(compiled: Any) -> float:
         return float("nan")
     total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
     return float(total - m.alias_size_in_bytes)
+
+
+def xla_temp_bytes(compiled: Any) -> float:
+    """XLA's temporary buffers for one call (activations kept for the backward pass, etc.)."""
+    m = compiled.memory_analysis()
+    return float("nan") if m is None else float(m.temp_size_in_bytes)
 
 
 def describe_device(device: jax.Device) -> str:
@@ -173,11 +184,19 @@ def bench_ours(
     steps_per_call: int = 1,
     attention_impl: str | None = None,
     peak_flops: float | None = None,
+    remat: bool = False,
+    compile_only: bool = False,
 ) -> dict:
-    """One benchmark row for our step (see the module docstring); `steps` timed calls."""
-    runner = build_ours(
-        benchlib.default_shape(size, batch, seq), dtype, steps_per_call, attention_impl, peak_flops
-    )
+    """One benchmark row for our step (see the module docstring); `steps` timed calls.
+
+    `compile_only`: no timing, only the compile time and XLA's memory analysis (on any backend,
+    e.g. to see on CPU how a change moves the temporary memory of a shape that OOMs on a GPU).
+    """
+    shape = benchlib.default_shape(size, batch, seq)
+    runner = build_ours(shape, dtype, steps_per_call, attention_impl, peak_flops, remat=remat)
+    if compile_only:
+        return {"impl": runner.impl, "size": size, "batch": shape.batch, "seq": shape.seq,
+                "dtype": runner.dtype, "device": runner.device, **runner.info}  # fmt: skip
     return benchlib.run_benchmark(runner, steps, warmup, repeats, window)
 
 
@@ -185,6 +204,7 @@ def add_ours_args(parser: argparse.ArgumentParser) -> None:
     """Flags of our step only (compare.py has them too)."""
     parser.add_argument("--steps-per-call", type=int, default=1, help="K steps per jitted call")
     parser.add_argument("--attention-impl", choices=("auto", "exact", "fused"), default=None)
+    parser.add_argument("--remat", action="store_true", help="rematerialise each layer")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", default="tiny", help="tiny, small, small++, base, large")
     benchlib.add_common_args(parser)
     add_ours_args(parser)
+    parser.add_argument("--compile-only", action="store_true",
+                        help="print compile time and XLA memory analysis, no timing")  # fmt: skip
     args = parser.parse_args(argv)
     row = bench_ours(
         args.size,
@@ -205,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
         args.steps_per_call,
         args.attention_impl,
         args.peak_flops,
+        args.remat,
+        args.compile_only,
     )
     print(json.dumps(row, indent=2))
 
