@@ -9,7 +9,8 @@ Commands (each from the repository root):
 
   # ELECTRA-Small as in the paper (1M steps, batch 128, seq 128, generator 1/4 width), from
   # shards made by `python -m electra_jax.prepare`. GLUE dev ~79.9 after fine-tuning (paper).
-  python -m electra_jax.pretrain --config=configs/pretrain.py:small --workdir=gs://B/small \
+  # (A gs:// workdir keeps checkpoints on GCS, but config.json and metrics stay local: README.)
+  python -m electra_jax.pretrain --config=configs/pretrain.py:small --workdir=runs/small \
       --config.data.dir=gs://B/data/owt-128
 
 Sweep (`python launch/sweep.py`; an ablation of ours, not a table of the paper): the size's

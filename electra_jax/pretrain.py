@@ -236,6 +236,12 @@ def _train(
     maybe_initialize_distributed()
     is_primary = jax.process_index() == 0
     make_workdir(workdir)  # config.json is written once the inputs are checked
+    if "://" in workdir and is_primary:
+        print(
+            f"note: --workdir={workdir} is remote: checkpoints go there through Orbax, but "
+            "config.json, metrics.jsonl, tensorboard/ and export/ are written under the local "
+            f"directory {os.path.abspath(workdir)} (remote run files are not supported yet)"
+        )
 
     # ---- input
     data_dir = resolve_data_dir(config)
