@@ -16,22 +16,16 @@ def test_remat_gives_the_same_loss_and_gradients():
     ids = jax.random.randint(jax.random.key(1), (2, 16), 5, cfg.vocab_size).at[:, 0].set(2)
     batch = {"input_ids": ids, "input_mask": jnp.ones_like(ids), "segment_ids": jnp.zeros_like(ids)}
     params = nn.unbox(init_params(ElectraModel(cfg), jax.random.key(0)))
-    results = []
+    results, jaxprs = [], []
     for remat in (False, True):
         model = ElectraModel(cfg, remat=remat)
         loss_fn = lambda p, m=model: pretrain_forward(
             p, batch, jax.random.key(2), model=m, cfg=objective
         )[0]
         results.append(jax.jit(jax.value_and_grad(loss_fn))(params))
-    (loss, grads), (loss_remat, grads_remat) = results
-    # ...and it does rematerialise: one remat per layer of each tower, forward matmuls redone.
-    jaxprs = []
-    for remat in (False, True):
-        model = ElectraModel(cfg, remat=remat)
-        loss_fn = lambda p, m=model: pretrain_forward(
-            p, batch, jax.random.key(2), model=m, cfg=objective
-        )[0]
         jaxprs.append(str(jax.make_jaxpr(jax.value_and_grad(loss_fn))(params)))
+    (loss, grads), (loss_remat, grads_remat) = results
+    # It does rematerialise: one remat per layer of each tower, forward matmuls redone.
     plain, rematted = jaxprs
     assert plain.count("remat") == 0
     assert rematted.count("remat") == cfg.discriminator.num_layers + cfg.generator.num_layers
