@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps-per-call", default="1", help="comma list of K for ours")
     parser.add_argument("--attention-impl", default="auto", help="comma list: auto,exact,fused")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
+    parser.add_argument("--remat", action="store_true", help="ours: rematerialise each layer")
     parser.add_argument("--no-peer", action="store_true", help="time ours only")
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads per side (0: library defaults)"
@@ -107,7 +108,7 @@ def compare_size(size: str, args: argparse.Namespace) -> list[dict]:
     for impl in args.attention_impl.split(","):
         for k in (int(v) for v in args.steps_per_call.split(",")):
             build = lambda i=impl, k=k: pretrain_step.build_ours(
-                shape, dtype, k, i, args.peak_flops
+                shape, dtype, k, i, args.peak_flops, remat=args.remat
             )
             rows.append(measure(build, args))
             print_row(rows[-1])
