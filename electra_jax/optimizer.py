@@ -70,20 +70,40 @@ class ScaleByAdamState(NamedTuple):
     nu: Any
 
 
+def keep_unless(apply_update: jax.Array | bool, new: Any, old: Any) -> Any:
+    """`new` where `apply_update`, else `old`, leaf by leaf.
+
+    Used where each new value is produced, so XLA fuses the select into that update: a select
+    over the finished state reads every old buffer twice and forces a copy of the whole state.
+    """
+    return jax.tree.map(lambda n, o: jnp.where(apply_update, n, o), new, old)
+
+
 def scale_by_adam(
     b1: float, b2: float, eps: float, bias_correction: bool
-) -> optax.GradientTransformation:
-    """Adam's direction m / (sqrt(v) + eps), optionally without bias correction (original)."""
+) -> optax.GradientTransformationExtraArgs:
+    """Adam's direction m / (sqrt(v) + eps), optionally without bias correction (original).
+
+    `apply_update=False` (a non-finite step) keeps the moments and count as they were.
+    """
 
     def init(params: Any) -> ScaleByAdamState:
         zeros = jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params)
         return ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
 
-    def update(updates: Any, state: ScaleByAdamState, params: Any = None) -> tuple:
-        del params
+    def update(
+        updates: Any,
+        state: ScaleByAdamState,
+        params: Any = None,
+        *,
+        apply_update: jax.Array | bool = True,
+        **extra: Any,
+    ) -> tuple:
+        del params, extra
         mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
         nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, updates)
-        count = optax.safe_increment(state.count)
+        mu, nu = keep_unless(apply_update, (mu, nu), (state.mu, state.nu))
+        count = keep_unless(apply_update, optax.safe_increment(state.count), state.count)
         mu_hat, nu_hat = mu, nu
         if bias_correction:
             mu_hat = optax.tree.bias_correction(mu, b1, count)
@@ -91,7 +111,31 @@ def scale_by_adam(
         direction = jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + eps), mu_hat, nu_hat)
         return direction, ScaleByAdamState(count, mu, nu)
 
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformationExtraArgs(init, update)
+
+
+def scale_by_learning_rate(schedule: optax.Schedule) -> optax.GradientTransformationExtraArgs:
+    """optax's `scale_by_learning_rate` (same state), whose count stays on a skipped step."""
+
+    def init(params: Any) -> optax.ScaleByScheduleState:
+        del params
+        return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+
+    def update(
+        updates: Any,
+        state: optax.ScaleByScheduleState,
+        params: Any = None,
+        *,
+        apply_update: jax.Array | bool = True,
+        **extra: Any,
+    ) -> tuple:
+        del params, extra
+        step_size = -schedule(state.count)
+        updates = jax.tree.map(lambda u: jnp.asarray(step_size, u.dtype) * u, updates)
+        count = keep_unless(apply_update, optax.safe_increment(state.count), state.count)
+        return updates, optax.ScaleByScheduleState(count=count)
+
+    return optax.GradientTransformationExtraArgs(init, update)
 
 
 def path_name(path: tuple) -> str:
@@ -109,6 +153,8 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """clip -> Adam direction -> + wd * param -> * -lr (optionally per-parameter scaled).
 
+    `tx.update(..., apply_update=flag)`: where the flag is false the state keeps its values.
+
     `lr_scale(params) -> pytree of multipliers` gives layer-wise LR decay for fine-tuning.
     """
     parts = []
@@ -123,7 +169,7 @@ def make_optimizer(
         )
     if lr_scale is not None:
         parts.append(scale_by_tree(lr_scale))
-    parts.append(optax.scale_by_learning_rate(learning_rate_schedule(cfg)))
+    parts.append(scale_by_learning_rate(learning_rate_schedule(cfg)))
     return optax.chain(*parts)
 
 

@@ -18,6 +18,7 @@ import optax
 
 from electra_jax.model import ElectraModel
 from electra_jax.objective import Batch, ObjectiveConfig, metric_sums, pretrain_forward
+from electra_jax.optimizer import keep_unless
 
 
 @flax.struct.dataclass
@@ -102,13 +103,16 @@ def make_train_step(
             parts = dict(parts, loss=parts["loss"] + poison)
         grad_norm = optax.tree.norm(grads)
         finite = jnp.isfinite(parts["loss"]) & jnp.isfinite(grad_norm)
-        updates, new_opt_state = tx.update(grads, state.opt_state, state.params)
-        new_params = optax.apply_updates(state.params, updates)
-        keep_new = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        # The optimiser keeps its own state on a non-finite step, inside each update, and the
+        # params are selected leaf by leaf: no second read of the donated state, so no copy.
+        updates, new_opt_state = tx.update(
+            grads, state.opt_state, state.params, apply_update=finite
+        )
+        new_params = keep_unless(finite, optax.apply_updates(state.params, updates), state.params)
         new_state = TrainState(
             step=state.step + 1,
-            params=keep_new(new_params, state.params),
-            opt_state=keep_new(new_opt_state, state.opt_state),
+            params=new_params,
+            opt_state=new_opt_state,
             nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
             first_nonfinite_step=jnp.where(
                 (state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step

@@ -94,3 +94,19 @@ def test_global_norm_clip_is_first_in_the_chain():
     _, state = tx.update({"a": jnp.array([30.0, 40.0])}, state, params)
     adam_state = state[1]
     np.testing.assert_allclose(np.asarray(adam_state.mu["a"]), [0.06, 0.08], rtol=1e-5)
+
+
+def test_skipped_update_keeps_every_state_leaf():
+    """apply_update=False (a non-finite step) leaves moments and both counts as they were."""
+    cfg = OptimizerConfig(learning_rate=1e-2, num_train_steps=100, warmup_steps=10)
+    tx = make_optimizer(cfg)
+    params = {"dense": {"kernel": jnp.ones((2, 3))}, "LayerNorm": {"bias": jnp.zeros(3)}}
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
+    _, state = tx.update(grads, tx.init(params), params)
+    nan_grads = jax.tree.map(lambda g: g * jnp.nan, grads)
+    skip = jax.jit(lambda g, s, p: tx.update(g, s, p, apply_update=jnp.array(False)))
+    updates, kept = skip(nan_grads, state, params)
+    for old, new in zip(jax.tree.leaves(state), jax.tree.leaves(kept), strict=True):
+        np.testing.assert_array_equal(np.asarray(new), np.asarray(old))
+    assert [int(x) for x in jax.tree.leaves(kept) if x.ndim == 0] == [1, 1]
+    assert all(np.isfinite(np.asarray(u)).all() for u in jax.tree.leaves(updates))

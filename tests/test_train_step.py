@@ -1,0 +1,62 @@
+"""The compiled pre-training step: skipped non-finite steps and an in-place state update."""
+
+import re
+
+import flax.linen as nn
+import jax
+import numpy as np
+from test_golden_step import fixed_batch
+
+from electra_jax.model import ElectraModel, init_params
+from electra_jax.model_config import preset
+from electra_jax.objective import ObjectiveConfig
+from electra_jax.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from electra_jax.train_step import StepConfig, create_train_state, make_train_step
+
+
+def tiny_step(nonfinite_test_step: int = -1):
+    model = ElectraModel(preset("tiny"))
+    params = nn.unbox(init_params(model, jax.random.key(0)))
+    opt_cfg = OptimizerConfig(learning_rate=1e-3, num_train_steps=10, warmup_steps=0)
+    tx = make_optimizer(opt_cfg)
+    step = make_train_step(
+        model,
+        ObjectiveConfig(cls_id=2, sep_id=3, mask_id=4),
+        tx,
+        StepConfig(seed=0, nonfinite_test_step=nonfinite_test_step),
+        learning_rate_schedule(opt_cfg),
+    )
+    state = jax.jit(lambda p: create_train_state(p, tx))(params)  # distinct buffers, as trained
+    return jax.jit(step, donate_argnums=0), state
+
+
+def test_nonfinite_step_leaves_params_and_optimizer_state_unchanged():
+    step, state = tiny_step(nonfinite_test_step=1)
+    state, _ = step(state, fixed_batch())
+    before = jax.device_get((state.params, state.opt_state))
+    state, metrics = step(state, fixed_batch())
+    assert not np.isfinite(float(metrics["loss"]))
+    assert int(state.step) == 2 and int(state.nonfinite_steps) == 1
+    assert int(state.first_nonfinite_step) == 1
+    after = jax.device_get((state.params, state.opt_state))
+    for old, new in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
+        np.testing.assert_array_equal(new, old)
+    state, metrics = step(state, fixed_batch())  # and the next finite step applies again
+    moved = jax.device_get(state.params)
+    assert np.isfinite(float(metrics["loss"]))
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(after[0]), jax.tree.leaves(moved), strict=True)
+    )
+
+
+def test_donated_state_is_updated_in_place_without_copies():
+    """XLA copies a donated buffer that is read after its new value is written (a select over
+    the finished state did that to every parameter and moment): none may be copied."""
+    step, state = tiny_step()
+    hlo = step.lower(state, fixed_batch()).compile().as_text()
+    entry = hlo[hlo.index("\nENTRY") :]
+    arrays = set(re.findall(r"%(\S+) = f32\[\d[^\]]*\]\S* parameter\(", entry))
+    copied = [name for name in re.findall(r" copy\(%([^)\s]+)\)", entry) if name in arrays]
+    assert len(arrays) >= 3 * len(jax.tree.leaves(state.params))  # params, mu, nu, batch...
+    assert copied == [], f"{len(copied)} donated state arrays copied, e.g. {copied[:3]}"
