@@ -15,6 +15,7 @@ the device's dense bf16 peak: null on CPU unless --peak-flops is given.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -92,16 +93,28 @@ def peak_memory_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
-def build_ours(
+@dataclasses.dataclass
+class CompiledStep:
+    """Our step compiled for one shape, with its donated state and resident batch."""
+
+    compiled: Any
+    state: Any
+    batch: dict[str, jax.Array]
+    config: ModelConfig
+    objective: ObjectiveConfig
+    dtype: str
+    compile_s: float
+
+
+def compile_ours(
     shape: Shape,
     dtype: str = "auto",
     steps_per_call: int = 1,
     attention_impl: str | None = None,
-    peak_flops: float | None = None,
     seed: int = 0,
     remat: bool = False,
-) -> StepRunner:
-    """Compiles our train step for `shape` with the state donated; returns it ready to time."""
+) -> CompiledStep:
+    """Compiles our train step for `shape` as the trainer does (one jit, state donated)."""
     dtype = resolve_dtype(dtype)
     cfg = model_config(shape, attention_impl)
     objective = objective_config(shape)
@@ -118,7 +131,22 @@ def build_ours(
     start = time.perf_counter()
     compiled = jitted.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
-    holder = {"state": state, "metrics": None}
+    return CompiledStep(compiled, state, batch, cfg, objective, dtype, compile_s)
+
+
+def build_ours(
+    shape: Shape,
+    dtype: str = "auto",
+    steps_per_call: int = 1,
+    attention_impl: str | None = None,
+    peak_flops: float | None = None,
+    seed: int = 0,
+    remat: bool = False,
+) -> StepRunner:
+    """Compiles our train step for `shape` with the state donated; returns it ready to time."""
+    ours = compile_ours(shape, dtype, steps_per_call, attention_impl, seed, remat)
+    compiled, batch, cfg = ours.compiled, ours.batch, ours.config
+    holder = {"state": ours.state, "metrics": None}
 
     def call() -> None:
         holder["state"], holder["metrics"] = compiled(holder["state"], batch)
@@ -127,23 +155,24 @@ def build_ours(
         jax.block_until_ready((holder["state"], holder["metrics"]))
 
     device = jax.devices()[0]
+    num_predictions = ours.objective.num_predictions(shape.seq)
     return StepRunner(
         impl="ours"
         + ("" if steps_per_call == 1 else f" K={steps_per_call}")
         + (" remat" if remat else ""),
         shape=shape,
-        dtype=dtype,
+        dtype=ours.dtype,
         call=call,
         sync=sync,
         last_loss=lambda: np.asarray(jax.device_get(holder["metrics"]["loss"])),
         peak_memory_bytes=peak_memory_bytes,
-        flops_per_token=train_flops_per_token(cfg, shape.seq, objective.num_predictions(shape.seq)),
+        flops_per_token=train_flops_per_token(cfg, shape.seq, num_predictions),
         peak_flops=device_peak_flops(device, peak_flops),
         device=describe_device(device),
         steps_per_call=steps_per_call,
         info={
             "attention": "fused" if use_fused_attention(cfg, deterministic=False) else "exact",
-            "compile_s": compile_s,
+            "compile_s": ours.compile_s,
             "xla_memory_mib": xla_memory_bytes(compiled) / 2**20,
             "xla_temp_mib": xla_temp_bytes(compiled) / 2**20,
             "remat": remat,

@@ -211,7 +211,8 @@ def pretrain_forward(
     """Total loss and every intermediate the metrics need, for one batch."""
     mask_rng, sample_rng, gen_dropout, disc_dropout = jax.random.split(rng, 4)
     variables = {"params": params}
-    masked = mask_batch(mask_rng, batch, cfg)
+    with jax.named_scope("masking"):  # named scopes label the ops in profiles
+        masked = mask_batch(mask_rng, batch, cfg)
     if cfg.uniform_generator and cfg.electra_objective:
         V = model.config.vocab_size
         gen_logits_BxNxV = jnp.zeros((*masked.positions_BxN.shape, V), jnp.float32)
@@ -226,7 +227,8 @@ def pretrain_forward(
             method=ElectraModel.generator_logits,
             rngs={"dropout": gen_dropout},
         )
-    gen_loss = mlm_loss(gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN)
+    with jax.named_scope("mlm_loss"):
+        gen_loss = mlm_loss(gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN)
     out = {
         "mlm_loss": gen_loss,
         "gen_logits_BxNxV": gen_logits_BxNxV,
@@ -237,8 +239,9 @@ def pretrain_forward(
     if not cfg.electra_objective:
         out["loss"] = cfg.gen_weight * gen_loss
         return out["loss"], out
-    samples_BxN = sample_tokens(sample_rng, gen_logits_BxNxV, masked.targets_BxN, cfg)
-    fake_ids_BxL, labels_BxL = replace_tokens(batch, masked, samples_BxN)
+    with jax.named_scope("sampling"):
+        samples_BxN = sample_tokens(sample_rng, gen_logits_BxNxV, masked.targets_BxN, cfg)
+        fake_ids_BxL, labels_BxL = replace_tokens(batch, masked, samples_BxN)
     disc_logits_BxL = model.apply(
         variables,
         fake_ids_BxL,
@@ -248,7 +251,8 @@ def pretrain_forward(
         method=ElectraModel.discriminator_logits,
         rngs={"dropout": disc_dropout},
     )
-    d_loss = disc_loss(disc_logits_BxL, labels_BxL, batch["input_mask"])
+    with jax.named_scope("disc_loss"):
+        d_loss = disc_loss(disc_logits_BxL, labels_BxL, batch["input_mask"])
     out.update(
         disc_loss=d_loss,
         samples_BxN=samples_BxN,

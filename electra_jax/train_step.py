@@ -101,14 +101,17 @@ def make_train_step(
         if step_cfg.nonfinite_test_step >= 0:
             poison = jnp.where(state.step == step_cfg.nonfinite_test_step, jnp.nan, 0.0)
             parts = dict(parts, loss=parts["loss"] + poison)
-        grad_norm = optax.tree.norm(grads)
-        finite = jnp.isfinite(parts["loss"]) & jnp.isfinite(grad_norm)
-        # The optimiser keeps its own state on a non-finite step, inside each update, and the
-        # params are selected leaf by leaf: no second read of the donated state, so no copy.
-        updates, new_opt_state = tx.update(
-            grads, state.opt_state, state.params, apply_update=finite
-        )
-        new_params = keep_unless(finite, optax.apply_updates(state.params, updates), state.params)
+        with jax.named_scope("optimizer"):
+            grad_norm = optax.tree.norm(grads)
+            finite = jnp.isfinite(parts["loss"]) & jnp.isfinite(grad_norm)
+            # The optimiser keeps its own state on a non-finite step, inside each update, and
+            # the params are selected leaf by leaf: no second read of the donated state, so
+            # no copy of it.
+            updates, new_opt_state = tx.update(
+                grads, state.opt_state, state.params, apply_update=finite
+            )
+            new_params = optax.apply_updates(state.params, updates)
+            new_params = keep_unless(finite, new_params, state.params)
         new_state = TrainState(
             step=state.step + 1,
             params=new_params,
