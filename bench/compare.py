@@ -2,13 +2,15 @@
 
     python bench/compare.py --sizes=small [--batch=128 --seq=128] [--dtype=auto]
         [--steps=20 --warmup=3 --repeats=3 --window=1] [--no-compile] [--threads=N]
-        [--steps-per-call=1,4] [--attention-impl=auto,fused] [--write] [--json=PATH]
+        [--steps-per-call=1,4] [--attention-impl=auto,fused] [--rng-impl=threefry2x32,rbg]
+        [--remat] [--write] [--json=PATH]
 
 For each size: the peer in eager mode, the peer under torch.compile (unless --no-compile), then
-our step (one row per --attention-impl x --steps-per-call variant), each built, warmed up and
-timed `--repeats` times on the same device kind, shapes and precision (bench/benchlib.py). Prints
-a table of tokens/s, MFU and the ratios ours / peer. `--write` appends one row per variant to
-BENCHMARKS.md (device, date, commit, the exact command, ours, peer, ratio, MFU).
+our step (one row per --attention-impl x --steps-per-call x --rng-impl variant), each built,
+warmed up and timed `--repeats` times on the same device kind, shapes and precision
+(bench/benchlib.py). Prints a table of tokens/s, MFU and the ratios ours / peer. `--write`
+appends one row per variant to BENCHMARKS.md (device, date, commit, the exact command, ours,
+peer, ratio, MFU).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
+import itertools
 import json
 import os
 import shlex
@@ -44,6 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--attention-impl", default="auto", help="comma list: auto,exact,fused")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
     parser.add_argument("--remat", action="store_true", help="ours: rematerialise each layer")
+    parser.add_argument("--rng-impl", default="threefry2x32", help="comma list for ours: "
+                        "threefry2x32,rbg,unsafe_rbg")  # fmt: skip
     parser.add_argument("--no-peer", action="store_true", help="time ours only")
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads per side (0: library defaults)"
@@ -105,13 +110,17 @@ def compare_size(size: str, args: argparse.Namespace) -> list[dict]:
         build = lambda c=compiled: torch_peer.build_peer(shape, dtype, c, args.peak_flops)
         rows.append(measure(build, args))
         print_row(rows[-1])
-    for impl in args.attention_impl.split(","):
-        for k in (int(v) for v in args.steps_per_call.split(",")):
-            build = lambda i=impl, k=k: pretrain_step.build_ours(
-                shape, dtype, k, i, args.peak_flops, remat=args.remat
-            )
-            rows.append(measure(build, args))
-            print_row(rows[-1])
+    variants = itertools.product(
+        args.attention_impl.split(","),
+        (int(v) for v in args.steps_per_call.split(",")),
+        args.rng_impl.split(","),
+    )
+    for impl, k, rng in variants:
+        build = lambda i=impl, k=k, r=rng: pretrain_step.build_ours(
+            shape, dtype, k, i, args.peak_flops, remat=args.remat, rng_impl=r
+        )
+        rows.append(measure(build, args))
+        print_row(rows[-1])
     return rows
 
 
@@ -132,8 +141,11 @@ def fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
 
 
 def variant(row: dict) -> str:
-    """How our row was run: attention implementation and steps per call."""
-    return f"attention={row['attention']}, K={row['steps_per_call']}"
+    """How our row was run: attention implementation, steps per call, PRNG if not the default."""
+    rng = row.get("rng_impl", "threefry2x32")
+    return f"attention={row['attention']}, K={row['steps_per_call']}" + (
+        "" if rng == "threefry2x32" else f", rng={rng}"
+    )
 
 
 def print_row(row: dict) -> None:

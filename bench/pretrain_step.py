@@ -2,7 +2,8 @@
 
     python bench/pretrain_step.py --size=small [--batch=128 --seq=128] [--dtype=auto]
         [--steps=50 --warmup=5 --repeats=3 --window=10] [--steps-per-call=1]
-        [--attention-impl=auto|exact|fused] [--remat] [--peak-flops=FLOP/s] [--compile-only]
+        [--attention-impl=auto|exact|fused] [--remat] [--rng-impl=threefry2x32|rbg|unsafe_rbg]
+        [--peak-flops=FLOP/s] [--compile-only]
 
 The step is electra_jax's own (`make_train_step`, `make_multi_step`, `make_optimizer`), compiled
 as the trainer compiles it: one `jax.jit` with the train state donated. The batch is synthetic
@@ -113,6 +114,7 @@ def compile_ours(
     attention_impl: str | None = None,
     seed: int = 0,
     remat: bool = False,
+    rng_impl: str = "threefry2x32",
 ) -> CompiledStep:
     """Compiles our train step for `shape` as the trainer does (one jit, state donated)."""
     dtype = resolve_dtype(dtype)
@@ -123,9 +125,8 @@ def compile_ours(
     tx = make_optimizer(opt_cfg)
     params = jax.jit(lambda r: nn.unbox(init_params(model, r)))(jax.random.key(seed))
     state = jax.jit(lambda p: create_train_state(p, tx), donate_argnums=0)(params)
-    step = make_train_step(
-        model, objective, tx, StepConfig(seed=seed), learning_rate_schedule(opt_cfg)
-    )
+    step_cfg = StepConfig(seed=seed, rng_impl=rng_impl)
+    step = make_train_step(model, objective, tx, step_cfg, learning_rate_schedule(opt_cfg))
     jitted = jax.jit(make_multi_step(step, steps_per_call), donate_argnums=0)
     batch = device_batch(cfg.vocab_size, shape, steps_per_call)
     start = time.perf_counter()
@@ -142,9 +143,10 @@ def build_ours(
     peak_flops: float | None = None,
     seed: int = 0,
     remat: bool = False,
+    rng_impl: str = "threefry2x32",
 ) -> StepRunner:
     """Compiles our train step for `shape` with the state donated; returns it ready to time."""
-    ours = compile_ours(shape, dtype, steps_per_call, attention_impl, seed, remat)
+    ours = compile_ours(shape, dtype, steps_per_call, attention_impl, seed, remat, rng_impl)
     compiled, batch, cfg = ours.compiled, ours.batch, ours.config
     holder = {"state": ours.state, "metrics": None}
 
@@ -159,7 +161,8 @@ def build_ours(
     return StepRunner(
         impl="ours"
         + ("" if steps_per_call == 1 else f" K={steps_per_call}")
-        + (" remat" if remat else ""),
+        + (" remat" if remat else "")
+        + ("" if rng_impl == "threefry2x32" else f" {rng_impl}"),
         shape=shape,
         dtype=ours.dtype,
         call=call,
@@ -176,6 +179,7 @@ def build_ours(
             "xla_memory_mib": xla_memory_bytes(compiled) / 2**20,
             "xla_temp_mib": xla_temp_bytes(compiled) / 2**20,
             "remat": remat,
+            "rng_impl": rng_impl,
         },
     )
 
@@ -215,6 +219,7 @@ def bench_ours(
     peak_flops: float | None = None,
     remat: bool = False,
     compile_only: bool = False,
+    rng_impl: str = "threefry2x32",
 ) -> dict:
     """One benchmark row for our step (see the module docstring); `steps` timed calls.
 
@@ -222,7 +227,9 @@ def bench_ours(
     e.g. to see on CPU how a change moves the temporary memory of a shape that OOMs on a GPU).
     """
     shape = benchlib.default_shape(size, batch, seq)
-    runner = build_ours(shape, dtype, steps_per_call, attention_impl, peak_flops, remat=remat)
+    runner = build_ours(
+        shape, dtype, steps_per_call, attention_impl, peak_flops, remat=remat, rng_impl=rng_impl
+    )
     if compile_only:
         return {"impl": runner.impl, "size": size, "batch": shape.batch, "seq": shape.seq,
                 "dtype": runner.dtype, "device": runner.device, **runner.info}  # fmt: skip
@@ -234,6 +241,7 @@ def add_ours_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-call", type=int, default=1, help="K steps per jitted call")
     parser.add_argument("--attention-impl", choices=("auto", "exact", "fused"), default=None)
     parser.add_argument("--remat", action="store_true", help="rematerialise each layer")
+    parser.add_argument("--rng-impl", default="threefry2x32", help="PRNG: threefry2x32, rbg...")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -258,6 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         args.peak_flops,
         args.remat,
         args.compile_only,
+        args.rng_impl,
     )
     print(json.dumps(row, indent=2))
 

@@ -2,6 +2,7 @@
 
     python bench/profile_step.py --size=small [--batch=128 --seq=128] [--dtype=auto]
         [--steps=10] [--steps-per-call=1] [--attention-impl=auto|exact|fused] [--remat]
+        [--rng-impl=threefry2x32|rbg|unsafe_rbg]
         [--top=15] [--json=PATH] [--trace-dir=DIR]
 
 Compiles the step as `pretrain_step.py` does, warms it up, records `--steps` calls with
@@ -43,12 +44,13 @@ COMPONENTS: tuple[tuple[str, str], ...] = (
     ("dropout (RNG and mask)", r"[Dd]ropout"),
     ("attention core (scores, softmax, context)", r"_exact_attention|dot_product_attention"),
     ("attention projections", r"/attention/(query|key|value|output)/"),
-    ("feed-forward", r"/layer_\d+/(intermediate|output)/"),
+    ("feed-forward", r"/layer_\d+/(intermediate/|output/|gelu)"),
     ("layer norm", r"LayerNorm"),
     ("generator head", r"generator_head"),
     ("discriminator head", r"discriminator_head"),
     ("embeddings", r"embeddings"),
     ("random numbers, other", r"threefry|random_bits|_uniform|rng"),
+    ("parameter casts and layouts", r"^state\.params"),
 )
 CONTROL_FLOW = {"while", "conditional", "call"}  # their bodies' ops are counted instead
 
@@ -182,6 +184,7 @@ def profile(
     steps_per_call: int = 1,
     attention_impl: str | None = None,
     remat: bool = False,
+    rng_impl: str = "threefry2x32",
     top: int = 15,
     trace_dir: str | None = None,
 ) -> dict:
@@ -189,7 +192,9 @@ def profile(
     import jax
 
     shape = benchlib.default_shape(size, batch, seq)
-    ours = pretrain_step.compile_ours(shape, dtype, steps_per_call, attention_impl, remat=remat)
+    ours = pretrain_step.compile_ours(
+        shape, dtype, steps_per_call, attention_impl, remat=remat, rng_impl=rng_impl
+    )
     hlo_text = ours.compiled.as_text()
     state = ours.state
     for _ in range(warmup):
@@ -216,6 +221,7 @@ def profile(
         "steps_per_call": steps_per_call,
         "attention_impl": attention_impl or ours.config.attention_impl,
         "remat": remat,
+        "rng_impl": rng_impl,
         "steps": optimizer_steps,
         "tokens_per_s": shape.tokens_per_step / (summary["wall_ms_per_step"] / 1e3),
         "trace_dir": trace_dir,
@@ -275,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.steps_per_call,
         args.attention_impl,
         args.remat,
+        args.rng_impl,
         args.top,
         args.trace_dir,
     )

@@ -86,6 +86,10 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.learning_rate = paper["learning_rate"]
     c.warmup_steps = paper["warmup_steps"]
     c.seed = 0
+    # Random numbers for masking, dropout and sampling: threefry2x32 (JAX's default; the same
+    # stream on any mesh) or rbg / unsafe_rbg (XLA's RngBitGenerator: fewer integer ops per
+    # random number on accelerators, but the stream depends on the mesh and sharding).
+    c.rng_impl = "threefry2x32"
 
     c.objective = ml_collections.ConfigDict()
     c.objective.mask_prob = paper["mask_prob"]

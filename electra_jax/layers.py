@@ -29,7 +29,8 @@ def tf_truncated_normal(stddev: float) -> nn.initializers.Initializer:
 
 def gelu_exact(x: jax.Array) -> jax.Array:
     """The original's GELU (erf form); flax's default is the tanh approximation."""
-    return nn.gelu(x, approximate=False)
+    with jax.named_scope("gelu"):  # labels its ops in profiles (bench/profile_step.py)
+        return nn.gelu(x, approximate=False)
 
 
 def partitioned(init: nn.initializers.Initializer, *names: str | None) -> Any:

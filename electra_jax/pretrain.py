@@ -29,6 +29,7 @@ from electra_jax.model_config import ModelConfig
 from electra_jax.objective import ObjectiveConfig, finalize_metrics
 from electra_jax.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from electra_jax.train_step import (
+    RNG_IMPLS,
     StepConfig,
     TrainState,
     create_train_state,
@@ -80,6 +81,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.on_nonfinite not in ("stop", "skip"):
         raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; expected stop or skip")
+    if config.rng_impl not in RNG_IMPLS:
+        raise UserError(
+            f"config.rng_impl={config.rng_impl!r}; expected one of {', '.join(RNG_IMPLS)}"
+        )
     if config.dtype not in ("float32", "bfloat16", "float16"):
         raise UserError(f"config.dtype={config.dtype!r}; expected float32, bfloat16 or float16")
 
@@ -308,6 +313,7 @@ def _train(
         seed=config.seed,
         grad_accum_steps=config.grad_accum_steps,
         nonfinite_test_step=config.nonfinite_test_step,
+        rng_impl=config.rng_impl,
     )
     schedule = learning_rate_schedule(opt_cfg)
     train_step = make_multi_step(make_train_step(model, objective, tx, step_cfg, schedule), K)

@@ -40,11 +40,18 @@ def create_train_state(params: Any, tx: optax.GradientTransformation) -> TrainSt
     )
 
 
+# PRNG implementations of the step's key: threefry2x32 is JAX's default and gives the same
+# stream on any mesh; rbg / unsafe_rbg use XLA's RngBitGenerator (cheaper per random number on
+# accelerators; the stream depends on the mesh).
+RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+
+
 @dataclasses.dataclass(frozen=True)
 class StepConfig:
     seed: int
     grad_accum_steps: int = 1
     nonfinite_test_step: int = -1  # test-only: poison the loss at this step
+    rng_impl: str = "threefry2x32"
 
 
 def split_micro_batches(batch: Batch, num: int) -> Batch:
@@ -75,7 +82,7 @@ def make_train_step(
         return parts, grads
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
-        rng = jax.random.fold_in(jax.random.key(step_cfg.seed), state.step)
+        rng = jax.random.fold_in(jax.random.key(step_cfg.seed, impl=step_cfg.rng_impl), state.step)
         if step_cfg.grad_accum_steps == 1:
             parts, grads = loss_and_grads(state.params, batch, rng)
         else:

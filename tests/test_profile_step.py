@@ -28,6 +28,8 @@ import profile_step  # noqa: E402
         ("jit(train_step)/transpose(jvp(ElectraModel.discriminator_logits))/discriminator/"
          "layer_3/intermediate/dot_general",
          ("discriminator", "backward", "feed-forward")),
+        ("jit(train_step)/jvp(ElectraModel.generator_logits)/generator/layer_2/gelu/erfc",
+         ("generator", "forward", "feed-forward")),
         ("jit(train_step)/jvp(sampling)/reduce", ("-", "forward", "sampling (Gumbel, replace)")),
         ("jit(train_step)/optimizer/mul", ("-", "-", "optimizer")),
         ("jit(train_step)/masking/scatter", ("-", "-", "masking")),
