@@ -162,7 +162,7 @@ def print_row(row: dict) -> None:
 def print_table(rows: list[dict]) -> None:
     """One line per our variant with the ratios against the peer of the same size."""
     print(
-        f"\n{'size':<6} {'shape':<9} {'ours':<26} {'ours tok/s':>12} {'eager tok/s':>12} "
+        f"\n{'size':<6} {'shape':<9} {'ours':<38} {'ours tok/s':>12} {'eager tok/s':>12} "
         f"{'compiled':>12} {'x eager':>8} {'x comp':>8} {'MFU':>6}"
     )
     for size in dict.fromkeys(r["size"] for r in rows):
@@ -170,7 +170,7 @@ def print_table(rows: list[dict]) -> None:
         eager, compiled = peer_row(of_size, "peer eager"), peer_row(of_size, "peer compiled")
         for ours in ours_rows(of_size):
             print(
-                f"{size:<6} {ours['batch']}x{ours['seq']:<6} {variant(ours):<26} "
+                f"{size:<6} {ours['batch']}x{ours['seq']:<6} {variant(ours):<38} "
                 f"{fmt(ours['tokens_per_s']):>12} {fmt(eager and eager['tokens_per_s']):>12} "
                 f"{fmt(compiled and compiled['tokens_per_s']):>12} "
                 f"{fmt(ratio(ours, eager), '.2f', 'x'):>8} "

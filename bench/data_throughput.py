@@ -141,7 +141,20 @@ def bench(args) -> list[tuple[str, float, str]]:
         rows.append((f"loader: {batch}x128 batches, {workers} grain workers", rate, "tokens/s"))
         if workers:
             it.close()
+    rows.append(("padding in loader batches (what packing could save)",
+                 padding_share(data_dir, batch, n_batches), "% of positions"))  # fmt: skip
     return rows
+
+
+def padding_share(data_dir: str, batch: int, n_batches: int) -> float:
+    """Percent of batch positions that are padding (input_mask 0) over `n_batches` batches."""
+    it = make_train_loader(data_dir, global_batch_size=batch, seed=0, process_index=0,
+                           process_count=1)  # fmt: skip
+    real = total = 0
+    for _ in range(n_batches):
+        mask = next(it)["input_mask"]
+        real, total = real + int(mask.sum()), total + mask.size
+    return 100.0 * (1 - real / total)
 
 
 def write_rows(rows, command: str) -> None:

@@ -1,5 +1,6 @@
 """The compiled pre-training step: skipped non-finite steps and an in-place state update."""
 
+import functools
 import re
 
 import flax.linen as nn
@@ -18,7 +19,12 @@ from electra_jax.pretrain import validate_config
 from electra_jax.train_step import RNG_IMPLS, StepConfig, create_train_state, make_train_step
 
 
-def tiny_step(nonfinite_test_step: int = -1, rng_impl: str = "threefry2x32"):
+@functools.cache
+def tiny_step(rng_impl: str = "threefry2x32"):
+    """A jitted tiny step (state donated) that poisons step 1, and a maker of fresh states.
+
+    Cached: the tests of this module share two compiles.
+    """
     model = ElectraModel(preset("tiny"))
     params = nn.unbox(init_params(model, jax.random.key(0)))
     opt_cfg = OptimizerConfig(learning_rate=1e-3, num_train_steps=10, warmup_steps=0)
@@ -27,16 +33,16 @@ def tiny_step(nonfinite_test_step: int = -1, rng_impl: str = "threefry2x32"):
         model,
         ObjectiveConfig(cls_id=2, sep_id=3, mask_id=4),
         tx,
-        StepConfig(seed=0, nonfinite_test_step=nonfinite_test_step, rng_impl=rng_impl),
+        StepConfig(seed=0, nonfinite_test_step=1, rng_impl=rng_impl),
         learning_rate_schedule(opt_cfg),
     )
-    state = jax.jit(lambda p: create_train_state(p, tx))(params)  # distinct buffers, as trained
-    return jax.jit(step, donate_argnums=0), state
+    init_state = jax.jit(lambda p: create_train_state(p, tx))  # distinct buffers, as trained
+    return jax.jit(step, donate_argnums=0), lambda: init_state(params)
 
 
 def test_nonfinite_step_leaves_params_and_optimizer_state_unchanged():
-    step, state = tiny_step(nonfinite_test_step=1)
-    state, _ = step(state, fixed_batch())
+    step, new_state = tiny_step()
+    state, _ = step(new_state(), fixed_batch())
     before = jax.device_get((state.params, state.opt_state))
     state, metrics = step(state, fixed_batch())
     assert not np.isfinite(float(metrics["loss"]))
@@ -57,7 +63,8 @@ def test_nonfinite_step_leaves_params_and_optimizer_state_unchanged():
 def test_donated_state_is_updated_in_place_without_copies():
     """XLA copies a donated buffer that is read after its new value is written (a select over
     the finished state did that to every parameter and moment): none may be copied."""
-    step, state = tiny_step()
+    step, new_state = tiny_step()
+    state = new_state()
     hlo = step.lower(state, fixed_batch()).compile().as_text()
     entry = hlo[hlo.index("\nENTRY") :]
     arrays = set(re.findall(r"%(\S+) = f32\[\d[^\]]*\]\S* parameter\(", entry))
@@ -67,8 +74,8 @@ def test_donated_state_is_updated_in_place_without_copies():
 
 
 def first_loss(rng_impl: str) -> float:
-    step, state = tiny_step(rng_impl=rng_impl)
-    return float(step(state, fixed_batch())[1]["loss"])
+    step, new_state = tiny_step(rng_impl)
+    return float(step(new_state(), fixed_batch())[1]["loss"])
 
 
 def test_rbg_keys_train_deterministically_with_their_own_stream():

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The GPU measurements issue 7 still needs, in stages that each fit one 10-minute device call.
+#
+#   bash bench/gpu_session.sh profile    # where small's and base's step time goes (~6 min)
+#   bash bench/gpu_session.sh small      # small 128x128 vs the peer: K and PRNG variants (~9 min)
+#   bash bench/gpu_session.sh base       # base 256x512 with --remat, and 64x512 vs the peer (~8 min)
+#
+# Logs and JSON go to $OUT (the device tool's return folder; /tmp/gpu_session elsewhere).
+# Stages print as they go (PYTHONUNBUFFERED) so a call cut off at its limit still returns
+# everything measured up to then. compare.py --write appends rows to BENCHMARKS.md there:
+# copy them back from $OUT/BENCHMARKS.md.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-/tmp/gpu_session}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 XLA_PYTHON_CLIENT_PREALLOCATE=false
+cp BENCHMARKS.md "$OUT/BENCHMARKS.md"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python -c "import jax, torch; print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__)"
+
+run() {  # run NAME COMMAND...: tee the output to $OUT/NAME.log
+    local name=$1
+    shift
+    echo "== $name: $*"
+    "$@" 2>&1 | tee "$OUT/$name.log"
+}
+
+compare() {
+    run "$1" python bench/compare.py --write --benchmarks-file="$OUT/BENCHMARKS.md" \
+        --json="$OUT/$1.json" "${@:2}"
+}
+
+case "${1:-}" in
+profile)
+    run profile_small python bench/profile_step.py --size=small --steps=20 --top=25 \
+        --json="$OUT/profile_small.json"
+    run profile_small_rbg python bench/profile_step.py --size=small --steps=20 --top=10 \
+        --rng-impl=rbg --json="$OUT/profile_small_rbg.json"
+    run profile_base64 python bench/profile_step.py --size=base --batch=64 --steps=5 --top=25 \
+        --json="$OUT/profile_base64.json"
+    ;;
+small)
+    compare small --sizes=small --steps=40 --warmup=5 --repeats=3 --window=10 \
+        --steps-per-call=1,4 --rng-impl=threefry2x32,rbg
+    ;;
+base)
+    run base256_remat_memory python bench/pretrain_step.py --size=base --remat --compile-only
+    compare base256_remat --sizes=base --no-peer --remat --steps=10 --warmup=2 --repeats=2 \
+        --window=5 --rng-impl=threefry2x32,rbg
+    compare base64 --sizes=base --batch=64 --steps=10 --warmup=3 --repeats=2 --window=5 \
+        --rng-impl=threefry2x32,rbg
+    ;;
+*)
+    echo "usage: bash bench/gpu_session.sh profile|small|base" >&2
+    exit 2
+    ;;
+esac
