@@ -4,12 +4,20 @@
 #   bash bench/gpu_session.sh profile    # where small's and base's step time goes (~6 min)
 #   bash bench/gpu_session.sh small      # small 128x128 vs the peer: K and PRNG variants (~9 min)
 #   bash bench/gpu_session.sh base       # base 256x512 with --remat, and 64x512 vs the peer (~8 min)
+#   bash bench/gpu_session.sh flags      # small under XLA flag variants (command buffers) (~6 min)
 #
 # Logs and JSON go to $OUT (the device tool's return folder; /tmp/gpu_session elsewhere).
 # Stages print as they go (PYTHONUNBUFFERED) so a call cut off at its limit still returns
 # everything measured up to then. compare.py --write appends rows to BENCHMARKS.md there:
 # copy them back from $OUT/BENCHMARKS.md.
 set -uo pipefail
+case "${1:-}" in
+profile | small | base | flags) ;;
+*)
+    echo "usage: bash bench/gpu_session.sh profile|small|base|flags" >&2
+    exit 2
+    ;;
+esac
 cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/gpu_session}
 mkdir -p "$OUT"
@@ -50,8 +58,14 @@ base)
     compare base64 --sizes=base --batch=64 --steps=10 --warmup=3 --repeats=2 --window=5 \
         --rng-impl=threefry2x32,rbg
     ;;
-*)
-    echo "usage: bash bench/gpu_session.sh profile|small|base" >&2
-    exit 2
+flags)
+    # Command buffers (CUDA graphs) cut the launch cost of a step of thousands of small kernels:
+    # the default set, none, and every op kind including while loops (K steps per call).
+    for flags in "" "--xla_gpu_enable_command_buffer=" \
+        "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL"; do
+        name=flags_$(echo "${flags:-default}" | tr -c 'A-Za-z0-9' _ | cut -c1-60)
+        XLA_FLAGS="$flags" run "$name" python bench/pretrain_step.py --size=small --steps=40 \
+            --warmup=5 --repeats=3 --window=10 --steps-per-call=4
+    done
     ;;
 esac
