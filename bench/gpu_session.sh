@@ -40,12 +40,15 @@ compare() {
 
 case "${1:-}" in
 profile)
-    run profile_small python bench/profile_step.py --size=small --steps=20 --top=25 \
+    # Kernels inside command buffers may carry no HLO op in the trace: the per-component
+    # attribution comes from runs without them; the default run gives wall and busy time.
+    run profile_small python bench/profile_step.py --size=small --steps=20 --top=10 \
         --json="$OUT/profile_small.json"
-    run profile_small_rbg python bench/profile_step.py --size=small --steps=20 --top=10 \
-        --rng-impl=rbg --json="$OUT/profile_small_rbg.json"
-    run profile_base64 python bench/profile_step.py --size=base --batch=64 --steps=5 --top=25 \
-        --json="$OUT/profile_base64.json"
+    XLA_FLAGS=--xla_gpu_enable_command_buffer= run profile_small_nocb python \
+        bench/profile_step.py --size=small --steps=20 --top=25 --json="$OUT/profile_small_nocb.json"
+    XLA_FLAGS=--xla_gpu_enable_command_buffer= run profile_base64_nocb python \
+        bench/profile_step.py --size=base --batch=64 --steps=5 --top=25 \
+        --json="$OUT/profile_base64_nocb.json"
     ;;
 small)
     compare small --sizes=small --steps=40 --warmup=5 --repeats=3 --window=10 \

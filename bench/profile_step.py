@@ -11,7 +11,9 @@ CPU) to a part of the step through the op's source scope in the compiled HLO's m
 tower, forward or backward, and which component (attention, feed-forward, dropout, optimiser,
 ...). It prints milliseconds per step for each component, the busy fraction of the device
 (well below 100% means the step is bound by launches and the host, not by the kernels) and the
-ops that cost most. A fusion counts wholly towards its root op's scope.
+ops that cost most. A fusion counts wholly towards its root op's scope. Kernels run inside an
+XLA command buffer (CUDA graph) may carry no HLO op in the trace: for a full attribution on a GPU
+profile with `XLA_FLAGS=--xla_gpu_enable_command_buffer=` and compare the wall time without it.
 """
 
 from __future__ import annotations
@@ -96,23 +98,65 @@ def load_trace(trace_dir: str) -> list[dict]:
         return json.load(f)["traceEvents"]
 
 
-def device_op_events(events: list[dict], module: str) -> list[dict]:
-    """Complete events of the module's ops; on a GPU only those on the device's own timelines."""
+def device_op_events(events: list[dict], module: str) -> tuple[list[dict], list[str]]:
+    """The events that are device work, and the names of the timelines they came from.
+
+    On a GPU: the kernels and copies on the device's CUDA stream lines (or, where the trace has
+    no such line, its events that name an HLO op); on CPU: the XLA thunks (events naming an HLO
+    op). Events of another HLO module are dropped where the module is named.
+    """
     processes = {
         e["pid"]: e["args"]["name"]
         for e in events
         if e.get("ph") == "M" and e.get("name") == "process_name"
     }
-    gpu_pids = {pid for pid, name in processes.items() if name.startswith("/device:GPU")}
-    ops = [
-        e
+    threads = {
+        (e["pid"], e.get("tid")): e["args"]["name"]
         for e in events
-        if e.get("ph") == "X"
-        and "hlo_op" in e.get("args", {})
-        and (not gpu_pids or e["pid"] in gpu_pids)
-    ]
-    of_module = [e for e in ops if module and e["args"].get("hlo_module", "") == module]
-    return of_module or ops
+        if e.get("ph") == "M" and e.get("name") == "thread_name"
+    }
+    gpu_pids = {pid for pid, name in processes.items() if name.startswith("/device:GPU")}
+    streams = {
+        key for key, name in threads.items() if key[0] in gpu_pids and name.startswith("Stream")
+    }
+    complete = [e for e in events if e.get("ph") == "X"]
+    if streams:
+        chosen = [e for e in complete if (e["pid"], e.get("tid")) in streams]
+    else:
+        chosen = [
+            e
+            for e in complete
+            if "hlo_op" in e.get("args", {}) and (not gpu_pids or e["pid"] in gpu_pids)
+        ]
+    if module:
+        chosen = [e for e in chosen if e.get("args", {}).get("hlo_module", module) == module]
+    lines = sorted(
+        {f"{processes.get(e['pid'], e['pid'])} / {threads.get((e['pid'], e.get('tid')), '?')}"
+         for e in chosen}
+    )  # fmt: skip
+    return chosen, lines
+
+
+def kernel_name_index(ops: dict[str, tuple[str, str]]) -> dict[str, str]:
+    """XLA names a GPU kernel after its HLO instruction with '.' and '-' as '_': undo that."""
+    return {re.sub(r"[.\-]", "_", name): name for name in ops}
+
+
+def resolve_op(
+    event: dict, ops: dict[str, tuple[str, str]], kernels: dict[str, str]
+) -> tuple[str, str, str]:
+    """(op, opcode, source scope) of one device event.
+
+    By the event's `hlo_op`, else by its kernel name, else by a scope path the event itself
+    carries (`args.name`); library kernels and copies outside XLA's naming stay unattributed.
+    """
+    args = event.get("args", {})
+    name = args.get("hlo_op") or kernels.get(re.sub(r"[.\-]", "_", event.get("name", "")))
+    if name:
+        opcode, op_name = ops.get(name, ("?", ""))
+        return name, opcode, op_name
+    scope = args.get("name", "")
+    return event.get("name", "?")[:80], "kernel", scope if "/" in scope else ""
 
 
 def busy_microseconds(intervals: Iterable[tuple[float, float]]) -> float:
@@ -137,9 +181,9 @@ def summarise(
     by_part: dict[tuple[str, str, str], float] = collections.defaultdict(float)
     by_op: dict[str, list] = {}
     counted = []
+    kernels = kernel_name_index(ops)
     for e in events:
-        name = e["args"]["hlo_op"]
-        opcode, op_name = ops.get(name, ("?", ""))
+        name, opcode, op_name = resolve_op(e, ops, kernels)
         if opcode in CONTROL_FLOW:
             continue
         counted.append((e["ts"], e["ts"] + e["dur"]))
@@ -207,7 +251,7 @@ def profile(
             state, metrics = ours.compiled(state, ours.batch)
         jax.block_until_ready((state, metrics))
         wall_s = time.perf_counter() - start
-    events = device_op_events(load_trace(trace_dir), module_name(hlo_text))
+    events, lines = device_op_events(load_trace(trace_dir), module_name(hlo_text))
     if not events:
         raise SystemExit(f"the trace under {trace_dir} has no device op events")
     optimizer_steps = steps * steps_per_call
@@ -225,6 +269,7 @@ def profile(
         "steps": optimizer_steps,
         "tokens_per_s": shape.tokens_per_step / (summary["wall_ms_per_step"] / 1e3),
         "trace_dir": trace_dir,
+        "trace_lines": lines,
         **summary,
     }
 
@@ -238,6 +283,7 @@ def print_summary(result: dict) -> None:
         f"{busy:.2f} ms/step ({busy / wall:.0%}), {result['ops_per_step']:.0f} ops/step, "
         f"op time {result['op_ms_per_step']:.2f} ms/step"
     )
+    print(f"device timelines: {'; '.join(result['trace_lines'])}")
     totals: dict[str, float] = collections.defaultdict(float)
     for part in result["parts"]:
         totals[part["component"]] += part["ms_per_step"]

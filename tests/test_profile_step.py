@@ -67,6 +67,32 @@ def test_summary_skips_control_flow_and_sums_per_step():
     assert [op["op"] for op in summary["top_ops"]] == ["fusion.1", "fusion.3"]
 
 
+def test_gpu_trace_counts_stream_kernels_once_and_maps_kernel_names_to_hlo_ops():
+    """On a GPU the kernels on the CUDA stream lines count; the derived "XLA Ops" line repeats
+    them and is ignored; a kernel without `hlo_op` is found by its name (a '.' becomes '_')."""
+    meta = [
+        {"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+        {"ph": "M", "pid": 1, "tid": 7, "name": "thread_name", "args": {"name": "Stream #7"}},
+        {"ph": "M", "pid": 1, "tid": 9, "name": "thread_name", "args": {"name": "XLA Ops"}},
+        {"ph": "M", "pid": 2, "name": "process_name", "args": {"name": "/host:CPU"}},
+    ]  # fmt: skip
+    kernels = [
+        {"ph": "X", "pid": 1, "tid": 7, "ts": 0, "dur": 3, "name": "loop_add_fusion_3", "args": {}},
+        {"ph": "X", "pid": 1, "tid": 7, "ts": 3, "dur": 1, "name": "MemcpyD2D", "args": {}},
+        {"ph": "X", "pid": 1, "tid": 9, "ts": 0, "dur": 3, "name": "loop_add_fusion.3",
+         "args": {"hlo_op": "loop_add_fusion.3"}},
+        {"ph": "X", "pid": 2, "tid": 1, "ts": 0, "dur": 50, "name": "host work",
+         "args": {"hlo_op": "loop_add_fusion.3"}},
+    ]  # fmt: skip
+    events, lines = profile_step.device_op_events(meta + kernels, module="jit_train_step")
+    assert lines == ["/device:GPU:0 / Stream #7"] and len(events) == 2
+    ops = {"loop_add_fusion.3": ("fusion", "jit(train_step)/optimizer/add")}
+    summary = profile_step.summarise(events, ops, steps=1, wall_s=1e-5, top=5)
+    parts = {p["component"]: p["ms_per_step"] for p in summary["parts"]}
+    assert parts == pytest.approx({"optimizer": 3e-3, "other": 1e-3})
+    assert summary["busy_ms_per_step"] == pytest.approx(4e-3)
+
+
 def test_profile_of_a_tiny_step_on_cpu(tmp_path):
     out = tmp_path / "profile.json"
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
