@@ -90,26 +90,45 @@ def measure(build: Callable[[], benchlib.StepRunner], args: argparse.Namespace) 
         release_memory()
 
 
-def compare_size(size: str, args: argparse.Namespace) -> list[dict]:
-    """Every row of one size: peer eager, peer compiled, then each of our variants."""
+def measure_or_skip(
+    label: str, build: Callable[[], benchlib.StepRunner], args: argparse.Namespace
+) -> dict | None:
+    """`measure`, but a variant that fails (out of memory, say) is reported and skipped."""
+    try:
+        return measure(build, args)
+    except Exception as e:  # any failure of one variant must not lose the others' rows
+        first_line = (str(e).splitlines() or [""])[0][:300]
+        print(f"  {label}: failed, skipped: {type(e).__name__}: {first_line}")
+        release_memory()
+        return None
+
+
+def compare_size(size: str, args: argparse.Namespace, keep: Callable[[dict], None]) -> None:
+    """Every row of one size: peer eager, peer compiled, then each of our variants; `keep`
+    receives each row as soon as it is measured."""
     import jax
     import pretrain_step
     import torch_peer
 
     shape = benchlib.default_shape(size, args.batch, args.seq)
     dtype = pretrain_step.resolve_dtype(args.dtype)
+    unknown = set(args.rng_impl.split(",")) - set(pretrain_step.RNG_IMPLS)
+    if unknown:
+        raise SystemExit(
+            f"--rng-impl: unknown {sorted(unknown)}; expected {pretrain_step.RNG_IMPLS}"
+        )
     peer_device = torch_peer.torch_device().type
     if (jax.default_backend() == "cpu") != (peer_device == "cpu"):
         raise SystemExit(
             f"jax runs on {jax.default_backend()} but torch on {peer_device}: a side-by-side "
             "needs both on the same device kind (install the matching CUDA builds)"
         )
-    rows = []
     peer_modes = [] if args.no_peer else [False] + ([] if args.no_compile else [True])
     for compiled in peer_modes:
         build = lambda c=compiled: torch_peer.build_peer(shape, dtype, c, args.peak_flops)
-        rows.append(measure(build, args))
-        print_row(rows[-1])
+        row = measure_or_skip(f"{size} peer compiled={compiled}", build, args)
+        if row:
+            keep(row)
     variants = itertools.product(
         args.attention_impl.split(","),
         (int(v) for v in args.steps_per_call.split(",")),
@@ -119,9 +138,9 @@ def compare_size(size: str, args: argparse.Namespace) -> list[dict]:
         build = lambda i=impl, k=k, r=rng: pretrain_step.build_ours(
             shape, dtype, k, i, args.peak_flops, remat=args.remat, rng_impl=r
         )
-        rows.append(measure(build, args))
-        print_row(rows[-1])
-    return rows
+        row = measure_or_skip(f"{size} ours {impl} K={k} {rng}", build, args)
+        if row:
+            keep(row)
 
 
 def ours_rows(rows: list[dict]) -> list[dict]:
@@ -246,13 +265,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = []
+
+    def keep(row: dict) -> None:
+        """Prints the row and rewrites --json at once: a run cut off later keeps it."""
+        rows.append(row)
+        print_row(row)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=2)
+
     for size in args.sizes.split(","):
-        rows.extend(compare_size(size, args))
+        compare_size(size, args, keep)
     print_table(rows)
     kind = "CPU" if jax.default_backend() == "cpu" else "GPU"
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=2)
     if args.write:
         command = "python bench/compare.py " + " ".join(
             shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)

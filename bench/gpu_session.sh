@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
-# The GPU measurements issue 7 still needs, in stages that each fit one 10-minute device call.
+# The GPU measurements issue 7 still needs, in stages that each fit one 10-minute device call
+# (estimates from compile times of 70-90 s per variant on an H100). All five take more than one
+# session's 30 minutes of device time: run `profile` and `small` first, the rest next time.
 #
 #   bash bench/gpu_session.sh profile    # where small's and base's step time goes (~6 min)
 #   bash bench/gpu_session.sh small      # small 128x128 vs the peer: K and PRNG variants (~9 min)
-#   bash bench/gpu_session.sh base       # base 256x512 with --remat, and 64x512 vs the peer (~8 min)
+#   bash bench/gpu_session.sh base256    # base at the paper's 256x512 with --remat (~5 min)
+#   bash bench/gpu_session.sh base64     # base 64x512 vs the eager and compiled peer (~6 min)
 #   bash bench/gpu_session.sh flags      # small under XLA flag variants (command buffers) (~6 min)
 #
 # Logs and JSON go to $OUT (the device tool's return folder; /tmp/gpu_session elsewhere).
 # Stages print as they go (PYTHONUNBUFFERED) so a call cut off at its limit still returns
-# everything measured up to then. compare.py --write appends rows to BENCHMARKS.md there:
-# copy them back from $OUT/BENCHMARKS.md.
+# the lines printed up to then; compare.py rewrites its --json after every row, and a variant
+# that fails (out of memory) is reported and skipped. compare.py --write appends rows to
+# $OUT/BENCHMARKS.md at the end of a stage: copy them back from there.
 set -uo pipefail
 case "${1:-}" in
-profile | small | base | flags) ;;
+profile | small | base256 | base64 | flags) ;;
 *)
-    echo "usage: bash bench/gpu_session.sh profile|small|base|flags" >&2
+    echo "usage: bash bench/gpu_session.sh profile|small|base256|base64|flags" >&2
     exit 2
     ;;
 esac
@@ -26,11 +30,12 @@ cp BENCHMARKS.md "$OUT/BENCHMARKS.md"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python -c "import jax, torch; print('jax', jax.__version__, jax.devices(), 'torch', torch.__version__)"
 
-run() {  # run NAME COMMAND...: tee the output to $OUT/NAME.log
+status=0
+run() {  # run NAME COMMAND...: tee the output to $OUT/NAME.log; a failure sets the exit status
     local name=$1
     shift
-    echo "== $name: $*"
-    "$@" 2>&1 | tee "$OUT/$name.log"
+    echo "== $name: XLA_FLAGS=${XLA_FLAGS:-} $*" | tee "$OUT/$name.log"
+    "$@" 2>&1 | tee -a "$OUT/$name.log" || status=1
 }
 
 compare() {
@@ -54,12 +59,13 @@ small)
     compare small --sizes=small --steps=40 --warmup=5 --repeats=3 --window=10 \
         --steps-per-call=1,4 --rng-impl=threefry2x32,rbg
     ;;
-base)
-    run base256_remat_memory python bench/pretrain_step.py --size=base --remat --compile-only
+base256)
+    # XLA's memory count is in the rows' --json (xla_memory_mib, xla_temp_mib).
     compare base256_remat --sizes=base --no-peer --remat --steps=10 --warmup=2 --repeats=2 \
         --window=5 --rng-impl=threefry2x32,rbg
-    compare base64 --sizes=base --batch=64 --steps=10 --warmup=3 --repeats=2 --window=5 \
-        --rng-impl=threefry2x32,rbg
+    ;;
+base64)
+    compare base64 --sizes=base --batch=64 --steps=10 --warmup=3 --repeats=2 --window=5
     ;;
 flags)
     # Command buffers (CUDA graphs) cut the launch cost of a step of thousands of small kernels:
@@ -72,3 +78,4 @@ flags)
     done
     ;;
 esac
+exit $status

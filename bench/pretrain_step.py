@@ -45,6 +45,7 @@ from electra_jax.optimizer import (  # noqa: E402
     make_optimizer,
 )
 from electra_jax.train_step import (  # noqa: E402
+    RNG_IMPLS,
     StepConfig,
     create_train_state,
     make_multi_step,
@@ -241,7 +242,7 @@ def add_ours_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps-per-call", type=int, default=1, help="K steps per jitted call")
     parser.add_argument("--attention-impl", choices=("auto", "exact", "fused"), default=None)
     parser.add_argument("--remat", action="store_true", help="rematerialise each layer")
-    parser.add_argument("--rng-impl", default="threefry2x32", help="PRNG: threefry2x32, rbg...")
+    parser.add_argument("--rng-impl", default="threefry2x32", choices=RNG_IMPLS, help="PRNG")
 
 
 def main(argv: list[str] | None = None) -> None:

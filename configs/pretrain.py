@@ -86,9 +86,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.learning_rate = paper["learning_rate"]
     c.warmup_steps = paper["warmup_steps"]
     c.seed = 0
-    # Random numbers for masking, dropout and sampling: threefry2x32 (JAX's default; the same
-    # stream on any mesh) or rbg / unsafe_rbg (XLA's RngBitGenerator: fewer integer ops per
-    # random number on accelerators, but the stream depends on the mesh and sharding).
+    # Random numbers for masking, dropout and sampling in training (evaluation always uses
+    # threefry2x32): threefry2x32 (JAX's default: the same stream on every backend, generated
+    # shard by shard) or rbg / unsafe_rbg (XLA's RngBitGenerator: fewer integer ops per number,
+    # fastest on TPU; the stream differs between backends and XLA versions, and on a GPU mesh
+    # every device generates the whole global array, so use them on one device or on TPU).
     c.rng_impl = "threefry2x32"
 
     c.objective = ml_collections.ConfigDict()

@@ -153,7 +153,10 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """clip -> Adam direction -> + wd * param -> * -lr (optionally per-parameter scaled).
 
-    `tx.update(..., apply_update=flag)`: where the flag is false the state keeps its values.
+    `tx.update(..., apply_update=flag)`: where the flag is false the state keeps its values,
+    but the returned updates are not zero (a stale step, NaN on a skipped first step with bias
+    correction): the caller keeps its params (train_step does). Every stateful part of the chain
+    must honour `apply_update`; a stock optax transformation with state would ignore it.
 
     `lr_scale(params) -> pytree of multipliers` gives layer-wise LR decay for fine-tuning.
     """

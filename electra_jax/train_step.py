@@ -40,9 +40,9 @@ def create_train_state(params: Any, tx: optax.GradientTransformation) -> TrainSt
     )
 
 
-# PRNG implementations of the step's key: threefry2x32 is JAX's default and gives the same
-# stream on any mesh; rbg / unsafe_rbg use XLA's RngBitGenerator (cheaper per random number on
-# accelerators; the stream depends on the mesh).
+# PRNG implementations of the step's key: threefry2x32 is JAX's default (same stream on every
+# backend, partitioned across a mesh); rbg / unsafe_rbg use XLA's RngBitGenerator (fewer ops per
+# number; backend-specific streams; not partitioned on GPU meshes). See configs/pretrain.py.
 RNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 
 

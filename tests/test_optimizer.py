@@ -96,10 +96,19 @@ def test_global_norm_clip_is_first_in_the_chain():
     np.testing.assert_allclose(np.asarray(adam_state.mu["a"]), [0.06, 0.08], rtol=1e-5)
 
 
-def test_skipped_update_keeps_every_state_leaf():
+@pytest.mark.parametrize(
+    "overrides, lr_scale",
+    [
+        ({}, None),
+        ({"bias_correction": True}, None),
+        ({"clip_norm": None, "weight_decay": 0.0}, None),
+        ({}, lambda tree: jax.tree.map(lambda _: 0.5, tree)),  # fine-tuning's layer-wise decay
+    ],
+)
+def test_skipped_update_keeps_every_state_leaf(overrides, lr_scale):
     """apply_update=False (a non-finite step) leaves moments and both counts as they were."""
-    cfg = OptimizerConfig(learning_rate=1e-2, num_train_steps=100, warmup_steps=10)
-    tx = make_optimizer(cfg)
+    cfg = OptimizerConfig(learning_rate=1e-2, num_train_steps=100, warmup_steps=10, **overrides)
+    tx = make_optimizer(cfg, lr_scale=lr_scale)
     params = {"dense": {"kernel": jnp.ones((2, 3))}, "LayerNorm": {"bias": jnp.zeros(3)}}
     grads = jax.tree.map(lambda p: jnp.full_like(p, 0.3), params)
     _, state = tx.update(grads, tx.init(params), params)

@@ -33,7 +33,7 @@ import profile_step  # noqa: E402
         ("jit(train_step)/jvp(sampling)/reduce", ("-", "forward", "sampling (Gumbel, replace)")),
         ("jit(train_step)/optimizer/mul", ("-", "-", "optimizer")),
         ("jit(train_step)/masking/scatter", ("-", "-", "masking")),
-        ("jit(train_step)/add", ("-", "forward", "other")),
+        ("jit(train_step)/add", ("-", "-", "other")),
     ],
 )  # fmt: skip
 def test_ops_are_attributed_by_source_scope(op_name, expected):

@@ -1,13 +1,19 @@
 """The compiled pre-training step: skipped non-finite steps and an in-place state update."""
 
 import functools
-import re
+import os
+import sys
 
 import flax.linen as nn
 import jax
 import numpy as np
 import pytest
 from test_golden_step import fixed_batch
+
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+)
+import profile_step  # noqa: E402
 
 from configs.pretrain import get_config
 from electra_jax.errors import UserError
@@ -66,10 +72,8 @@ def test_donated_state_is_updated_in_place_without_copies():
     step, new_state = tiny_step()
     state = new_state()
     hlo = step.lower(state, fixed_batch()).compile().as_text()
-    entry = hlo[hlo.index("\nENTRY") :]
-    arrays = set(re.findall(r"%(\S+) = f32\[\d[^\]]*\]\S* parameter\(", entry))
-    copied = [name for name in re.findall(r" copy\(%([^)\s]+)\)", entry) if name in arrays]
-    assert len(arrays) >= 3 * len(jax.tree.leaves(state.params))  # params, mu, nu, batch...
+    copied, num_arrays = profile_step.copied_parameters(hlo)
+    assert num_arrays >= 3 * len(jax.tree.leaves(state.params))  # params, mu, nu, batch...
     assert copied == [], f"{len(copied)} donated state arrays copied, e.g. {copied[:3]}"
 
 
