@@ -78,6 +78,21 @@ def synthetic_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dic
     return {"input_ids": ids, "input_mask": mask, "segment_ids": segments}
 
 
+def packed_synthetic_batch(
+    vocab_size: int, batch: int, seq: int, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """`synthetic_batch` as packed rows: two one-segment examples `[CLS] A [SEP]` per row, with
+    `packing_ids` 1 and 2 (what `prepare --pack` stores), to time the packed attention path."""
+    out = synthetic_batch(vocab_size, batch, seq, seed)
+    half = seq // 2
+    out["input_ids"][:, half] = CLS_ID
+    out["segment_ids"][:] = 0
+    out["packing_ids"] = (
+        np.where(np.arange(seq) < half, 1, 2).astype(np.int32)[None].repeat(batch, axis=0)
+    )
+    return out
+
+
 def time_per_step(
     step: Callable[[], None], sync: Callable[[], None], steps: int, window: int = 1
 ) -> list[float]:

@@ -50,6 +50,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rng-impl", default="threefry2x32", help="comma list for ours: "
                         "threefry2x32,rbg,unsafe_rbg")  # fmt: skip
     parser.add_argument("--no-peer", action="store_true", help="time ours only")
+    parser.add_argument("--packing", default="off", help="comma list for ours: off,on (on: two "
+                        "examples per row, per-example attention and positions)")  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads per side (0: library defaults)"
     )
@@ -117,6 +119,8 @@ def compare_size(size: str, args: argparse.Namespace, keep: Callable[[dict], Non
         raise SystemExit(
             f"--rng-impl: unknown {sorted(unknown)}; expected {pretrain_step.RNG_IMPLS}"
         )
+    if set(args.packing.split(",")) - {"off", "on"}:
+        raise SystemExit(f"--packing={args.packing}: expected a comma list of off, on")
     peer_device = torch_peer.torch_device().type
     if (jax.default_backend() == "cpu") != (peer_device == "cpu"):
         raise SystemExit(
@@ -133,12 +137,13 @@ def compare_size(size: str, args: argparse.Namespace, keep: Callable[[dict], Non
         args.attention_impl.split(","),
         (int(v) for v in args.steps_per_call.split(",")),
         args.rng_impl.split(","),
+        args.packing.split(","),
     )
-    for impl, k, rng in variants:
-        build = lambda i=impl, k=k, r=rng: pretrain_step.build_ours(
-            shape, dtype, k, i, args.peak_flops, remat=args.remat, rng_impl=r
+    for impl, k, rng, packing in variants:
+        build = lambda i=impl, k=k, r=rng, p=packing: pretrain_step.build_ours(
+            shape, dtype, k, i, args.peak_flops, remat=args.remat, rng_impl=r, packed=p == "on"
         )
-        row = measure_or_skip(f"{size} ours {impl} K={k} {rng}", build, args)
+        row = measure_or_skip(f"{size} ours {impl} K={k} {rng} packing={packing}", build, args)
         if row:
             keep(row)
 
@@ -162,8 +167,10 @@ def fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
 def variant(row: dict) -> str:
     """How our row was run: attention implementation, steps per call, PRNG if not the default."""
     rng = row.get("rng_impl", "threefry2x32")
-    return f"attention={row['attention']}, K={row['steps_per_call']}" + (
-        "" if rng == "threefry2x32" else f", rng={rng}"
+    return (
+        f"attention={row['attention']}, K={row['steps_per_call']}"
+        + ("" if rng == "threefry2x32" else f", rng={rng}")
+        + (", packed" if row.get("packed") else "")
     )
 
 

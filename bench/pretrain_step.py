@@ -81,9 +81,13 @@ def objective_config(shape: Shape) -> ObjectiveConfig:
     )
 
 
-def device_batch(vocab_size: int, shape: Shape, steps_per_call: int) -> dict[str, jax.Array]:
-    """The synthetic batch on the default device, stacked [K, B, L] for K steps per call."""
-    batch = benchlib.synthetic_batch(vocab_size, shape.batch, shape.seq)
+def device_batch(
+    vocab_size: int, shape: Shape, steps_per_call: int, packed: bool = False
+) -> dict[str, jax.Array]:
+    """The synthetic batch on the default device, stacked [K, B, L] for K steps per call;
+    `packed`: two examples per row with `packing_ids`."""
+    make = benchlib.packed_synthetic_batch if packed else benchlib.synthetic_batch
+    batch = make(vocab_size, shape.batch, shape.seq)
     if steps_per_call > 1:
         batch = {k: np.stack([v] * steps_per_call) for k, v in batch.items()}
     return jax.device_put(batch)
@@ -116,6 +120,7 @@ def compile_ours(
     seed: int = 0,
     remat: bool = False,
     rng_impl: str = "threefry2x32",
+    packed: bool = False,
 ) -> CompiledStep:
     """Compiles our train step for `shape` as the trainer does (one jit, state donated)."""
     dtype = resolve_dtype(dtype)
@@ -129,7 +134,7 @@ def compile_ours(
     step_cfg = StepConfig(seed=seed, rng_impl=rng_impl)
     step = make_train_step(model, objective, tx, step_cfg, learning_rate_schedule(opt_cfg))
     jitted = jax.jit(make_multi_step(step, steps_per_call), donate_argnums=0)
-    batch = device_batch(cfg.vocab_size, shape, steps_per_call)
+    batch = device_batch(cfg.vocab_size, shape, steps_per_call, packed)
     start = time.perf_counter()
     compiled = jitted.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
@@ -145,9 +150,10 @@ def build_ours(
     seed: int = 0,
     remat: bool = False,
     rng_impl: str = "threefry2x32",
+    packed: bool = False,
 ) -> StepRunner:
     """Compiles our train step for `shape` with the state donated; returns it ready to time."""
-    ours = compile_ours(shape, dtype, steps_per_call, attention_impl, seed, remat, rng_impl)
+    ours = compile_ours(shape, dtype, steps_per_call, attention_impl, seed, remat, rng_impl, packed)
     compiled, batch, cfg = ours.compiled, ours.batch, ours.config
     holder = {"state": ours.state, "metrics": None}
 
@@ -163,7 +169,8 @@ def build_ours(
         impl="ours"
         + ("" if steps_per_call == 1 else f" K={steps_per_call}")
         + (" remat" if remat else "")
-        + ("" if rng_impl == "threefry2x32" else f" {rng_impl}"),
+        + ("" if rng_impl == "threefry2x32" else f" {rng_impl}")
+        + (" packed" if packed else ""),
         shape=shape,
         dtype=ours.dtype,
         call=call,
@@ -181,6 +188,7 @@ def build_ours(
             "xla_temp_mib": xla_temp_bytes(compiled) / 2**20,
             "remat": remat,
             "rng_impl": rng_impl,
+            "packed": packed,
         },
     )
 
@@ -221,6 +229,7 @@ def bench_ours(
     remat: bool = False,
     compile_only: bool = False,
     rng_impl: str = "threefry2x32",
+    packed: bool = False,
 ) -> dict:
     """One benchmark row for our step (see the module docstring); `steps` timed calls.
 
@@ -229,8 +238,9 @@ def bench_ours(
     """
     shape = benchlib.default_shape(size, batch, seq)
     runner = build_ours(
-        shape, dtype, steps_per_call, attention_impl, peak_flops, remat=remat, rng_impl=rng_impl
-    )
+        shape, dtype, steps_per_call, attention_impl, peak_flops, remat=remat, rng_impl=rng_impl,
+        packed=packed,
+    )  # fmt: skip
     if compile_only:
         return {"impl": runner.impl, "size": size, "batch": shape.batch, "seq": shape.seq,
                 "dtype": runner.dtype, "device": runner.device, **runner.info}  # fmt: skip
@@ -252,6 +262,8 @@ def main(argv: list[str] | None = None) -> None:
     add_ours_args(parser)
     parser.add_argument("--compile-only", action="store_true",
                         help="print compile time and XLA memory analysis, no timing")  # fmt: skip
+    parser.add_argument("--packed", action="store_true",
+                        help="two examples per row: time the packed attention path")  # fmt: skip
     args = parser.parse_args(argv)
     row = bench_ours(
         args.size,
@@ -268,6 +280,7 @@ def main(argv: list[str] | None = None) -> None:
         args.remat,
         args.compile_only,
         args.rng_impl,
+        args.packed,
     )
     print(json.dumps(row, indent=2))
 

@@ -130,6 +130,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.dir = ""  # prepared shards; empty with `tiny`: the built-in corpus, cached
     c.data.builtin_vocab_size = 8192
+    c.data.builtin_pack = False  # `tiny` on the built-in corpus: pack it (as `prepare --pack`)
     c.data.worker_count = 0
     c.data.read_threads = 4
 

@@ -115,14 +115,20 @@ class Embeddings(nn.Module):
         segment_ids_BxL: jax.Array,
         deterministic: bool,
         word_delta_VxE: jax.Array | None = None,
+        positions_BxL: jax.Array | None = None,
     ) -> jax.Array:
+        """`positions_BxL` (packed rows: positions restart per example) defaults to 0..L-1."""
         L = ids_BxL.shape[-1]
         word_VxE = self.word_embeddings
         if word_delta_VxE is not None:
             word_VxE = jax.lax.stop_gradient(word_VxE) + word_delta_VxE
+        if positions_BxL is None:
+            position_BxLxE = self.position_embeddings[None, :L]
+        else:
+            position_BxLxE = jnp.take(self.position_embeddings, positions_BxL, axis=0)
         x_BxLxE = (
             jnp.take(word_VxE, ids_BxL, axis=0)
-            + self.position_embeddings[None, :L]
+            + position_BxLxE
             + jnp.take(self.token_type_embeddings, segment_ids_BxL, axis=0)
         )
         x_BxLxE = self.LayerNorm(x_BxLxE.astype(self.dtype))
@@ -132,6 +138,26 @@ class Embeddings(nn.Module):
         """Logits against the word table (the generator's tied output softmax)."""
         word_VxE = jnp.asarray(self.word_embeddings, self.dtype)
         return jnp.einsum("bne,ve->bnv", h_BxNxE.astype(self.dtype), word_VxE)
+
+
+def packed_attention_mask(packing_ids_BxL: jax.Array) -> jax.Array:
+    """[B, L, L] keep mask of packed rows: a query attends to the keys of its own example.
+
+    Padding queries (id 0) attend to every real key, as in an unpacked row, so no softmax row is
+    empty; their outputs are never used.
+    """
+    query_BxLx1 = packing_ids_BxL[:, :, None]
+    key_Bx1xL = packing_ids_BxL[:, None, :]
+    return (key_Bx1xL > 0) & ((query_BxLx1 == key_Bx1xL) | (query_BxLx1 == 0))
+
+
+def packed_positions(packing_ids_BxL: jax.Array) -> jax.Array:
+    """Position ids that restart at 0 where each example of a packed row starts."""
+    L = packing_ids_BxL.shape[-1]
+    index_BxL = jnp.broadcast_to(jnp.arange(L, dtype=jnp.int32), packing_ids_BxL.shape)
+    previous_BxL = jnp.pad(packing_ids_BxL[:, :-1], ((0, 0), (1, 0)), constant_values=-1)
+    start_BxL = jnp.where(packing_ids_BxL != previous_BxL, index_BxL, 0)
+    return index_BxL - jax.lax.cummax(start_BxL, axis=1)
 
 
 def use_fused_attention(config: ModelConfig, deterministic: bool) -> bool:
@@ -153,24 +179,32 @@ class TowerModule(nn.Module):
 
 
 class SelfAttention(TowerModule):
-    """Multi-head self-attention; padding is a per-row length (right-padded inputs)."""
+    """Multi-head self-attention over right-padded rows.
+
+    `mask` is the [B, L] input mask (padding as a per-row length) or, for packed rows, the
+    [B, L, L] keep mask of `packed_attention_mask`.
+    """
 
     @nn.compact
-    def __call__(self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(self, x_BxLxH: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         cfg, tower = self.config, self.tower
         N, D = tower.num_heads, tower.head_dim
         args = (cfg, self.dtype, self.param_dtype)
         q_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="query")(x_BxLxH)
         k_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="key")(x_BxLxH)
         v_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="value")(x_BxLxH)
+        packed = mask.ndim == 3
+        keep_Bx1xQxK = (mask[:, None] if packed else mask[:, None, None, :]).astype(bool)
         if use_fused_attention(cfg, deterministic):
-            lengths_B = jnp.sum(mask_BxL, axis=-1, dtype=jnp.int32)
-            out_BxLxNxD = jax.nn.dot_product_attention(
-                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, key_value_seq_lengths=lengths_B
+            padding = (
+                {"mask": keep_Bx1xQxK}
+                if packed
+                else {"key_value_seq_lengths": jnp.sum(mask, axis=-1, dtype=jnp.int32)}
             )
+            out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, **padding)
         else:
             out_BxLxNxD = self._exact_attention(
-                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, mask_BxL, deterministic
+                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, keep_Bx1xQxK, deterministic
             )
         return dense(
             tower.hidden_size, *args, axes=("heads", "kv", "hidden"), axis=(-2, -1), name="output"
@@ -181,15 +215,15 @@ class SelfAttention(TowerModule):
         q_BxLxNxD: jax.Array,
         k_BxLxNxD: jax.Array,
         v_BxLxNxD: jax.Array,
-        mask_BxL: jax.Array,
+        keep_Bx1xQxK: jax.Array,
         deterministic: bool,
     ) -> jax.Array:
-        """Softmax attention with the original's attention-probability dropout."""
+        """Softmax attention with the original's attention-probability dropout; `keep_Bx1xQxK`
+        broadcasts over heads (Q = 1: the same key mask for every query)."""
         D = q_BxLxNxD.shape[-1]
         scores_BxNxLxL = jnp.einsum("bqnd,bknd->bnqk", q_BxLxNxD, k_BxLxNxD) / jnp.sqrt(D)
         scores_BxNxLxL = scores_BxNxLxL.astype(jnp.float32)
-        keep_Bx1x1xL = mask_BxL[:, None, None, :].astype(bool)
-        scores_BxNxLxL = jnp.where(keep_Bx1x1xL, scores_BxNxLxL, jnp.finfo(jnp.float32).min)
+        scores_BxNxLxL = jnp.where(keep_Bx1xQxK, scores_BxNxLxL, jnp.finfo(jnp.float32).min)
         probs_BxNxLxL = jax.nn.softmax(scores_BxNxLxL, axis=-1).astype(self.dtype)
         probs_BxNxLxL = nn.Dropout(self.config.attention_dropout)(
             probs_BxNxLxL, deterministic=deterministic
@@ -201,11 +235,11 @@ class EncoderLayer(TowerModule):
     """BERT post-LN layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)), exact GELU."""
 
     @nn.compact
-    def __call__(self, x_BxLxH: jax.Array, mask_BxL: jax.Array, deterministic: bool) -> jax.Array:
+    def __call__(self, x_BxLxH: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         cfg, tower = self.config, self.tower
         args = (cfg, self.dtype, self.param_dtype)
         attn_BxLxH = SelfAttention(cfg, tower, self.dtype, self.param_dtype, name="attention")(
-            x_BxLxH, mask_BxL, deterministic
+            x_BxLxH, mask, deterministic
         )
         attn_BxLxH = nn.Dropout(cfg.hidden_dropout)(attn_BxLxH, deterministic=deterministic)
         x_BxLxH = layer_norm(*args, name="attention_LayerNorm")(x_BxLxH + attn_BxLxH)
@@ -230,10 +264,11 @@ class Encoder(TowerModule):
     def __call__(
         self,
         emb_BxLxE: jax.Array,
-        mask_BxL: jax.Array,
+        mask: jax.Array,
         deterministic: bool,
         return_all_layers: bool = False,
     ) -> jax.Array | list[jax.Array]:
+        """`mask`: the [B, L] input mask, or [B, L, L] for packed rows (see SelfAttention)."""
         cfg, tower = self.config, self.tower
         x_BxLxH = emb_BxLxE
         if cfg.embedding_size != tower.hidden_size:
@@ -249,7 +284,7 @@ class Encoder(TowerModule):
         all_layers = []
         for i in range(tower.num_layers):
             x_BxLxH = layer_cls(cfg, tower, self.dtype, self.param_dtype, name=f"layer_{i}")(
-                x_BxLxH, mask_BxL, deterministic
+                x_BxLxH, mask, deterministic
             )
             all_layers.append(x_BxLxH)
         return all_layers if return_all_layers else x_BxLxH

@@ -28,6 +28,8 @@ from electra_jax.layers import (
     dense,
     gelu_exact,
     layer_norm,
+    packed_attention_mask,
+    packed_positions,
     partitioned,
 )
 from electra_jax.model_config import ModelConfig
@@ -81,10 +83,22 @@ class GeneratorHead(nn.Module):
         return logits_BxNxV.astype(jnp.float32)
 
 
+def tower_inputs(
+    mask_BxL: jax.Array, packing_ids_BxL: jax.Array | None
+) -> tuple[jax.Array, jax.Array | None]:
+    """(attention mask, position ids) of a batch: the input mask and default positions, or
+    for packed rows (`packing_ids_BxL`) per-example attention and restarting positions."""
+    if packing_ids_BxL is None:
+        return mask_BxL, None
+    return packed_attention_mask(packing_ids_BxL), packed_positions(packing_ids_BxL)
+
+
 class ElectraModel(nn.Module):
     """Generator + discriminator with the original's embedding sharing.
 
-    Methods return float32 logits whatever the compute `dtype`.
+    Methods return float32 logits whatever the compute `dtype`. `packing_ids_BxL` (packed
+    datasets, `prepare --pack`) gives each position's example number within its row (0 =
+    padding): attention stays within an example and positions restart at each one.
     """
 
     config: ModelConfig
@@ -113,16 +127,17 @@ class ElectraModel(nn.Module):
         mask_BxL: jax.Array,
         positions_BxN: jax.Array | None = None,
         deterministic: bool = True,
+        packing_ids_BxL: jax.Array | None = None,
     ) -> dict[str, jax.Array]:
         """Runs every tower once (used by `init`); returns the logits of each head."""
         out = {
             "generator_logits": self.generator_logits(
-                ids_BxL, segment_ids_BxL, mask_BxL, positions_BxN, deterministic
+                ids_BxL, segment_ids_BxL, mask_BxL, positions_BxN, deterministic, packing_ids_BxL
             )
         }
         if self.config.electra_objective:
             out["discriminator_logits"] = self.discriminator_logits(
-                ids_BxL, segment_ids_BxL, mask_BxL, deterministic
+                ids_BxL, segment_ids_BxL, mask_BxL, deterministic, packing_ids_BxL
             )
         return out
 
@@ -133,11 +148,16 @@ class ElectraModel(nn.Module):
         mask_BxL: jax.Array,
         deterministic: bool = True,
         return_all_layers: bool = False,
+        packing_ids_BxL: jax.Array | None = None,
     ) -> jax.Array | list[jax.Array]:
         """Final (or every) hidden state of the discriminator tower: the fine-tuning encoder."""
         delta = self.gdes() if self.config.embedding_sharing == "gdes" else None
-        emb_BxLxE = self.embeddings(ids_BxL, segment_ids_BxL, deterministic, word_delta_VxE=delta)
-        return self.discriminator(emb_BxLxE, mask_BxL, deterministic, return_all_layers)
+        attention_mask, positions_BxL = tower_inputs(mask_BxL, packing_ids_BxL)
+        emb_BxLxE = self.embeddings(
+            ids_BxL, segment_ids_BxL, deterministic, word_delta_VxE=delta,
+            positions_BxL=positions_BxL,
+        )  # fmt: skip
+        return self.discriminator(emb_BxLxE, attention_mask, deterministic, return_all_layers)
 
     def discriminator_logits(
         self,
@@ -145,9 +165,12 @@ class ElectraModel(nn.Module):
         segment_ids_BxL: jax.Array,
         mask_BxL: jax.Array,
         deterministic: bool = True,
+        packing_ids_BxL: jax.Array | None = None,
     ) -> jax.Array:
         """One replaced-token logit per position, [B, L]."""
-        h_BxLxH = self.discriminator_hidden(ids_BxL, segment_ids_BxL, mask_BxL, deterministic)
+        h_BxLxH = self.discriminator_hidden(
+            ids_BxL, segment_ids_BxL, mask_BxL, deterministic, packing_ids_BxL=packing_ids_BxL
+        )
         return self.discriminator_head(h_BxLxH)
 
     def generator_logits(
@@ -157,14 +180,16 @@ class ElectraModel(nn.Module):
         mask_BxL: jax.Array,
         positions_BxN: jax.Array | None = None,
         deterministic: bool = True,
+        packing_ids_BxL: jax.Array | None = None,
     ) -> jax.Array:
         """Masked-LM logits [B, N, V] at `positions_BxN` only, or [B, L, V] when None."""
         cfg = self.config
         untied = cfg.embedding_sharing == "untied"
         embeddings = self.generator_embeddings if untied else self.embeddings
         tower = self.generator if cfg.electra_objective else self.discriminator
-        emb_BxLxE = embeddings(ids_BxL, segment_ids_BxL, deterministic)
-        h_BxLxG = tower(emb_BxLxE, mask_BxL, deterministic)
+        attention_mask, positions_BxL = tower_inputs(mask_BxL, packing_ids_BxL)
+        emb_BxLxE = embeddings(ids_BxL, segment_ids_BxL, deterministic, positions_BxL=positions_BxL)
+        h_BxLxG = tower(emb_BxLxE, attention_mask, deterministic)
         if positions_BxN is not None:
             h_BxLxG = jnp.take_along_axis(h_BxLxG, positions_BxN[..., None], axis=1)
         return self.generator_head(h_BxLxG, embeddings)

@@ -3,7 +3,9 @@
 Follows google-research/electra's pretrain_helpers.py / run_pretraining.py (RECIPE.md):
 dynamic masking on device, generator logits only at the N selected positions, float32
 Gumbel-max sampling under stop_gradient, total = gen_weight * MLM + disc_weight * disc.
-A batch is a dict of int32 [B, L] arrays: `input_ids`, `input_mask`, `segment_ids`.
+A batch is a dict of int32 [B, L] arrays: `input_ids`, `input_mask`, `segment_ids`, and for
+packed datasets `packing_ids` (each position's example number; masking and the losses are
+per-token, so only the model reads it).
 """
 
 from __future__ import annotations
@@ -224,6 +226,7 @@ def pretrain_forward(
             batch["input_mask"],
             masked.positions_BxN,
             deterministic,
+            batch.get("packing_ids"),
             method=ElectraModel.generator_logits,
             rngs={"dropout": gen_dropout},
         )
@@ -248,6 +251,7 @@ def pretrain_forward(
         batch["segment_ids"],
         batch["input_mask"],
         deterministic,
+        batch.get("packing_ids"),
         method=ElectraModel.discriminator_logits,
         rngs={"dropout": disc_dropout},
     )

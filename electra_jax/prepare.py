@@ -80,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="train the vocabulary on the corpus's first N MB",
     )
     parser.add_argument("--cache-dir", default=None, help="cache for builtin:pydocs text")
+    parser.add_argument(
+        "--pack",
+        action="store_true",
+        help="pack several examples into each row instead of padding (attention stays within "
+        "an example; not the original's layout)",
+    )
     parser.add_argument("--show", type=int, default=0, metavar="N", help="print N examples")
     parser.add_argument(
         "--show-json", action="store_true", help="print the --show examples as JSON lines"
@@ -109,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
         vocab_sample_mb=args.vocab_sample_mb,
         cache_dir=args.cache_dir,
         progress=not args.quiet,
+        pack=args.pack,
     )
     show = args.show or (5 if args.show_json else 0)
     if show:

@@ -105,7 +105,9 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
 
     print("data: preparing the built-in corpus (cached after the first run)...", flush=True)
     return ensure_builtin_dataset(
-        vocab_size=config.data.builtin_vocab_size, max_seq_len=config.max_seq_len
+        vocab_size=config.data.builtin_vocab_size,
+        max_seq_len=config.max_seq_len,
+        pack=config.data.builtin_pack,
     )
 
 
@@ -234,6 +236,7 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def _train(
     config: ml_collections.ConfigDict, workdir: str, preemption: PreemptionFlag
 ) -> dict[str, Any]:
+    from electra_jax.data import records
     from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
     from electra_jax.tokenizer import load_tokenizer
 
@@ -254,6 +257,14 @@ def _train(
     tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
     model_cfg, objective, opt_cfg = build_configs(config, tokenizer)
     check_meta(meta, data_dir, vocab_size=model_cfg.vocab_size, max_seq_len=config.max_seq_len)
+    if records.is_packed(meta):
+        corpus = meta.get("corpus", {})
+        print(
+            f"data: packed rows ({corpus.get('builder_examples', '?')} examples in "
+            f"{meta['splits']['train']['examples'] + meta['splits']['eval']['examples']} rows, "
+            f"{100 * corpus.get('padding_share', float('nan')):.1f}% padding); attention stays "
+            "within each example"
+        )
     if config.init_from:
         check_init_from(config.init_from, model_cfg)
     train_iter = make_train_loader(
@@ -329,6 +340,7 @@ def _train(
     batch_spec = {
         k: jax.ShapeDtypeStruct(lead + (B, L), jnp.int32, sharding=batch_sh)
         for k in ("input_ids", "input_mask", "segment_ids")
+        + (("packing_ids",) if records.is_packed(meta) else ())
     }
     t0 = time.perf_counter()
     compiled = jitted_step.lower(state, batch_spec).compile()
@@ -364,7 +376,7 @@ def _train(
     logger = MetricsLogger(workdir, config.num_train_steps, is_primary)
     step = start_step
     last = {}
-    interval_start, interval_steps = time.perf_counter(), 0
+    interval_start, interval_steps, interval_real = time.perf_counter(), 0, 0
     run_start = time.perf_counter()
     try:
         if preemption.requested:  # the notice came during start-up: nothing new to save
@@ -372,6 +384,7 @@ def _train(
             return last
         while step < config.num_train_steps:
             local = [next(train_iter) for _ in range(K)]
+            interval_real += sum(np.count_nonzero(b["input_mask"]) for b in local)
             batch = shd.global_batch(local[0] if K == 1 else stack_batches(local), batch_sh)
             state, metrics = compiled(state, batch)
             step += K
@@ -382,8 +395,12 @@ def _train(
                 elapsed = time.perf_counter() - interval_start
                 tokens_per_sec = interval_steps * B * L / max(elapsed, 1e-9)
                 tflops = tokens_per_sec * flops_per_token / mesh.size / 1e12
+                # Non-padding tokens: this host's count times the hosts (its batches are a
+                # random share of the global batch), what sequence packing raises.
+                real_per_sec = interval_real * jax.process_count() / max(elapsed, 1e-9)
                 values.update(
                     tokens_per_sec=tokens_per_sec,
+                    real_tokens_per_sec=real_per_sec,
                     tflops_per_device=tflops,
                     examples_seen=step * B,
                     nonfinite_steps=skipped,
@@ -396,7 +413,7 @@ def _train(
                 logger.write(step, values)
                 logger.progress(step, values, interval_steps / max(elapsed, 1e-9))
                 last = values
-                interval_start, interval_steps = time.perf_counter(), 0
+                interval_start, interval_steps, interval_real = time.perf_counter(), 0, 0
             should_stop = preemption.requested or checkpoints.reached_preemption(step)
             if step % config.checkpoint_every == 0 or should_stop:
                 check_finite(state)

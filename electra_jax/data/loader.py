@@ -66,6 +66,7 @@ class ReadBatch:
     def __init__(
         self, paths: list[str], n_examples: int, *, batch_size: int, process_index: int,
         process_count: int, seed: int | None, max_seq_len: int, id_dtype: str,
+        packed: bool = False,
     ):  # fmt: skip
         self.paths = paths
         self.n = n_examples
@@ -75,6 +76,7 @@ class ReadBatch:
         self.seed = seed
         self.max_seq_len = max_seq_len
         self.id_dtype = id_dtype
+        self.packed = packed
         self._source = None
         self._perms: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -123,7 +125,7 @@ class ReadBatch:
         restored = [b""] * len(items)
         for position, item in zip(order.tolist(), items, strict=True):
             restored[position] = item
-        return records.decode_records(restored, self.max_seq_len, self.id_dtype)
+        return records.decode_records(restored, self.max_seq_len, self.id_dtype, self.packed)
 
 
 def _source(data_dir: str, split: str) -> tuple[list[str], int, dict]:
@@ -152,9 +154,10 @@ def make_train_loader(
 ):
     """An endless, seeded, per-host iterator of training batches (a grain `DatasetIterator`).
 
-    Each element is {input_ids, input_mask, segment_ids}: int32 numpy arrays of shape
-    [global_batch_size // process_count, max_seq_len]. `worker_count` > 0 adds grain worker
-    processes (`mp_prefetch`); the batches are the same either way.
+    Each element is {input_ids, input_mask, segment_ids}, plus `packing_ids` for a packed
+    dataset: int32 numpy arrays of shape [global_batch_size // process_count, max_seq_len].
+    `worker_count` > 0 adds grain worker processes (`mp_prefetch`); the batches are the same
+    either way.
     """
     import grain
 
@@ -169,6 +172,7 @@ def make_train_loader(
     read = ReadBatch(
         paths, n_examples, batch_size=batch_size, process_index=index, process_count=count,
         seed=seed, max_seq_len=meta["max_seq_len"], id_dtype=meta["record"]["dtypes"][0],
+        packed=records.is_packed(meta),
     )  # fmt: skip
     dataset = grain.MapDataset.range(_ENDLESS).map(read)
     options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_batches)
@@ -206,5 +210,6 @@ def make_eval_batches(
     read = ReadBatch(
         paths, n_examples, batch_size=batch_size, process_index=index, process_count=count,
         seed=None, max_seq_len=meta["max_seq_len"], id_dtype=meta["record"]["dtypes"][0],
+        packed=records.is_packed(meta),
     )  # fmt: skip
     return [read(i) for i in range(num_batches)]

@@ -32,6 +32,7 @@ from electra_jax.data import records
 from electra_jax.data.decode import DEFAULT_MAX_LINE_CHARS, CorpusStats, blob_documents
 from electra_jax.data.example_builder import Example, ExampleBuilder
 from electra_jax.data.meta import FORMAT, FORMAT_VERSION, META_FILE, read_meta
+from electra_jax.data.packing import pack_examples
 from electra_jax.data.sources import BUILTIN_PYDOCS, Blob, Source, iter_chunks, parse_corpus
 from electra_jax.errors import UserError
 from electra_jax.tokenizer import SPECIAL_TOKENS, Tokenizer, file_sha256, load_tokenizer
@@ -54,6 +55,7 @@ class ChunkTask:
     seed: int
     max_line_chars: int
     work_dir: str
+    pack: bool = False
 
 
 def chunk_seed(seed: int, index: int) -> int:
@@ -112,6 +114,16 @@ def _iter_examples(
                 yield example
 
 
+def _counted(examples: Iterator[Example], counts: collections.Counter) -> Iterator[Example]:
+    """Passes examples through, counting builder examples, tokens and truncation."""
+    for example in examples:
+        counts["builder_examples"] += 1
+        counts["tokens"] += example.num_tokens
+        counts["truncated_tokens"] += example.truncated_tokens
+        counts["two_segment_examples"] += example.has_second_segment
+        yield example
+
+
 def process_chunk(task: ChunkTask) -> dict:
     """Worker: one chunk -> `work_dir/chunk-XXXXX.array_record` plus its `.json` result marker."""
     from array_record.python.array_record_module import ArrayRecordWriter
@@ -127,17 +139,21 @@ def process_chunk(task: ChunkTask) -> dict:
     name = _chunk_name(task.index)
     path = os.path.join(task.work_dir, f"{name}.array_record")
     writer = ArrayRecordWriter(path + ".tmp", records.WRITER_OPTIONS)
-    examples = _iter_examples(task.blobs, tokenizer, builder, stats, counts, task.max_line_chars)
-    for example in examples:
-        writer.write(
-            records.pack_record(
-                example.token_ids, example.first_length, example.max_seq_len, id_dtype
+    examples = _counted(
+        _iter_examples(task.blobs, tokenizer, builder, stats, counts, task.max_line_chars), counts
+    )
+    if task.pack:
+        for row in pack_examples(examples, task.max_seq_len):
+            writer.write(records.pack_row_record(*row.features(), task.max_seq_len, id_dtype))
+            counts["examples"] += 1
+    else:
+        for example in examples:
+            writer.write(
+                records.pack_record(
+                    example.token_ids, example.first_length, example.max_seq_len, id_dtype
+                )
             )
-        )
-        counts["examples"] += 1
-        counts["tokens"] += example.num_tokens
-        counts["truncated_tokens"] += example.truncated_tokens
-        counts["two_segment_examples"] += example.has_second_segment
+            counts["examples"] += 1
     writer.close()
     os.replace(path + ".tmp", path)
     result = {"index": task.index, "file": os.path.basename(path), **counts, **stats.to_dict()}
@@ -325,7 +341,7 @@ def _finalize_shards(
 def _manifest(
     sources: list[Source], vocab: dict, *, max_seq_len: int, seed: int, eval_fraction: float,
     eval_examples: int | None, lowercase: bool, one_doc_per_file: bool, chunk_bytes: int,
-    max_line_chars: int,
+    max_line_chars: int, pack: bool,
 ) -> dict:  # fmt: skip
     """The arguments that determine a dataset (not the process count): restart/overwrite key."""
     return {
@@ -340,6 +356,7 @@ def _manifest(
         "one_doc_per_file": one_doc_per_file,
         "chunk_bytes": chunk_bytes,
         "max_line_chars": max_line_chars,
+        **({"pack": True} if pack else {}),  # absent when off: earlier manifests stay valid
     }
 
 
@@ -462,6 +479,7 @@ def prepare_dataset(
     vocab_sample_mb: float = DEFAULT_VOCAB_SAMPLE_MB,
     cache_dir: str | None = None,
     progress: bool = True,
+    pack: bool = False,
 ) -> dict:
     """Builds a pre-training dataset in `output` and returns its meta.json contents.
 
@@ -469,7 +487,8 @@ def prepare_dataset(
     ("wordpiece" / "sentencepiece") with `vocab_size` trains one on the first `vocab_sample_mb`
     MB of the corpus. `num_processes` > 1 uses spawned processes (the calling script needs the
     usual `if __name__ == "__main__":` guard). Returns at once if `output` already holds the
-    same dataset; refuses to overwrite a different one.
+    same dataset; refuses to overwrite a different one. `pack` fills each stored row with
+    several examples (`data/packing.py`); a split's `examples` then counts rows.
     """
     _validate(
         vocab, train_vocab, vocab_size, max_seq_len, num_processes, eval_fraction, eval_examples,
@@ -487,7 +506,7 @@ def prepare_dataset(
     manifest = _manifest(
         sources, vocab_key, max_seq_len=max_seq_len, seed=seed, eval_fraction=eval_fraction,
         eval_examples=eval_examples, lowercase=lowercase, one_doc_per_file=one_doc_per_file,
-        chunk_bytes=chunk_bytes, max_line_chars=max_line_chars,
+        chunk_bytes=chunk_bytes, max_line_chars=max_line_chars, pack=pack,
     )  # fmt: skip
     existing = _check_existing_output(output, manifest)
     if existing is not None:
@@ -521,7 +540,7 @@ def prepare_dataset(
 
     def make_task(index: int, blobs: list[Blob]) -> ChunkTask:
         return ChunkTask(
-            index, blobs, work_dir, settings, max_seq_len, seed, max_line_chars, work_dir
+            index, blobs, work_dir, settings, max_seq_len, seed, max_line_chars, work_dir, pack
         )
 
     total = None
@@ -540,7 +559,7 @@ def prepare_dataset(
         stats.add(CorpusStats(**{k: result[k] for k in CorpusStats().to_dict()}))
     totals = collections.Counter()
     for result in results:
-        for key in ("examples", "tokens", "source_tokens", "truncated_tokens"):
+        for key in ("examples", "builder_examples", "tokens", "source_tokens", "truncated_tokens"):
             totals[key] += result.get(key, 0)
         totals["two_segment_examples"] += result.get("two_segment_examples", 0)
     spec = corpus if isinstance(corpus, str) else ",".join(corpus)
@@ -574,13 +593,15 @@ def prepare_dataset(
             token: getattr(tokenizer, f"{token.strip('[]').lower()}_id") for token in SPECIAL_TOKENS
         },
         "tokenizer": settings,
-        "record": records.record_layout(max_seq_len, id_dtype),
+        "record": records.record_layout(max_seq_len, id_dtype, packed=pack),
         "splits": splits,
         "corpus": {
             **stats.to_dict(),
             "source_tokens": totals["source_tokens"],
             "truncated_tokens": totals["truncated_tokens"],
             "two_segment_examples": totals["two_segment_examples"],
+            "builder_examples": totals["builder_examples"],
+            "padding_share": round(1 - totals["tokens"] / (totals["examples"] * max_seq_len), 4),
         },
         "manifest": manifest,
     }
@@ -591,9 +612,12 @@ def prepare_dataset(
     os.replace(out_dir, output)
     shutil.rmtree(work_dir)
     mb = stats.raw_bytes / 1e6
+    unit = f"rows ({totals['builder_examples']:,} examples packed)" if pack else "examples"
+    padding = 100 * meta["corpus"]["padding_share"]
     log(
         f"wrote {output}: {splits['train']['examples']:,} train / {splits['eval']['examples']:,} "
-        f"eval examples ({totals['tokens']:,} tokens) from {stats.documents:,} documents, "
+        f"eval {unit}, {totals['tokens']:,} tokens, {padding:.1f}% padding, from "
+        f"{stats.documents:,} documents, "
         f"{mb:.1f} MB in {seconds:.1f} s ({mb / max(seconds, 1e-9):.1f} MB/s); replaced "
         f"{stats.replaced_bytes} bad bytes, dropped "
         f"{stats.dropped_blank_lines + stats.dropped_overlong_lines + stats.dropped_empty_lines}"
@@ -610,7 +634,11 @@ def default_cache_dir() -> str:
 
 
 def ensure_builtin_dataset(
-    cache_dir: str | None = None, vocab_size: int = 8192, max_seq_len: int = 128, seed: int = 0
+    cache_dir: str | None = None,
+    vocab_size: int = 8192,
+    max_seq_len: int = 128,
+    seed: int = 0,
+    pack: bool = False,
 ) -> str:
     """Prepares `builtin:pydocs` with a trained WordPiece vocabulary unless cached; returns its dir.
 
@@ -622,7 +650,8 @@ def ensure_builtin_dataset(
     import fcntl
 
     cache_dir = cache_dir or default_cache_dir()
-    data_dir = os.path.join(cache_dir, f"pydocs-wp{vocab_size}-len{max_seq_len}-seed{seed}")
+    name = f"pydocs-wp{vocab_size}-len{max_seq_len}-seed{seed}" + ("-packed" if pack else "")
+    data_dir = os.path.join(cache_dir, name)
     if os.path.isfile(os.path.join(data_dir, META_FILE)):
         return data_dir
     os.makedirs(cache_dir, exist_ok=True)
@@ -632,6 +661,6 @@ def ensure_builtin_dataset(
             prepare_dataset(
                 BUILTIN_PYDOCS, data_dir, train_vocab="wordpiece", vocab_size=vocab_size,
                 max_seq_len=max_seq_len, seed=seed, shard_mb=1.0, cache_dir=cache_dir,
-                progress=False,
+                progress=False, pack=pack,
             )  # fmt: skip
     return data_dir

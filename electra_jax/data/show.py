@@ -26,7 +26,9 @@ def read_examples(data_dir: str, n: int, split: str = "train") -> dict:
         if len(items) >= n:
             break
     dtype = meta["record"]["dtypes"][0]
-    return records.decode_records(items, meta["max_seq_len"], dtype) if items else {}
+    if not items:
+        return {}
+    return records.decode_records(items, meta["max_seq_len"], dtype, records.is_packed(meta))
 
 
 def format_example(
@@ -49,7 +51,7 @@ def show_lines(data_dir: str, n: int, as_json: bool = False, split: str = "train
         return []
     if as_json:
         return [
-            json.dumps({name: batch[name][i].tolist() for name in records.FEATURES})
+            json.dumps({name: values[i].tolist() for name, values in batch.items()})
             for i in range(len(batch["input_ids"]))
         ]
     meta = read_meta(data_dir)
@@ -57,8 +59,19 @@ def show_lines(data_dir: str, n: int, as_json: bool = False, split: str = "train
     lines = []
     for i in range(len(batch["input_ids"])):
         n_tokens = int(batch["input_mask"][i].sum())
-        text = format_example(
-            tokenizer, batch["input_ids"][i], batch["input_mask"][i], batch["segment_ids"][i]
-        )
-        lines.append(f"#{i} ({split}, {n_tokens} tokens): {text}")
+        numbers_L = batch.get("packing_ids", batch["input_mask"])[i]
+        texts = []
+        for number in range(1, int(numbers_L.max(initial=0)) + 1):  # one example, or a packed row
+            in_example_L = numbers_L == number
+            texts.append(
+                format_example(
+                    tokenizer,
+                    batch["input_ids"][i][in_example_L],
+                    batch["input_mask"][i][in_example_L],
+                    batch["segment_ids"][i][in_example_L],
+                )
+            )
+        plural = "s" if len(texts) != 1 else ""
+        packed = f", {len(texts)} example{plural}" if "packing_ids" in batch else ""
+        lines.append(f"#{i} ({split}, {n_tokens} tokens{packed}): {' | '.join(texts)}")
     return lines
