@@ -44,7 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sizes", default="tiny", help="comma list: tiny,small,base,large")
     benchlib.add_common_args(parser)
     parser.add_argument("--steps-per-call", default="1", help="comma list of K for ours")
-    parser.add_argument("--attention-impl", default="auto", help="comma list: auto,exact,fused")
+    parser.add_argument(
+        "--attention-impl", default="auto", help="comma list: auto,exact,fused,cudnn"
+    )
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
     parser.add_argument("--remat", action="store_true", help="ours: rematerialise each layer")
     parser.add_argument("--rng-impl", default="threefry2x32", help="comma list for ours: "

@@ -182,7 +182,11 @@ def build_ours(
         device=describe_device(device),
         steps_per_call=steps_per_call,
         info={
-            "attention": "fused" if use_fused_attention(cfg, deterministic=False) else "exact",
+            "attention": (
+                ("cudnn" if cfg.attention_impl == "cudnn" else "fused")
+                if use_fused_attention(cfg, deterministic=False)
+                else "exact"
+            ),
             "compile_s": ours.compile_s,
             "xla_memory_mib": xla_memory_bytes(compiled) / 2**20,
             "xla_temp_mib": xla_temp_bytes(compiled) / 2**20,
@@ -250,7 +254,9 @@ def bench_ours(
 def add_ours_args(parser: argparse.ArgumentParser) -> None:
     """Flags of our step only (compare.py has them too)."""
     parser.add_argument("--steps-per-call", type=int, default=1, help="K steps per jitted call")
-    parser.add_argument("--attention-impl", choices=("auto", "exact", "fused"), default=None)
+    parser.add_argument(
+        "--attention-impl", choices=("auto", "exact", "fused", "cudnn"), default=None
+    )
     parser.add_argument("--remat", action="store_true", help="rematerialise each layer")
     parser.add_argument("--rng-impl", default="threefry2x32", choices=RNG_IMPLS, help="PRNG")
 

@@ -160,9 +160,19 @@ def packed_positions(packing_ids_BxL: jax.Array) -> jax.Array:
     return index_BxL - jax.lax.cummax(start_BxL, axis=1)
 
 
+def cudnn_attention_problem(dtype: str, backend: str) -> str | None:
+    """Why `attention_impl="cudnn"` cannot run here (None when it can): cuDNN's flash attention
+    needs a CUDA GPU and half-precision inputs."""
+    if backend != "gpu":
+        return f"needs a GPU (this backend is {backend})"
+    if dtype not in ("bfloat16", "float16"):
+        return f"needs dtype bfloat16 or float16 (got {dtype})"
+    return None
+
+
 def use_fused_attention(config: ModelConfig, deterministic: bool) -> bool:
     """Fused attention has no probability dropout: use it only where that changes nothing."""
-    if config.attention_impl == "fused":
+    if config.attention_impl in ("fused", "cudnn"):
         return True
     if config.attention_impl == "exact":
         return False
@@ -201,7 +211,10 @@ class SelfAttention(TowerModule):
                 if packed
                 else {"key_value_seq_lengths": jnp.sum(mask, axis=-1, dtype=jnp.int32)}
             )
-            out_BxLxNxD = jax.nn.dot_product_attention(q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, **padding)
+            implementation = "cudnn" if cfg.attention_impl == "cudnn" else None  # None: XLA's
+            out_BxLxNxD = jax.nn.dot_product_attention(
+                q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, **padding, implementation=implementation
+            )
         else:
             out_BxLxNxD = self._exact_attention(
                 q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, keep_Bx1xQxK, deterministic

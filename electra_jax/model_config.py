@@ -10,7 +10,7 @@ import json
 from typing import Any, Literal
 
 SharingMode = Literal["tied", "untied", "gdes"]
-AttentionImpl = Literal["auto", "exact", "fused"]
+AttentionImpl = Literal["auto", "exact", "fused", "cudnn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +58,10 @@ class ModelConfig:
     # "gdes": DeBERTa-v3 gradient-disentangled sharing (disc table = sg(gen table) + delta).
     embedding_sharing: SharingMode = "tied"
     # "auto": exact attention when attention dropout is active, jax.nn.dot_product_attention
-    # otherwise. "exact": always the explicit softmax. "fused": always dot_product_attention
-    # (drops attention-probability dropout: a measured speed switch, not faithful).
+    # otherwise. "exact": always the explicit softmax. "fused": always dot_product_attention,
+    # XLA's implementation (drops attention-probability dropout: a measured speed switch, not
+    # faithful). "cudnn": the same with implementation="cudnn" (cuDNN flash attention; a GPU
+    # and bfloat16/float16 compute only).
     attention_impl: AttentionImpl = "auto"
 
     def __post_init__(self) -> None:
@@ -72,9 +74,9 @@ class ModelConfig:
             raise ValueError(
                 f"embedding_sharing={self.embedding_sharing!r}; expected tied, untied or gdes"
             )
-        if self.attention_impl not in ("auto", "exact", "fused"):
+        if self.attention_impl not in ("auto", "exact", "fused", "cudnn"):
             raise ValueError(
-                f"attention_impl={self.attention_impl!r}; expected auto, exact or fused"
+                f"attention_impl={self.attention_impl!r}; expected auto, exact, fused or cudnn"
             )
 
     @property

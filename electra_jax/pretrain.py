@@ -23,6 +23,7 @@ from electra_jax.atomic import make_workdir, write_json
 from electra_jax.checkpointing import CheckpointSaveError, RunCheckpoints
 from electra_jax.errors import UserError, one_line_library_errors
 from electra_jax.flops import device_peak_flops, train_flops_per_token
+from electra_jax.layers import cudnn_attention_problem
 from electra_jax.metrics_log import METRICS_FILE, MetricsLogger, format_duration, truncate_after
 from electra_jax.model import ElectraModel, init_params
 from electra_jax.model_config import ModelConfig
@@ -87,6 +88,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.dtype not in ("float32", "bfloat16", "float16"):
         raise UserError(f"config.dtype={config.dtype!r}; expected float32, bfloat16 or float16")
+    if config.model.attention_impl == "cudnn":
+        problem = cudnn_attention_problem(config.dtype, jax.default_backend())
+        if problem:
+            raise UserError(
+                f"config.model.attention_impl='cudnn' {problem}; use --config.model."
+                "attention_impl=fused (or auto) here"
+            )
 
 
 # ----------------------------------------------------------------------------- input

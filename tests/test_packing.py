@@ -156,7 +156,8 @@ def test_prepare_pack_fills_rows_and_the_loader_returns_packing_ids(prepared):
 
 
 def test_pretraining_on_packed_rows_runs_and_counts_real_tokens(prepared, tiny_config, tmp_path):
-    config = tiny_config(num_train_steps=4, log_every=2, eval_batches=0, export=False)
+    config = tiny_config(num_train_steps=4, log_every=2, eval_batches=0, export=False,
+                         **{"model.num_layers": 1})  # fmt: skip
     config.mesh.num_devices = 1
     config.data.dir = prepared["packed_dir"]
     config.model.vocab_size = prepared["packed"]["vocab_size"]
