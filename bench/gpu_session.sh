@@ -8,6 +8,7 @@
 #   bash bench/gpu_session.sh base256    # base at the paper's 256x512 with --remat (~5 min)
 #   bash bench/gpu_session.sh base64     # base 64x512 vs the eager and compiled peer (~6 min)
 #   bash bench/gpu_session.sh flags      # small under XLA flag variants (command buffers) (~6 min)
+#   bash bench/gpu_session.sh attention  # cuDNN attention checked, then timed; packing (~7 min)
 #
 # Logs and JSON go to $OUT (the device tool's return folder; /tmp/gpu_session elsewhere).
 # Stages print as they go (PYTHONUNBUFFERED) so a call cut off at its limit still returns
@@ -16,9 +17,9 @@
 # $OUT/BENCHMARKS.md at the end of a stage: copy them back from there.
 set -uo pipefail
 case "${1:-}" in
-profile | small | base256 | base64 | flags) ;;
+profile | small | base256 | base64 | flags | attention) ;;
 *)
-    echo "usage: bash bench/gpu_session.sh profile|small|base256|base64|flags" >&2
+    echo "usage: bash bench/gpu_session.sh profile|small|base256|base64|flags|attention" >&2
     exit 2
     ;;
 esac
@@ -76,6 +77,16 @@ flags)
         XLA_FLAGS="$flags" run "$name" python bench/pretrain_step.py --size=small --steps=40 \
             --warmup=5 --repeats=3 --window=10 --steps-per-call=4
     done
+    ;;
+attention)
+    # cuDNN flash attention (attention_impl=cudnn; "fused" is XLA's dot_product_attention):
+    # first that it computes what the exact path computes, then its speed at base 64x512 (no
+    # attention dropout in either fused row), and the cost of packed rows' [B, L, L] mask.
+    run gpu_checks python bench/gpu_checks.py --size=small
+    compare attention_base64 --sizes=base --batch=64 --no-peer --attention-impl=fused,cudnn \
+        --steps=10 --warmup=3 --repeats=2 --window=5
+    compare packing_small --sizes=small --no-peer --packing=off,on --steps=40 --warmup=5 \
+        --repeats=3 --window=10
     ;;
 esac
 exit $status
