@@ -85,8 +85,8 @@ attention)
     run gpu_checks python bench/gpu_checks.py --size=small
     compare attention_base64 --sizes=base --batch=64 --no-peer --attention-impl=fused,cudnn \
         --steps=10 --warmup=3 --repeats=2 --window=5
-    compare packing_small --sizes=small --no-peer --packing=off,on --steps=40 --warmup=5 \
-        --repeats=3 --window=10
+    compare packing_small --sizes=small --no-peer --packing=off,on --attention-impl=auto,cudnn \
+        --steps=40 --warmup=5 --repeats=3 --window=10
     ;;
 esac
 exit $status

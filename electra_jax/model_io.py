@@ -49,7 +49,11 @@ def save_model(
             settings = tokenizer.settings()
         meta = {
             "format": FORMAT,
-            "model": config.to_dict(),
+            # cuDNN attention is a run-time choice of this machine (GPU, bf16): an exported
+            # model must load anywhere, so it is saved as "auto".
+            "model": config.replace(
+                attention_impl="auto" if config.attention_impl == "cudnn" else config.attention_impl
+            ).to_dict(),
             "tokenizer": settings,
             "parts": sorted(params),
         }

@@ -88,13 +88,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.dtype not in ("float32", "bfloat16", "float16"):
         raise UserError(f"config.dtype={config.dtype!r}; expected float32, bfloat16 or float16")
-    if config.model.attention_impl == "cudnn":
-        problem = cudnn_attention_problem(config.dtype, jax.default_backend())
-        if problem:
-            raise UserError(
-                f"config.model.attention_impl='cudnn' {problem}; use --config.model."
-                "attention_impl=fused (or auto) here"
-            )
+
+
+def check_attention_backend(config: ml_collections.ConfigDict) -> None:
+    """cuDNN attention needs a GPU and half precision: fail in one line before any compile."""
+    if config.model.attention_impl != "cudnn":
+        return
+    problem = cudnn_attention_problem(config.dtype, jax.default_backend())
+    if problem:
+        raise UserError(
+            f"config.model.attention_impl='cudnn' {problem}; use --config.model."
+            "attention_impl=fused (or auto) here"
+        )
 
 
 # ----------------------------------------------------------------------------- input
@@ -103,6 +108,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
     """The prepared shards, or the built-in corpus prepared on the fly for small configs."""
     if config.data.dir:
+        if config.data.builtin_pack:
+            raise UserError(
+                f"config.data.builtin_pack packs the built-in corpus only, but data.dir="
+                f"{config.data.dir} is set; prepare that data with electra_jax.prepare --pack "
+                "instead and drop --config.data.builtin_pack"
+            )
         return config.data.dir
     if config.size != "tiny":
         raise UserError(
@@ -250,6 +261,7 @@ def _train(
 
     validate_config(config)
     maybe_initialize_distributed()
+    check_attention_backend(config)  # after distributed init: it starts the XLA backend
     is_primary = jax.process_index() == 0
     make_workdir(workdir)  # config.json is written once the inputs are checked
     if "://" in workdir and is_primary:

@@ -1,4 +1,5 @@
-"""Model switches that must not change the numbers: rematerialisation."""
+"""Model switches that must not change the numbers (rematerialisation), and what an export
+keeps of them."""
 
 import flax.linen as nn
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 
 from electra_jax.model import ElectraModel, init_params
 from electra_jax.model_config import preset
+from electra_jax.model_io import read_model_config, save_model
 from electra_jax.objective import ObjectiveConfig, pretrain_forward
 
 
@@ -33,3 +35,13 @@ def test_remat_gives_the_same_loss_and_gradients():
     np.testing.assert_allclose(loss_remat, loss, rtol=1e-6)
     for g, g_remat in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_remat), strict=True):
         np.testing.assert_allclose(g_remat, g, rtol=1e-4, atol=1e-7)
+
+
+def test_export_saves_cudnn_attention_as_auto(tmp_path):
+    """cuDNN attention is this machine's run-time choice: an exported model must load anywhere."""
+    cfg = preset("tiny", num_layers=1, attention_impl="cudnn")
+    params = {"embeddings": {"word_embeddings": np.zeros((cfg.vocab_size, 2), np.float32)}}
+    save_model(str(tmp_path / "cudnn"), params, cfg)
+    assert read_model_config(str(tmp_path / "cudnn")).attention_impl == "auto"
+    save_model(str(tmp_path / "fused"), params, cfg.replace(attention_impl="fused"))
+    assert read_model_config(str(tmp_path / "fused")).attention_impl == "fused"

@@ -137,6 +137,7 @@ def prepared(tmp_path_factory) -> dict:
 def test_prepare_pack_fills_rows_and_the_loader_returns_packing_ids(prepared):
     plain, packed, packed_dir = prepared["plain"], prepared["packed"], prepared["packed_dir"]
     assert packed["record"]["packed"] and not plain["record"]["packed"]
+    assert (packed["format_version"], plain["format_version"]) == (2, 1)  # old readers refuse
     assert packed["manifest"]["pack"] is True and "pack" not in plain["manifest"]
     rows = sum(packed["splits"][s]["examples"] for s in ("train", "eval"))
     tokens = sum(packed["splits"][s]["tokens"] for s in ("train", "eval"))

@@ -16,6 +16,10 @@ from electra_jax.errors import UserError
 META_FILE = "meta.json"
 FORMAT = "electra_jax/pretraining-examples"
 FORMAT_VERSION = 1
+# Packed datasets (`prepare --pack`) are version 2: their input_mask bytes hold example numbers,
+# which code from before packing would misread as a mask, so it must refuse them.
+PACKED_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (FORMAT_VERSION, PACKED_FORMAT_VERSION)
 _REQUIRED = ("format_version", "vocab_size", "max_seq_len", "record", "splits", "tokenizer")
 
 
@@ -39,10 +43,10 @@ def read_meta(data_dir: str) -> dict:
         raise UserError(
             f"{path} lacks required fields {list(_REQUIRED)}; re-run electra_jax.prepare"
         )
-    if meta["format_version"] != FORMAT_VERSION:
+    if meta["format_version"] not in READABLE_FORMAT_VERSIONS:
         raise UserError(
             f"{path}: format_version is {meta['format_version']} but this code reads "
-            f"{FORMAT_VERSION}; re-run electra_jax.prepare"
+            f"{' or '.join(map(str, READABLE_FORMAT_VERSIONS))}; re-run electra_jax.prepare"
         )
     return meta
 

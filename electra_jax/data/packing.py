@@ -6,8 +6,9 @@ positions of the built-in corpus at 128). Packing fills that space with further 
 stored row then holds examples 1..k back to back; the record's input_mask byte stores the
 example number of each position (0 = padding), so the loader can rebuild `packing_ids` and the
 model can keep attention within an example and restart positions at each one
-(`layers.packed_attention_mask`, `layers.packed_positions`). Masking and both losses are
-per-token and need no change.
+(`layers.packed_attention_mask`, `layers.packed_positions`). Both losses are per token and
+need no change. Masking draws round(0.15 x real tokens) positions per row (capped at
+int(0.155 L)) rather than per example: the same rate, with the row as the unit.
 
 Rows are filled first-fit over a few open rows, in the builder's order: deterministic, one pass,
 bounded memory. A full-length example leaves at once as a row of its own.

@@ -31,7 +31,13 @@ import numpy as np
 from electra_jax.data import records
 from electra_jax.data.decode import DEFAULT_MAX_LINE_CHARS, CorpusStats, blob_documents
 from electra_jax.data.example_builder import Example, ExampleBuilder
-from electra_jax.data.meta import FORMAT, FORMAT_VERSION, META_FILE, read_meta
+from electra_jax.data.meta import (
+    FORMAT,
+    FORMAT_VERSION,
+    META_FILE,
+    PACKED_FORMAT_VERSION,
+    read_meta,
+)
 from electra_jax.data.packing import pack_examples
 from electra_jax.data.sources import BUILTIN_PYDOCS, Blob, Source, iter_chunks, parse_corpus
 from electra_jax.errors import UserError
@@ -582,7 +588,7 @@ def prepare_dataset(
     tokenizer.save(out_dir)
     meta = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": PACKED_FORMAT_VERSION if pack else FORMAT_VERSION,
         "source": spec,
         "seed": seed,
         "max_seq_len": max_seq_len,
