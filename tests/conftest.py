@@ -3,7 +3,12 @@
 import os
 import tempfile
 
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+# LLVM optimisation level 0 halves XLA:CPU compile time (tiny's value_and_grad: 12 s -> 5.6 s
+# on a 2-core VM); the suite is mostly compiles of tiny shapes, so it runs faster overall. The
+# HLO passes (fusion, donation, layout) are unchanged, and the golden-value tolerances hold.
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -565,9 +565,11 @@ def prepare_dataset(
         stats.add(CorpusStats(**{k: result[k] for k in CorpusStats().to_dict()}))
     totals = collections.Counter()
     for result in results:
-        for key in ("examples", "builder_examples", "tokens", "source_tokens", "truncated_tokens"):
+        for key in ("examples", "tokens", "source_tokens", "truncated_tokens"):
             totals[key] += result.get(key, 0)
         totals["two_segment_examples"] += result.get("two_segment_examples", 0)
+        # Chunks finished before packing existed were unpacked: one example per record.
+        totals["builder_examples"] += result.get("builder_examples", result.get("examples", 0))
     spec = corpus if isinstance(corpus, str) else ",".join(corpus)
     if totals["examples"] == 0:
         shutil.rmtree(work_dir)
