@@ -82,15 +82,16 @@ def test_cli_end_to_end_with_show_and_show_json(corpus, tmp_path):
     assert rows[0]["input_ids"][0] == SPECIAL_TOKENS.index("[CLS]")
 
 
-def test_same_arguments_give_identical_shards_for_any_process_count(corpus, tmp_path):
+@pytest.mark.parametrize("pack", [False, True], ids=["padded", "packed"])
+def test_same_arguments_give_identical_shards_for_any_process_count(corpus, tmp_path, pack):
     corpus_glob, vocab = corpus
-    meta1 = prepare(corpus_glob, vocab, tmp_path / "a", num_processes=1)
-    meta2 = prepare(corpus_glob, vocab, tmp_path / "b", num_processes=2)
-    prepare(corpus_glob, vocab, tmp_path / "c", num_processes=1)
+    meta1 = prepare(corpus_glob, vocab, tmp_path / "a", num_processes=1, pack=pack)
+    meta2 = prepare(corpus_glob, vocab, tmp_path / "b", num_processes=2, pack=pack)
+    prepare(corpus_glob, vocab, tmp_path / "c", num_processes=1, pack=pack)
     a, b, c = (shard_bytes(tmp_path / name) for name in "abc")
     assert len(a) > 2 and a == b == c
     assert meta1 == meta2
-    other = prepare(corpus_glob, vocab, tmp_path / "d", seed=1)
+    other = prepare(corpus_glob, vocab, tmp_path / "d", seed=1, pack=pack)
     assert shard_bytes(tmp_path / "d") != a
     assert other["splits"]["train"]["examples"] > 0
 
