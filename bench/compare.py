@@ -142,9 +142,11 @@ def compare_size(size: str, args: argparse.Namespace, keep: Callable[[dict], Non
         args.packing.split(","),
     )
     for impl, k, rng, packing in variants:
-        build = lambda i=impl, k=k, r=rng, p=packing: pretrain_step.build_ours(
-            shape, dtype, k, i, args.peak_flops, remat=args.remat, rng_impl=r, packed=p == "on"
-        )
+        options = pretrain_step.StepOptions(
+            dtype=dtype, steps_per_call=k, attention_impl=impl, remat=args.remat, rng_impl=rng,
+            packed=packing == "on",
+        )  # fmt: skip
+        build = lambda o=options: pretrain_step.build_ours(shape, o, args.peak_flops)
         row = measure_or_skip(f"{size} ours {impl} K={k} {rng} packing={packing}", build, args)
         if row:
             keep(row)

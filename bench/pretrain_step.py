@@ -99,6 +99,28 @@ def peak_memory_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
+@dataclasses.dataclass(frozen=True)
+class StepOptions:
+    """How our step is built beyond its shape: the variants the benchmarks compare."""
+
+    dtype: str = "auto"
+    steps_per_call: int = 1
+    attention_impl: str | None = None  # None: the preset's (auto)
+    remat: bool = False
+    rng_impl: str = "threefry2x32"
+    packed: bool = False  # two examples per row, with packing_ids
+    seed: int = 0
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> StepOptions:
+        """The options parsed by `add_ours_args` (and `--dtype` from benchlib)."""
+        return cls(
+            dtype=args.dtype, steps_per_call=args.steps_per_call,
+            attention_impl=args.attention_impl, remat=args.remat, rng_impl=args.rng_impl,
+            packed=args.packed,
+        )  # fmt: skip
+
+
 @dataclasses.dataclass
 class CompiledStep:
     """Our step compiled for one shape, with its donated state and resident batch."""
@@ -112,29 +134,21 @@ class CompiledStep:
     compile_s: float
 
 
-def compile_ours(
-    shape: Shape,
-    dtype: str = "auto",
-    steps_per_call: int = 1,
-    attention_impl: str | None = None,
-    seed: int = 0,
-    remat: bool = False,
-    rng_impl: str = "threefry2x32",
-    packed: bool = False,
-) -> CompiledStep:
+def compile_ours(shape: Shape, options: StepOptions = StepOptions()) -> CompiledStep:
     """Compiles our train step for `shape` as the trainer does (one jit, state donated)."""
-    dtype = resolve_dtype(dtype)
-    cfg = model_config(shape, attention_impl)
+    dtype = resolve_dtype(options.dtype)
+    cfg = model_config(shape, options.attention_impl)
     objective = objective_config(shape)
-    model = ElectraModel(cfg, dtype=jnp.dtype(dtype), remat=remat)
+    model = ElectraModel(cfg, dtype=jnp.dtype(dtype), remat=options.remat)
     opt_cfg = OptimizerConfig()
     tx = make_optimizer(opt_cfg)
-    params = jax.jit(lambda r: nn.unbox(init_params(model, r)))(jax.random.key(seed))
+    params = jax.jit(lambda r: nn.unbox(init_params(model, r)))(jax.random.key(options.seed))
     state = jax.jit(lambda p: create_train_state(p, tx), donate_argnums=0)(params)
-    step_cfg = StepConfig(seed=seed, rng_impl=rng_impl)
+    step_cfg = StepConfig(seed=options.seed, rng_impl=options.rng_impl)
     step = make_train_step(model, objective, tx, step_cfg, learning_rate_schedule(opt_cfg))
-    jitted = jax.jit(make_multi_step(step, steps_per_call), donate_argnums=0)
-    batch = device_batch(cfg.vocab_size, shape, steps_per_call, packed)
+    K = options.steps_per_call
+    jitted = jax.jit(make_multi_step(step, K), donate_argnums=0)
+    batch = device_batch(cfg.vocab_size, shape, K, options.packed)
     start = time.perf_counter()
     compiled = jitted.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
@@ -142,18 +156,11 @@ def compile_ours(
 
 
 def build_ours(
-    shape: Shape,
-    dtype: str = "auto",
-    steps_per_call: int = 1,
-    attention_impl: str | None = None,
-    peak_flops: float | None = None,
-    seed: int = 0,
-    remat: bool = False,
-    rng_impl: str = "threefry2x32",
-    packed: bool = False,
+    shape: Shape, options: StepOptions = StepOptions(), peak_flops: float | None = None
 ) -> StepRunner:
     """Compiles our train step for `shape` with the state donated; returns it ready to time."""
-    ours = compile_ours(shape, dtype, steps_per_call, attention_impl, seed, remat, rng_impl, packed)
+    ours = compile_ours(shape, options)
+    K, rng_impl = options.steps_per_call, options.rng_impl
     compiled, batch, cfg = ours.compiled, ours.batch, ours.config
     holder = {"state": ours.state, "metrics": None}
 
@@ -167,10 +174,10 @@ def build_ours(
     num_predictions = ours.objective.num_predictions(shape.seq)
     return StepRunner(
         impl="ours"
-        + ("" if steps_per_call == 1 else f" K={steps_per_call}")
-        + (" remat" if remat else "")
+        + ("" if K == 1 else f" K={K}")
+        + (" remat" if options.remat else "")
         + ("" if rng_impl == "threefry2x32" else f" {rng_impl}")
-        + (" packed" if packed else ""),
+        + (" packed" if options.packed else ""),
         shape=shape,
         dtype=ours.dtype,
         call=call,
@@ -180,7 +187,7 @@ def build_ours(
         flops_per_token=train_flops_per_token(cfg, shape.seq, num_predictions),
         peak_flops=device_peak_flops(device, peak_flops),
         device=describe_device(device),
-        steps_per_call=steps_per_call,
+        steps_per_call=K,
         info={
             "attention": (
                 ("cudnn" if cfg.attention_impl == "cudnn" else "fused")
@@ -190,9 +197,9 @@ def build_ours(
             "compile_s": ours.compile_s,
             "xla_memory_mib": xla_memory_bytes(compiled) / 2**20,
             "xla_temp_mib": xla_temp_bytes(compiled) / 2**20,
-            "remat": remat,
+            "remat": options.remat,
             "rng_impl": rng_impl,
-            "packed": packed,
+            "packed": options.packed,
         },
     )
 
@@ -222,18 +229,13 @@ def bench_ours(
     size: str,
     batch: int | None = None,
     seq: int | None = None,
-    dtype: str = "auto",
+    options: StepOptions = StepOptions(),
     steps: int = 20,
     warmup: int = 3,
     repeats: int = 1,
     window: int = 1,
-    steps_per_call: int = 1,
-    attention_impl: str | None = None,
     peak_flops: float | None = None,
-    remat: bool = False,
     compile_only: bool = False,
-    rng_impl: str = "threefry2x32",
-    packed: bool = False,
 ) -> dict:
     """One benchmark row for our step (see the module docstring); `steps` timed calls.
 
@@ -241,10 +243,7 @@ def bench_ours(
     e.g. to see on CPU how a change moves the temporary memory of a shape that OOMs on a GPU).
     """
     shape = benchlib.default_shape(size, batch, seq)
-    runner = build_ours(
-        shape, dtype, steps_per_call, attention_impl, peak_flops, remat=remat, rng_impl=rng_impl,
-        packed=packed,
-    )  # fmt: skip
+    runner = build_ours(shape, options, peak_flops)
     if compile_only:
         return {"impl": runner.impl, "size": size, "batch": shape.batch, "seq": shape.seq,
                 "dtype": runner.dtype, "device": runner.device, **runner.info}  # fmt: skip
@@ -259,6 +258,8 @@ def add_ours_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--remat", action="store_true", help="rematerialise each layer")
     parser.add_argument("--rng-impl", default="threefry2x32", choices=RNG_IMPLS, help="PRNG")
+    parser.add_argument("--packed", action="store_true",
+                        help="two examples per row: time the packed attention path")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -268,26 +269,11 @@ def main(argv: list[str] | None = None) -> None:
     add_ours_args(parser)
     parser.add_argument("--compile-only", action="store_true",
                         help="print compile time and XLA memory analysis, no timing")  # fmt: skip
-    parser.add_argument("--packed", action="store_true",
-                        help="two examples per row: time the packed attention path")  # fmt: skip
     args = parser.parse_args(argv)
     row = bench_ours(
-        args.size,
-        args.batch,
-        args.seq,
-        args.dtype,
-        args.steps,
-        args.warmup,
-        args.repeats,
-        args.window,
-        args.steps_per_call,
-        args.attention_impl,
-        args.peak_flops,
-        args.remat,
-        args.compile_only,
-        args.rng_impl,
-        args.packed,
-    )
+        args.size, args.batch, args.seq, StepOptions.from_args(args), args.steps, args.warmup,
+        args.repeats, args.window, args.peak_flops, args.compile_only,
+    )  # fmt: skip
     print(json.dumps(row, indent=2))
 
 

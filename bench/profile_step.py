@@ -240,13 +240,9 @@ def profile(
     size: str,
     batch: int | None = None,
     seq: int | None = None,
-    dtype: str = "auto",
+    options: pretrain_step.StepOptions = pretrain_step.StepOptions(),
     steps: int = 10,
     warmup: int = 3,
-    steps_per_call: int = 1,
-    attention_impl: str | None = None,
-    remat: bool = False,
-    rng_impl: str = "threefry2x32",
     top: int = 15,
     trace_dir: str | None = None,
 ) -> dict:
@@ -254,9 +250,8 @@ def profile(
     import jax
 
     shape = benchlib.default_shape(size, batch, seq)
-    ours = pretrain_step.compile_ours(
-        shape, dtype, steps_per_call, attention_impl, remat=remat, rng_impl=rng_impl
-    )
+    ours = pretrain_step.compile_ours(shape, options)
+    steps_per_call = options.steps_per_call
     hlo_text = ours.compiled.as_text()
     state = ours.state
     for _ in range(warmup):
@@ -281,9 +276,10 @@ def profile(
         "dtype": ours.dtype,
         "device": pretrain_step.describe_device(jax.devices()[0]),
         "steps_per_call": steps_per_call,
-        "attention_impl": attention_impl or ours.config.attention_impl,
-        "remat": remat,
-        "rng_impl": rng_impl,
+        "attention_impl": ours.config.attention_impl,
+        "remat": options.remat,
+        "rng_impl": options.rng_impl,
+        "packed": options.packed,
         "steps": optimizer_steps,
         "tokens_per_s": shape.tokens_per_step / (summary["wall_ms_per_step"] / 1e3),
         "trace_dir": trace_dir,
@@ -338,19 +334,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--trace-dir", default=None, help="keep the trace here (TensorBoard)")
     args = parser.parse_args(argv)
     result = profile(
-        args.size,
-        args.batch,
-        args.seq,
-        args.dtype,
-        args.steps,
-        args.warmup,
-        args.steps_per_call,
-        args.attention_impl,
-        args.remat,
-        args.rng_impl,
-        args.top,
-        args.trace_dir,
-    )
+        args.size, args.batch, args.seq, pretrain_step.StepOptions.from_args(args), args.steps,
+        args.warmup, args.top, args.trace_dir,
+    )  # fmt: skip
     print_summary(result)
     if args.json:
         with open(args.json, "w") as f:
