@@ -55,8 +55,19 @@ def pretrain_command(workdir: str, data_dir: str, num_steps: int) -> list[str]:
         "num_train_steps": num_steps, "warmup_steps": 5, "checkpoint_every": 2,
         "log_every": 2, "eval_every": num_steps, "model.num_layers": 1, "keep_checkpoints": 2,
     }  # fmt: skip
+    return tiny_pretrain_cli(workdir, overrides)
+
+
+def tiny_pretrain_cli(workdir: str, overrides: dict[str, object]) -> list[str]:
+    """`python -m electra_jax.pretrain` on the tiny preset with `--config.KEY=VALUE` overrides."""
     command = [sys.executable, "-m", "electra_jax.pretrain", "--config=configs/pretrain.py:tiny"]
     return command + [f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in overrides.items()]
+
+
+def one_cpu_device_env() -> dict[str, str]:
+    """This process's environment for a child on one CPU device at XLA's default flags, like a
+    laptop (the test suite's XLA_FLAGS fake 8 devices)."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
 
 
 class Run:
@@ -65,11 +76,9 @@ class Run:
     def __init__(self, command: list[str], log_path: str):
         self.log_path = log_path
         self.offset = os.path.getsize(log_path) if os.path.exists(log_path) else 0
-        env = dict(os.environ, JAX_PLATFORMS="cpu")
-        env["XLA_FLAGS"] = ""  # one CPU device, like a laptop
         with open(log_path, "a") as log:
             self.proc = subprocess.Popen(
-                command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+                command, cwd=REPO, env=one_cpu_device_env(), stdout=log, stderr=subprocess.STDOUT
             )
 
     def output(self) -> str:

@@ -3,12 +3,12 @@
 import json
 import os
 import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
 
+from electra_jax.kill_campaign import one_cpu_device_env, tiny_pretrain_cli
 from electra_jax.model_io import load_model
 from electra_jax.pretrain import NonFiniteLoss, train
 
@@ -46,10 +46,10 @@ def test_tiny_learns_loss_falls_and_easy_replacements_are_detected(builtin_data_
         "num_train_steps": 150, "log_every": 50, "eval_every": 100, "warmup_steps": 50,
         "learning_rate": 1e-3, "objective.temperature": 100.0, "mesh.num_devices": 1,
     }  # fmt: skip
-    command = [sys.executable, "-m", "electra_jax.pretrain", "--config=configs/pretrain.py:tiny"]
-    command += [f"--workdir={tmp_path}"] + [f"--config.{k}={v}" for k, v in overrides.items()]
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        tiny_pretrain_cli(str(tmp_path), overrides), cwd=REPO, env=one_cpu_device_env(),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     records = read_metrics(str(tmp_path))
     assert [r["step"] for r in records] == [50, 100, 150]

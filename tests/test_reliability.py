@@ -12,7 +12,13 @@ import orbax.checkpoint as ocp
 import pytest
 
 from electra_jax.checkpointing import UNREADABLE_SUFFIX
-from electra_jax.kill_campaign import REPO, campaign, pretrain_command, summary_line
+from electra_jax.kill_campaign import (
+    REPO,
+    campaign,
+    one_cpu_device_env,
+    pretrain_command,
+    summary_line,
+)
 from electra_jax.pretrain import train
 
 
@@ -74,7 +80,7 @@ def test_failed_save_stops_with_one_line_and_keeps_earlier_checkpoints(builtin_d
     same command resumes from them)."""
     workdir = str(tmp_path)
     command = pretrain_command(workdir, builtin_data_dir, num_steps=12)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
+    env = one_cpu_device_env()
 
     # Ignored signals stay ignored across exec: writes past the limit then fail with EFBIG
     # instead of killing the process with SIGXFSZ.
