@@ -27,9 +27,9 @@ def run_ours(steps: int, lr: float, dropout: float) -> list[float]:
     import jax.numpy as jnp
     import optax
 
-    from electra_jax.model import ElectraModel, init_params
-    from electra_jax.model_config import PRESETS
-    from electra_jax.objective import ObjectiveConfig, pretrain_forward
+    from electra_jax.model.config import PRESETS
+    from electra_jax.model.electra import ElectraModel, init_params
+    from electra_jax.train.objective import ObjectiveConfig, pretrain_forward
 
     cfg = PRESETS["tiny"].replace(vocab_size=VOCAB, electra_objective=False,
                                   hidden_dropout=dropout, attention_dropout=dropout)  # fmt: skip

@@ -5,7 +5,7 @@
 Uses the offline `builtin:pydocs` corpus and its trained 8,192-token WordPiece vocabulary
 (`ensure_builtin_dataset`, cached under --cache-dir). Measures, as the median of --repeats runs:
   * tokenize: the Rust WordPiece pipeline alone, and the tokeniser as prepare runs it (the
-    per-word memo for plain-ASCII lines, electra_jax/wordpiece_fast_path.py) with its memo cold
+    per-word memo for plain-ASCII lines, electra_jax/data/wordpiece_fast_path.py) with its memo cold
     (a new tokeniser per pass) and warm; MB/s and MB per CPU-second;
   * prepare/process: one worker turning the whole corpus into examples (decode, tokenise,
     build, write ArrayRecord) with a cold and a warm memo, MB/s per process and MB per
@@ -38,7 +38,7 @@ from electra_jax.data import pipeline  # noqa: E402
 from electra_jax.data.loader import make_train_loader  # noqa: E402
 from electra_jax.data.meta import read_meta  # noqa: E402
 from electra_jax.data.sources import Blob  # noqa: E402
-from electra_jax.tokenizer import load_tokenizer  # noqa: E402
+from electra_jax.data.tokenizer import load_tokenizer  # noqa: E402
 
 TABLE_MARKER = "## Data pipeline (bench/data_throughput.py)"
 TABLE_HEADER = [

@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from electra_jax.model import ElectraModel, init_params
-from electra_jax.model_config import preset
+from electra_jax.model.config import preset
+from electra_jax.model.electra import ElectraModel, init_params
 
 
 def rows(vocab_size: int, batch: int, seq: int, packed: bool) -> dict[str, np.ndarray]:

@@ -9,7 +9,7 @@ The step is electra_jax's own (`make_train_step`, `make_multi_step`, `make_optim
 as the trainer compiles it: one `jax.jit` with the train state donated. The batch is synthetic
 and resident on the device (no input pipeline in the timing). Timing excludes compilation and
 warm-up, synchronises with `block_until_ready` and reports the median over windows of calls and
-then over repeats. MFU counts 6 x matmul parameters + attention FLOPs (`electra_jax.flops`) over
+then over repeats. MFU counts 6 x matmul parameters + attention FLOPs (`electra_jax.model.flops`) over
 the device's dense bf16 peak: null on CPU unless --peak-flops is given.
 """
 
@@ -34,17 +34,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 from benchlib import Shape, StepRunner  # noqa: E402
 
-from electra_jax.flops import device_peak_flops, train_flops_per_token  # noqa: E402
-from electra_jax.layers import use_fused_attention  # noqa: E402
-from electra_jax.model import ElectraModel, init_params  # noqa: E402
-from electra_jax.model_config import ModelConfig, preset  # noqa: E402
-from electra_jax.objective import ObjectiveConfig  # noqa: E402
-from electra_jax.optimizer import (  # noqa: E402
+from electra_jax.model.config import ModelConfig, preset  # noqa: E402
+from electra_jax.model.electra import ElectraModel, init_params  # noqa: E402
+from electra_jax.model.flops import device_peak_flops, train_flops_per_token  # noqa: E402
+from electra_jax.model.layers import use_fused_attention  # noqa: E402
+from electra_jax.train.objective import ObjectiveConfig  # noqa: E402
+from electra_jax.train.optimizer import (  # noqa: E402
     OptimizerConfig,
     learning_rate_schedule,
     make_optimizer,
 )
-from electra_jax.train_step import (  # noqa: E402
+from electra_jax.train.step import (  # noqa: E402
     RNG_IMPLS,
     StepConfig,
     create_train_state,

@@ -71,7 +71,7 @@ def run_hf(args: argparse.Namespace) -> list[dict]:
     from torch_peer import DISC_WEIGHT, build_models, peer_outputs, unique_parameters
 
     from electra_jax.data.loader import make_eval_batches, make_train_loader
-    from electra_jax.model_config import preset
+    from electra_jax.model.config import preset
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)

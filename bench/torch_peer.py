@@ -42,9 +42,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 from benchlib import Shape, StepRunner  # noqa: E402
 
-from electra_jax.flops import device_peak_flops, train_flops_per_token  # noqa: E402
-from electra_jax.model_config import EncoderConfig, ModelConfig, preset  # noqa: E402
-from electra_jax.objective import max_predictions_per_seq  # noqa: E402
+from electra_jax.model.config import EncoderConfig, ModelConfig, preset  # noqa: E402
+from electra_jax.model.flops import device_peak_flops, train_flops_per_token  # noqa: E402
+from electra_jax.train.objective import max_predictions_per_seq  # noqa: E402
 
 DISC_WEIGHT = 50.0
 LEARNING_RATE, WEIGHT_DECAY, CLIP_NORM = 5e-4, 0.01, 1.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from electra_jax.optimizer import OptimizerConfig
+from electra_jax.train.optimizer import OptimizerConfig
 
 
 def optimizer_config() -> ml_collections.ConfigDict:

@@ -34,7 +34,7 @@ import dataclasses
 import ml_collections
 
 from configs.common import optimizer_config
-from electra_jax.model_config import PRESETS
+from electra_jax.model.config import PRESETS
 
 # RECIPE.md's optimisation table: lr, batch, seq len, mask prob, steps.
 PAPER_TRAINING = {
@@ -124,7 +124,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.checkpoint_every = 200 if size == "tiny" else 5_000
     c.keep_checkpoints = 3
     c.init_from = ""  # an exported model dir (convert / pre-training export)
-    c.peak_flops = 0.0  # per device; 0 = look up device_kind (see electra_jax/flops.py)
+    c.peak_flops = 0.0  # per device; 0 = look up device_kind (see electra_jax/model/flops.py)
     c.export = True  # write workdir/export/{discriminator,generator} at the end
 
     c.data = ml_collections.ConfigDict()

@@ -1,10 +1,27 @@
-"""Shared command-line helpers: an argparse parser whose errors are one line, like UserError's."""
+"""One command-line convention for every command: argparse, kebab-case flags, one-line errors.
+
+Config-driven jobs (`pretrain`, `finetune`, the bench scripts) take the big_vision flags
+`--config=configs/JOB.py:ARG --config.a.b=VALUE`: the config file's `get_config(ARG)` builds an
+`ml_collections.ConfigDict`, each override is parsed to the type of the field it replaces, and
+`--help` lists the file's arguments (its docstring) and every field with its default.
+"""
 
 from __future__ import annotations
 
 import argparse
+import ast
+import difflib
+import importlib.util
+import os
 import sys
-from typing import NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import ml_collections
+
+from electra_jax.errors import UserError
+
+CONFIG_PREFIX = "--config."
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -23,3 +40,166 @@ def warn(message: str) -> None:
 def note(message: str) -> None:
     """One-line informational note on stderr (keeps stdout clean for --json)."""
     print(f"note: {message}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- config files
+
+
+def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`FILE[:ARG]` -> the file's `get_config(ARG)` with `a.b=VALUE` overrides applied, locked.
+
+    Raises UserError (one line) for a missing file, a bad argument or a bad override.
+    """
+    path, _, arg = spec.partition(":")
+    module = _config_module(path)
+    try:
+        config = module.get_config(arg) if arg else module.get_config()
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"--config={spec}: {e}") from e
+    for override in overrides:
+        field, sep, value = override.partition("=")
+        if not sep:
+            raise UserError(f"{CONFIG_PREFIX}{field} needs a value: {CONFIG_PREFIX}{field}=VALUE")
+        apply_override(config, field, value, path)
+    config.lock()
+    return config
+
+
+def _config_module(path: str) -> Any:
+    if not os.path.isfile(path):
+        raise UserError(f"config file {path} does not exist; pass e.g. configs/pretrain.py:ARG")
+    spec = importlib.util.spec_from_file_location(f"_electra_config_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise UserError(f"config file {path} defines no get_config(arg)")
+    return module
+
+
+def apply_override(config: ml_collections.ConfigDict, field: str, value: str, path: str) -> None:
+    """Sets `config.<field>` from text, parsed to the type of the value it replaces."""
+    *parents, name = field.split(".")
+    node = config
+    for i, key in enumerate([*parents, name]):
+        if not isinstance(node, ml_collections.ConfigDict) or key not in node:
+            known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {'.'.join([*parents[:i], close[0]])!r}? " if close else ""
+            raise UserError(f"unknown config field {field!r}; {hint}see {path} (or --help)")
+        if key != name:
+            node = node[key]
+    node[name] = parse_value(node[name], value, field)
+
+
+def parse_value(current: Any, text: str, field: str) -> Any:
+    """`text` as the type of `current` (bool, int, float, str, tuple/list; None: a literal)."""
+    try:
+        if isinstance(current, bool):
+            if text.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return text.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float):
+            return float(text)
+        if isinstance(current, str):
+            return text
+        if isinstance(current, tuple | list):
+            return type(current)(ast.literal_eval(text))
+        try:
+            return ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            return text
+    except (ValueError, SyntaxError, TypeError):
+        kind = type(current).__name__
+        raise UserError(f"{CONFIG_PREFIX}{field}={text}: expected a {kind} value") from None
+
+
+def flat_fields(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+    """{"a.b": value} of every leaf field."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            flat.update(flat_fields(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+# ----------------------------------------------------------------------------- parsers
+
+
+def config_parser(job: str, description: str, workdir: bool = True) -> ArgumentParser:
+    """A parser with `--config=configs/JOB.py:ARG` (+ `--config.FIELD=VALUE`) and `--workdir`."""
+    parser = ArgumentParser(
+        prog=f"python -m electra_jax.{job}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    parser.add_argument("-h", "--help", action="store_true", help="this message and the fields")
+    parser.add_argument(
+        "--config", required=False, help=f"config file and argument, e.g. configs/{job}.py:ARG"
+    )
+    if workdir:
+        parser.add_argument("--workdir", help="run directory (checkpoints, metrics, outputs)")
+    parser.set_defaults(_job=job)
+    return parser
+
+
+def parse_config_args(
+    parser: ArgumentParser, argv: Sequence[str] | None, default_config: str
+) -> tuple[argparse.Namespace, ml_collections.ConfigDict]:
+    """Parses argv (no program name); `args.config` is replaced by the loaded ConfigDict.
+
+    `--help` prints the flags, the config file's docstring (its arguments and commands) and
+    every field with its default, then exits 0. Problems print one line and exit 2.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    overrides, rest = split_overrides(argv)
+    args = parser.parse_args(rest)
+    if args.help:
+        print_config_help(parser, args.config or default_config)
+        sys.exit(0)
+    try:
+        if not args.config:
+            raise UserError(f"missing --config; pass e.g. --config={default_config}")
+        if hasattr(args, "workdir") and not args.workdir:
+            raise UserError("missing --workdir; pass the run directory, e.g. --workdir=runs/x")
+        config = load_config(args.config, overrides)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    return args, config
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """(["a.b=v", ...], other args); `--config.a.b v` is accepted as `--config.a.b=v`."""
+    overrides, rest, i = [], [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith(CONFIG_PREFIX):
+            body = arg[len(CONFIG_PREFIX) :]
+            if "=" not in body and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                body, i = f"{body}={argv[i + 1]}", i + 1
+            overrides.append(body)
+        else:
+            rest.append(arg)
+        i += 1
+    return overrides, rest
+
+
+def print_config_help(parser: ArgumentParser, spec: str) -> None:
+    parser.print_help()
+    print(f"  --config.FIELD=VALUE  override one field of the config (below: {spec})\n")
+    path = spec.partition(":")[0]
+    try:
+        module = _config_module(path)
+        print((module.__doc__ or "").strip(), "\n")
+        config = load_config(spec)
+    except UserError as e:
+        print(f"(cannot list the fields: {e})")
+        return
+    print(f"fields of {spec} and their defaults:")
+    for field, value in flat_fields(config).items():
+        print(f"  {field} = {value!r}")

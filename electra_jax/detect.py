@@ -24,12 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from electra_jax.cli import ArgumentParser, note
+from electra_jax.data.tokenizer import Tokenizer
 from electra_jax.errors import UserError, exit_on_user_error
-from electra_jax.model import ElectraModel
-from electra_jax.model_config import ModelConfig
-from electra_jax.model_io import load_model
-from electra_jax.param_shapes import check_param_shapes
-from electra_jax.tokenizer import Tokenizer
+from electra_jax.files.model_io import load_model
+from electra_jax.model.config import ModelConfig
+from electra_jax.model.electra import ElectraModel
+from electra_jax.model.shapes import check_param_shapes
 
 TOP_K = 5
 

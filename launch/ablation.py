@@ -4,7 +4,7 @@
 
 Pre-trains `tiny` with the ELECTRA objective for `--electra-steps` and the BERT baseline
 (`tiny,bert`: one full-size tower, masked LM only) for as many steps as cost the same training
-FLOPs (`electra_jax.flops`), both on the built-in corpus; fine-tunes each, and a random
+FLOPs (`electra_jax.model.flops`), both on the built-in corpus; fine-tunes each, and a random
 initialisation, on the built-in tasks with `--seeds` seeds; writes `WORKDIR/ablation.md` with
 the median and min-max dev accuracy per task. Finished jobs are skipped on a rerun. `--dry-run`
 prints the commands.
@@ -32,9 +32,9 @@ TASKS = ("builtin_replaced", "builtin_acceptability", "builtin_continuity")
 def pretrain_flops_per_step(arg: str, steps: int) -> float:
     """Training FLOPs per step of `configs/pretrain.py:<arg>` (batch x seq x per-token)."""
     from configs.pretrain import get_config
-    from electra_jax.flops import train_flops_per_token
-    from electra_jax.model_config import ModelConfig
-    from electra_jax.objective import max_predictions_per_seq
+    from electra_jax.model.config import ModelConfig
+    from electra_jax.model.flops import train_flops_per_token
+    from electra_jax.train.objective import max_predictions_per_seq
 
     config = get_config(arg)
     model = ModelConfig.from_dict(config.model.to_dict())

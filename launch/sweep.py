@@ -61,7 +61,7 @@ from launch.common import Command  # noqa: E402
 SWEEP_JOBS = ("pretrain", "finetune")
 DEFAULT_METRIC = {"finetune": "score", "pretrain": "eval/disc_auc"}
 RESULTS_FILE = "results.json"  # electra_jax.finetune.trainer.RESULTS_FILE
-METRICS_FILE = "metrics.jsonl"  # electra_jax.metrics_log.METRICS_FILE
+METRICS_FILE = "metrics.jsonl"  # electra_jax.files.run_files.METRICS_FILE
 FIELD = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 Scalar = bool | int | float | str
 

@@ -7,7 +7,7 @@ import random
 import subprocess
 import sys
 
-from electra_jax.tokenizer import SPECIAL_TOKENS
+from electra_jax.data.tokenizer import SPECIAL_TOKENS
 
 _WORD_TEXT = (
     "the of and to in is was for that with as on by at from his her an are were which this "

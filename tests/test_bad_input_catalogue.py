@@ -25,22 +25,20 @@ from collections.abc import Callable
 
 import pytest
 
-# Entry points: command -> module whose main(argv) runs it. pretrain and finetune parse absl
-# flags, whose argv[0] is the program name.
+# Entry points: command -> module whose main(argv) runs it (argv without the program name).
 MODULES = {
     "prepare": "electra_jax.prepare",
     "pretrain": "electra_jax.pretrain",
     "finetune": "electra_jax.finetune.__main__",
-    "convert": "electra_jax.convert",
+    "convert": "electra_jax.convert.__main__",
     "detect": "electra_jax.detect",
-    "report": "electra_jax.report",
+    "report": "launch.report",
     "launch/tpu_vm.py": "launch.tpu_vm",
     "launch/gpu.py": "launch.gpu",
     "launch/slurm.py": "launch.slurm",
     "launch/sweep.py": "launch.sweep",
     "launch/ablation.py": "launch.ablation",
 }
-ABSL_COMMANDS = ("pretrain", "finetune")
 BINARY = bytes(range(256)) * 8  # NUL and invalid UTF-8 bytes: not text, not JSON
 PRETRAIN = "--config=configs/pretrain.py:tiny"
 RTE = "--config=configs/finetune.py:task=rte,size=tiny"
@@ -82,7 +80,7 @@ class Shared:
 
     @functools.cached_property
     def tokenizer(self):
-        from electra_jax.tokenizer import WordPieceTokenizer
+        from electra_jax.data.tokenizer import WordPieceTokenizer
 
         return WordPieceTokenizer(self.vocab)
 
@@ -91,8 +89,8 @@ class Shared:
         """(ModelConfig, random numpy params) of `tiny` with 1 layer and this vocabulary."""
         import numpy as np
 
-        from electra_jax.model_config import preset
-        from electra_jax.param_shapes import expected_shapes, unflatten
+        from electra_jax.model.config import preset
+        from electra_jax.model.shapes import expected_shapes, unflatten
 
         config = preset("tiny", vocab_size=self.tokenizer.vocab_size, num_layers=1)
         rng = np.random.default_rng(0)
@@ -103,14 +101,14 @@ class Shared:
 
     @functools.cached_property
     def model(self) -> str:
-        from electra_jax.model_io import save_model
+        from electra_jax.files.model_io import save_model
 
         config, params = self.model_parts
         return save_model(os.path.join(self.root, "model"), params, config, self.tokenizer)
 
     @functools.cached_property
     def hf(self) -> str:
-        from electra_jax import convert_hf
+        from electra_jax.convert import hf as convert_hf
 
         config, params = self.model_parts
         disc_sd, _, disc_cfg, _ = convert_hf.params_to_hf(params, config, self.tokenizer.pad_id)
@@ -757,7 +755,7 @@ def test_bad_input(case: Case, shared: Shared, tmp_path, capfd):
     main = importlib.import_module(MODULES[case.command]).main
     capfd.readouterr()  # only this command's output
     with pytest.raises(SystemExit) as exit_info:
-        main([case.command, *argv] if case.command in ABSL_COMMANDS else argv)
+        main(argv)
     out, err = capfd.readouterr()
     assert exit_info.value.code == case.exit_code, err
     assert "Traceback" not in out + err, err

@@ -22,13 +22,13 @@ from hf_fixtures import (  # noqa: E402
     save_hf,
 )
 
-from electra_jax.convert import main as convert_main  # noqa: E402
-from electra_jax.convert_hf import hf_to_params, params_to_hf, read_hf_weights  # noqa: E402
-from electra_jax.convert_tf import tf_variables_to_params  # noqa: E402
+from electra_jax.convert.__main__ import main as convert_main  # noqa: E402
+from electra_jax.convert.hf import hf_to_params, params_to_hf, read_hf_weights  # noqa: E402
+from electra_jax.convert.tf import tf_variables_to_params  # noqa: E402
 from electra_jax.errors import UserError  # noqa: E402
-from electra_jax.model import ElectraModel  # noqa: E402
-from electra_jax.model_io import load_model  # noqa: E402
-from electra_jax.param_shapes import flatten  # noqa: E402
+from electra_jax.files.model_io import load_model  # noqa: E402
+from electra_jax.model.electra import ElectraModel  # noqa: E402
+from electra_jax.model.shapes import flatten  # noqa: E402
 
 
 def assert_trees_equal(a: dict, b: dict) -> None:

@@ -12,8 +12,8 @@ from data_fixtures import write_corpus, write_vocab
 
 from electra_jax.data import pipeline
 from electra_jax.data.show import read_examples
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.tokenizer import SPECIAL_TOKENS, load_tokenizer
 
 SHARD_MB = 0.005  # ~5 KB of text per shard: several shards from the tiny corpus
 
@@ -173,8 +173,8 @@ def test_bad_bytes_replaced_and_dropped_lines_counted(tmp_path):
 
 def test_vocab_training_is_deterministic_with_fixed_special_ids(tmp_path):
     from electra_jax.data.sentencepiece_tokenizer import SentencePieceTokenizer
+    from electra_jax.data.tokenizer import WordPieceTokenizer
     from electra_jax.data.vocab_training import train_sentencepiece, train_wordpiece
-    from electra_jax.tokenizer import WordPieceTokenizer
 
     paths = write_corpus(str(tmp_path / "corpus"))
     texts = [line for p in paths for line in Path(p).read_text().split("\n") if line]

@@ -20,11 +20,11 @@ from hf_fixtures import (  # noqa: E402
     write_vocab,
 )
 
-from electra_jax.convert_hf import hf_to_params  # noqa: E402
+from electra_jax.convert.hf import hf_to_params  # noqa: E402
+from electra_jax.data.tokenizer import WordPieceTokenizer  # noqa: E402
 from electra_jax.detect import detect, format_result  # noqa: E402
 from electra_jax.detect import main as detect_main  # noqa: E402
-from electra_jax.model_io import save_model  # noqa: E402
-from electra_jax.tokenizer import WordPieceTokenizer  # noqa: E402
+from electra_jax.files.model_io import save_model  # noqa: E402
 
 MASK_ID = VOCAB.index("[MASK]")
 # [CLS] the chef [MASK] a meal <id past the vocab.txt words> [SEP]

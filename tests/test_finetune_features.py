@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
 from electra_jax.finetune.features import double_unordered, encode_examples, truncate_pair
 from electra_jax.finetune.heads import FinetuneModel, task_loss
 from electra_jax.finetune.layerwise import layerwise_multipliers
@@ -12,8 +13,7 @@ from electra_jax.finetune.outputs import median_seed_index, write_glue_submissio
 from electra_jax.finetune.readers import Example, SquadExample
 from electra_jax.finetune.squad import decode_answers, featurize, final_text
 from electra_jax.finetune.tasks import TASKS
-from electra_jax.model_config import ModelConfig
-from electra_jax.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
+from electra_jax.model.config import ModelConfig
 
 WORDS = (  # noqa: SIM905
     "the cat sat on a mat dog ran in park super bowl was won by denver broncos 2016 who did it"

@@ -2,7 +2,6 @@
 
 import json
 import os
-import sys
 
 import pytest
 
@@ -144,12 +143,11 @@ def test_cli_bad_row_exits_2_with_one_line(tmp_path, capsys, monkeypatch, builti
     from electra_jax.finetune.__main__ import main
 
     write_task(tmp_path, "rte", [LAYOUTS["rte"][0], "0\tbroken"])
-    argv = ["finetune", "--config=configs/finetune.py:task=rte,size=tiny",
+    argv = ["--config=configs/finetune.py:task=rte,size=tiny",
             f"--workdir={tmp_path / 'run'}", f"--config.data_dir={tmp_path}",
             f"--config.vocab_dir={builtin_data_dir}"]  # fmt: skip
-    monkeypatch.setattr(sys, "argv", argv)  # ml_collections reads overrides from sys.argv
     with pytest.raises(SystemExit) as exit_info:
-        main()
+        main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "rte/train.tsv:3:" in err and "Traceback" not in err

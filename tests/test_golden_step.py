@@ -11,11 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from electra_jax.model import ElectraModel, init_params
-from electra_jax.model_config import preset
-from electra_jax.objective import ObjectiveConfig
-from electra_jax.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
-from electra_jax.train_step import StepConfig, create_train_state, make_train_step
+from electra_jax.model.config import preset
+from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.train.objective import ObjectiveConfig
+from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from electra_jax.train.step import StepConfig, create_train_state, make_train_step
 
 GOLDEN = {
     "loss": 43.47279739379883,

@@ -6,10 +6,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from electra_jax.model import ElectraModel, init_params
-from electra_jax.model_config import preset
-from electra_jax.model_io import read_model_config, save_model
-from electra_jax.objective import ObjectiveConfig, pretrain_forward
+from electra_jax.files.model_io import read_model_config, save_model
+from electra_jax.model.config import preset
+from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.train.objective import ObjectiveConfig, pretrain_forward
 
 
 def test_remat_gives_the_same_loss_and_gradients():

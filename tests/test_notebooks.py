@@ -10,8 +10,8 @@ import nbclient
 import nbformat
 import pytest
 
-from electra_jax.model import count_params, discriminator_param_count
-from electra_jax.model_io import load_model
+from electra_jax.files.model_io import load_model
+from electra_jax.model.electra import count_params, discriminator_param_count
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(REPO, "notebooks")

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from electra_jax.model import ElectraModel, init_params
-from electra_jax.model_config import preset
-from electra_jax.objective import (
+from electra_jax.model.config import preset
+from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.train.objective import (
     AUC_BINS,
     ObjectiveConfig,
     auc_bins,

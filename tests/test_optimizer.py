@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from electra_jax.optimizer import (
+from electra_jax.train.optimizer import (
     OptimizerConfig,
     decay_mask,
     learning_rate_schedule,

@@ -18,10 +18,10 @@ from electra_jax.data.example_builder import make_example
 from electra_jax.data.loader import make_eval_batches
 from electra_jax.data.packing import MIN_EXAMPLE_TOKENS, pack_examples
 from electra_jax.data.show import show_lines
-from electra_jax.layers import packed_attention_mask, packed_positions
-from electra_jax.model import ElectraModel, init_params
-from electra_jax.model_config import preset
-from electra_jax.pretrain import train
+from electra_jax.model.config import preset
+from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.model.layers import packed_attention_mask, packed_positions
+from electra_jax.train.trainer import train
 
 
 def random_examples(n: int, max_seq_len: int, seed: int = 0):

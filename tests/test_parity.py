@@ -16,9 +16,9 @@ transformers = pytest.importorskip("transformers")
 
 from hf_fixtures import padded_batch, random_hf_models  # noqa: E402
 
-from electra_jax.convert_hf import hf_to_params  # noqa: E402
-from electra_jax.model import ElectraModel, discriminator_param_count, init_params  # noqa: E402
-from electra_jax.model_config import preset  # noqa: E402
+from electra_jax.convert.hf import hf_to_params  # noqa: E402
+from electra_jax.model.config import preset  # noqa: E402
+from electra_jax.model.electra import ElectraModel, discriminator_param_count, init_params  # noqa: E402
 
 TOLERANCE = 1e-5
 

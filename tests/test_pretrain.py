@@ -8,9 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from electra_jax.kill_campaign import one_cpu_device_env, tiny_pretrain_cli
-from electra_jax.model_io import load_model
-from electra_jax.pretrain import NonFiniteLoss, train
+from electra_jax.files.model_io import load_model
+from electra_jax.train.trainer import NonFiniteLoss, train
+from launch.kill_campaign import one_cpu_device_env, tiny_pretrain_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,13 +7,13 @@ import sys
 import pytest
 
 from electra_jax.errors import UserError
-from electra_jax.pretrain import train
+from electra_jax.train.trainer import train
 
 CFG = "--config=configs/pretrain.py:tiny"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PARSE = (
-    "import sys; from electra_jax.config_cli import parse_config_flags; "
-    "c, w = parse_config_flags(sys.argv, 'pretrain'); print(c.batch_size, c.mesh.fsdp, w)"
+    "import sys; from electra_jax.pretrain import parse_args; "
+    "c, w = parse_args(sys.argv[1:]); print(c.batch_size, c.mesh.fsdp, w)"
 )
 
 

@@ -11,15 +11,15 @@ import time
 import orbax.checkpoint as ocp
 import pytest
 
-from electra_jax.checkpointing import UNREADABLE_SUFFIX
-from electra_jax.kill_campaign import (
+from electra_jax.train.checkpoints import UNREADABLE_SUFFIX
+from electra_jax.train.trainer import train
+from launch.kill_campaign import (
     REPO,
     campaign,
     one_cpu_device_env,
     pretrain_command,
     summary_line,
 )
-from electra_jax.pretrain import train
 
 
 @pytest.mark.parametrize(

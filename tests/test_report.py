@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from electra_jax.report import load_paper_results, main
+from launch.report import load_paper_results, main
 
 GLUE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
 HEADLINE = {"cola": "mcc", "stsb": "spearman"}  # accuracy otherwise
@@ -204,7 +204,7 @@ def test_paper_reference_is_package_data():
 
 
 def test_report_does_not_import_jax():
-    code = "import sys, electra_jax.report; assert 'jax' not in sys.modules, 'jax imported'"
+    code = "import sys, launch.report; assert 'jax' not in sys.modules, 'jax imported'"
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=60)  # fmt: skip
     assert result.returncode == 0, result.stderr

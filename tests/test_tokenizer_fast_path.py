@@ -1,12 +1,12 @@
-"""The per-word WordPiece memo (electra_jax/wordpiece_fast_path.py) gives the Rust path's ids."""
+"""The per-word WordPiece memo (data/wordpiece_fast_path.py) gives the Rust path's ids."""
 
 import os
 
 import pytest
 
-from electra_jax import wordpiece_fast_path
+from electra_jax.data import wordpiece_fast_path
 from electra_jax.data.pydocs import pydocs_text
-from electra_jax.tokenizer import WordPieceTokenizer
+from electra_jax.data.tokenizer import WordPieceTokenizer
 
 CRAFTED_LINES = [
     "The cat sat on the mat.",

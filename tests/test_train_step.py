@@ -17,12 +17,12 @@ import profile_step  # noqa: E402
 
 from configs.pretrain import get_config
 from electra_jax.errors import UserError
-from electra_jax.model import ElectraModel, init_params
-from electra_jax.model_config import preset
-from electra_jax.objective import ObjectiveConfig
-from electra_jax.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
-from electra_jax.pretrain import validate_config
-from electra_jax.train_step import RNG_IMPLS, StepConfig, create_train_state, make_train_step
+from electra_jax.model.config import preset
+from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.train.objective import ObjectiveConfig
+from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from electra_jax.train.step import RNG_IMPLS, StepConfig, create_train_state, make_train_step
+from electra_jax.train.trainer import validate_config
 
 
 @functools.cache

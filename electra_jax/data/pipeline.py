@@ -40,8 +40,8 @@ from electra_jax.data.meta import (
 )
 from electra_jax.data.packing import pack_examples
 from electra_jax.data.sources import BUILTIN_PYDOCS, Blob, Source, iter_chunks, parse_corpus
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer, file_sha256, load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.tokenizer import SPECIAL_TOKENS, Tokenizer, file_sha256, load_tokenizer
 
 MANIFEST_FILE = "manifest.json"
 DEFAULT_SHARD_MB = 16.0
@@ -413,13 +413,13 @@ def _prepare_tokenizer(
 ) -> Tokenizer:  # fmt: skip
     """Loads `vocab`, or trains a vocabulary into `work_dir` (kept across restarts)."""
     from electra_jax.data.sentencepiece_tokenizer import SentencePieceTokenizer
+    from electra_jax.data.tokenizer import WordPieceTokenizer
     from electra_jax.data.vocab_training import (
         SENTENCEPIECE_FILE,
         WORDPIECE_FILE,
         train_sentencepiece,
         train_wordpiece,
     )
-    from electra_jax.tokenizer import WordPieceTokenizer
 
     if train_vocab is not None:
         kind = train_vocab

@@ -1,4 +1,4 @@
-"""A SentencePiece model behind the `Tokenizer` protocol (`electra_jax.tokenizer`).
+"""A SentencePiece model behind the `Tokenizer` protocol (`electra_jax.data.tokenizer`).
 
 Case folding, if any, lives in the model's normaliser (chosen when it was trained), so there are
 no lower-casing switches here. The model must define the five special pieces; models trained by
@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, file_sha256
 from electra_jax.errors import UserError
-from electra_jax.tokenizer import SPECIAL_TOKENS, file_sha256
 
 
 class SentencePieceTokenizer:

@@ -9,7 +9,7 @@ import numpy as np
 
 from electra_jax.data import records
 from electra_jax.data.meta import read_meta, split_paths
-from electra_jax.tokenizer import Tokenizer, load_tokenizer
+from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 
 
 def read_examples(data_dir: str, n: int, split: str = "train") -> dict:

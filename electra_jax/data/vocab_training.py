@@ -19,8 +19,8 @@ import io
 import os
 from collections.abc import Iterable
 
+from electra_jax.data.tokenizer import SPECIAL_TOKENS
 from electra_jax.errors import UserError
-from electra_jax.tokenizer import SPECIAL_TOKENS
 
 WORDPIECE_FILE = "vocab.txt"
 SENTENCEPIECE_FILE = "spm.model"

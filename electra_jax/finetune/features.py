@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from electra_jax.data.tokenizer import Tokenizer
 from electra_jax.finetune.readers import Example
-from electra_jax.tokenizer import Tokenizer
 
 
 def double_unordered(examples: list[Example]) -> list[Example]:

@@ -18,9 +18,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from electra_jax.layers import Dtype, dense, gelu_exact, layer_norm
-from electra_jax.model import ElectraModel
-from electra_jax.model_config import ModelConfig
+from electra_jax.model.config import ModelConfig
+from electra_jax.model.electra import ElectraModel
+from electra_jax.model.layers import Dtype, dense, gelu_exact, layer_norm
 
 NEG = 1000.0  # the original's additive mask for positions outside the context
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from electra_jax.optimizer import path_name
+from electra_jax.train.optimizer import path_name
 
 _LAYER = re.compile(r"(?:^|/)layer_(\d+)(?:/|$)")
 _EMBEDDING = re.compile(r"(?:^|/)(embeddings|embeddings_project|gdes)(?:/|$)")

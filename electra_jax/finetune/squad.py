@@ -18,8 +18,8 @@ import unicodedata
 
 import numpy as np
 
+from electra_jax.data.tokenizer import Tokenizer
 from electra_jax.finetune.readers import SquadExample
-from electra_jax.tokenizer import Tokenizer
 
 
 @dataclasses.dataclass

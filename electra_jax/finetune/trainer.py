@@ -22,8 +22,10 @@ import ml_collections
 import numpy as np
 import optax
 
-from electra_jax.atomic import make_workdir
+from electra_jax.data.tokenizer import Tokenizer
 from electra_jax.errors import UserError
+from electra_jax.files.run_files import MetricsLogger
+from electra_jax.files.storage import make_workdir
 from electra_jax.finetune import metrics as ft_metrics
 from electra_jax.finetune import outputs as ft_outputs
 from electra_jax.finetune.features import double_unordered, encode_examples
@@ -32,11 +34,9 @@ from electra_jax.finetune.layerwise import layerwise_multipliers
 from electra_jax.finetune.readers import read_split, split_path
 from electra_jax.finetune.squad import decode_answers, featurize
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
-from electra_jax.metrics_log import MetricsLogger
-from electra_jax.model_config import ModelConfig, preset
-from electra_jax.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
-from electra_jax.param_shapes import check_param_shapes
-from electra_jax.tokenizer import Tokenizer
+from electra_jax.model.config import ModelConfig, preset
+from electra_jax.model.shapes import check_param_shapes
+from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 
 RESULTS_FILE = "results.json"
 
@@ -92,7 +92,7 @@ def resolve_init_dir(path: str) -> str:
 
 def load_encoder(config: ml_collections.ConfigDict) -> tuple[ModelConfig, dict | None, Tokenizer]:
     """(model config, pre-trained params or None, the checkpoint's own tokeniser)."""
-    from electra_jax.model_io import load_model
+    from electra_jax.files.model_io import load_model
 
     if config.init_from:
         directory = resolve_init_dir(config.init_from)
@@ -121,7 +121,7 @@ def load_encoder(config: ml_collections.ConfigDict) -> tuple[ModelConfig, dict |
 def random_init_tokenizer(vocab_dir: str) -> Tokenizer:
     """A prepared dataset dir (its meta.json settings), a dir with vocab.txt, or the built-in."""
     from electra_jax.data.loader import read_meta
-    from electra_jax.tokenizer import WordPieceTokenizer, load_tokenizer
+    from electra_jax.data.tokenizer import WordPieceTokenizer, load_tokenizer
 
     if not vocab_dir:
         from electra_jax.data.pipeline import ensure_builtin_dataset

@@ -21,12 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from electra_jax.atomic import atomic_directory, write_json
 from electra_jax.cli import warn
+from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer
 from electra_jax.errors import UserError
-from electra_jax.model_config import EncoderConfig, ModelConfig, default_num_heads
-from electra_jax.param_shapes import check_param_shapes
-from electra_jax.tokenizer import Tokenizer, WordPieceTokenizer
+from electra_jax.files.storage import atomic_directory, write_json
+from electra_jax.model.config import EncoderConfig, ModelConfig, default_num_heads
+from electra_jax.model.shapes import check_param_shapes
 
 # ElectraConfig's defaults (transformers 5.x), for config.json files that omit a field.
 HF_DEFAULTS: dict[str, Any] = {

@@ -13,8 +13,8 @@ import jax
 import numpy as np
 
 from electra_jax.errors import UserError
-from electra_jax.model import ElectraModel, init_params
-from electra_jax.model_config import ModelConfig
+from electra_jax.model.config import ModelConfig
+from electra_jax.model.electra import ElectraModel, init_params
 
 MISMATCH_FIX = "the parameters and the model config disagree: re-export or re-convert it"
 

@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from electra_jax.model import ElectraModel
+from electra_jax.model.electra import ElectraModel
 
 Batch = dict[str, jax.Array]
 # disc_auc is computed from score histograms (summable over batches and devices): 65,536 bins

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import jax
 
-from electra_jax.model_config import EncoderConfig, ModelConfig
+from electra_jax.model.config import EncoderConfig, ModelConfig
 
 # Dense bf16 peak FLOP/s per device (no sparsity), matched by substring of device_kind.
 PEAK_FLOPS_BY_DEVICE: tuple[tuple[str, float], ...] = (

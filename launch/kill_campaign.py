@@ -1,6 +1,6 @@
 """Kill campaign: SIGKILL a tiny pre-training run at random moments, resume, compare bit for bit.
 
-`python -m electra_jax.kill_campaign --kills=20 --workdir=/tmp/kills` runs the tiny config once
+`python launch/kill_campaign.py --kills=20 --workdir=/tmp/kills` runs the tiny config once
 straight through, then again while killing it `--kills` times (about half of the kills land
 while an async checkpoint is being written, the rest at a random moment of the loop), with a
 SIGTERM (preemption notice) at the end, resuming each time with the same command. It checks
@@ -120,7 +120,7 @@ def read_metrics(workdir: str) -> list[dict]:
 def exported_params(workdir: str) -> list[np.ndarray]:
     import jax
 
-    from electra_jax.model_io import load_model
+    from electra_jax.files.model_io import load_model
 
     return jax.tree.leaves(load_model(os.path.join(workdir, "export"))[1])
 

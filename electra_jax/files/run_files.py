@@ -1,4 +1,9 @@
-"""Run metrics: `metrics.jsonl` (one object per logged step), TensorBoard, console progress."""
+"""The files of a run directory: `config.json`, `metrics.jsonl` (one object per logged step,
+with TensorBoard and console progress beside it) and fine-tuning's `results.json`.
+
+These are the only readers of those files: the trainers, sweeps, the report and the kill
+campaign all go through them. Paths may be local or remote (`etils.epath`).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +13,63 @@ import sys
 import time
 from typing import Any
 
+from etils import epath
+
+from electra_jax.errors import UserError
+
+CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
+RESULTS_FILE = "results.json"
 
 
-def truncate_after(path: str, step: int) -> None:
-    """Drops records with step > `step` (a resumed run re-logs them): no duplicates, no gaps."""
-    if not os.path.exists(path):
-        return
-    with open(path) as f:
-        lines = f.readlines()
-    kept = []
+def read_json(path: str) -> Any | None:
+    """The JSON value in `path`, None when the file does not exist; a bad file is a UserError."""
+    file = epath.Path(path)
+    if not file.exists():
+        return None
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}); fix or remove it") from None
+
+
+def read_run_config(workdir: str) -> dict | None:
+    """The config a run saved (`config.json`), None before its first start."""
+    return read_json(os.path.join(workdir, CONFIG_FILE))
+
+
+def read_results(workdir: str) -> dict | None:
+    """A fine-tuning run's `results.json`, None while it is unfinished."""
+    return read_json(os.path.join(workdir, RESULTS_FILE))
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+    """`metrics.jsonl` records that carry a step, by step; torn lines (a kill mid-write) are
+    skipped. Empty when the file does not exist."""
+    file = epath.Path(workdir) / METRICS_FILE
+    if not file.exists():
+        return []
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{file} is not UTF-8 text ({e.reason}); fix or remove it") from None
+    records = []
     for line in lines:
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a torn final line from a kill
-        if record.get("step", 0) <= step:
-            kept.append(json.dumps(record) + "\n")
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return sorted(records, key=lambda r: r["step"])
+
+
+def truncate_metrics_after(workdir: str, step: int) -> None:
+    """Drops records with step > `step` (a resumed run re-logs them): no duplicates, no gaps."""
+    path = os.path.join(workdir, METRICS_FILE)
+    if not os.path.exists(path):
+        return
+    kept = [json.dumps(r) + "\n" for r in read_metrics(workdir) if r["step"] <= step]
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.writelines(kept)

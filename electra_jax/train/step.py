@@ -16,9 +16,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from electra_jax.model import ElectraModel
-from electra_jax.objective import Batch, ObjectiveConfig, metric_sums, pretrain_forward
-from electra_jax.optimizer import keep_unless
+from electra_jax.model.electra import ElectraModel
+from electra_jax.train.objective import Batch, ObjectiveConfig, metric_sums, pretrain_forward
+from electra_jax.train.optimizer import keep_unless
 
 
 @flax.struct.dataclass

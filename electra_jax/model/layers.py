@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from electra_jax.model_config import EncoderConfig, ModelConfig
+from electra_jax.model.config import EncoderConfig, ModelConfig
 
 Dtype = Any
 # jax's truncated_normal takes the stddev of the *truncated* distribution; TF's

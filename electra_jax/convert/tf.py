@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from electra_jax.cli import warn
-from electra_jax.convert_hf import HF_DEFAULTS, Params, StateDict, hf_to_params
+from electra_jax.convert.hf import HF_DEFAULTS, Params, StateDict, hf_to_params
 from electra_jax.errors import UserError
-from electra_jax.model_config import ModelConfig, default_num_heads
+from electra_jax.model.config import ModelConfig, default_num_heads
 
 SKIPPED = re.compile(r"(^global_step$|/adam_[mv]$|/Adam(_\d+)?$|^beta[12]_power)")
 TOWER_SCOPES = {"electra": "disc", "generator": "gen"}

@@ -21,7 +21,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from electra_jax.layers import (
+from electra_jax.model.config import ModelConfig
+from electra_jax.model.layers import (
     Dtype,
     Embeddings,
     Encoder,
@@ -32,7 +33,6 @@ from electra_jax.layers import (
     packed_positions,
     partitioned,
 )
-from electra_jax.model_config import ModelConfig
 
 
 class DiscriminatorHead(nn.Module):

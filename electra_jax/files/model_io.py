@@ -19,10 +19,10 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from electra_jax.atomic import atomic_directory, write_json
+from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.model_config import ModelConfig
-from electra_jax.tokenizer import Tokenizer, load_tokenizer
+from electra_jax.files.storage import atomic_directory, write_json
+from electra_jax.model.config import ModelConfig
 
 FORMAT = "electra_jax.model/1"
 MODEL_JSON = "model.json"

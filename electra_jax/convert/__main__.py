@@ -14,12 +14,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from electra_jax import convert_hf, convert_tf
 from electra_jax.cli import ArgumentParser, note
+from electra_jax.convert import hf as convert_hf
+from electra_jax.convert import tf as convert_tf
+from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer
 from electra_jax.errors import UserError, exit_on_user_error
-from electra_jax.model_config import ModelConfig
-from electra_jax.model_io import load_model, save_model
-from electra_jax.tokenizer import Tokenizer, WordPieceTokenizer
+from electra_jax.files.model_io import load_model, save_model
+from electra_jax.model.config import ModelConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

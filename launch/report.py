@@ -1,6 +1,6 @@
 """Report: our fine-tuning medians beside the paper's GLUE / SQuAD numbers, pre-training curves.
 
-    python -m electra_jax.report --runs=runs [--out=runs/report] [--paper-row=table2:ELECTRA-400K]
+    python launch/report.py --runs=runs [--out=runs/report] [--paper-row=table2:ELECTRA-400K]
 
 Walks --runs for fine-tuning workdirs (`results.json`) and pre-training workdirs
 (`metrics.jsonl` + `config.json`). Prints a Markdown report and writes `report.md`,
@@ -9,7 +9,7 @@ the paper: CoLA MCC, STS-B Spearman, accuracy otherwise (MNLI matched), SQuAD EM
 are medians over every seed found for a (model, task): several run directories of one task
 (one per seed, say) are pooled. GLUE score = mean of the 8 tasks without WNLI; a model missing
 some shows the mean over those present, marked "(k/8)", and names the missing ones.
-Paper numbers come from electra_jax/reference/paper_results.json.
+Paper numbers come from launch/reference/paper_results.json.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ import statistics
 from importlib import resources
 from typing import Any
 
-from electra_jax.atomic import write_json
 from electra_jax.cli import ArgumentParser, note, warn
 from electra_jax.errors import UserError, exit_on_user_error
+from electra_jax.files.storage import write_json
 from electra_jax.finetune.metrics import GLUE_SCORE_TASKS
 from electra_jax.finetune.tasks import TASKS
 
@@ -76,7 +76,7 @@ class PaperRow:
 
 def load_paper_results() -> dict[str, Any]:
     """The repo copy of the published numbers (package data beside this module)."""
-    path = resources.files("electra_jax").joinpath("reference", "paper_results.json")
+    path = resources.files("launch").joinpath("reference", "paper_results.json")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -477,7 +477,7 @@ def render_markdown(report: dict[str, Any], paper_rows: list[PaperRow]) -> str:
         "# electra_jax report", "",
         f"Runs: {report['root']} ({report['num_finetune_runs']} fine-tuning, "
         f"{len(report['pretraining'])} pre-training workdirs). Paper numbers: "
-        "electra_jax/reference/paper_results.json.", "",
+        "launch/reference/paper_results.json.", "",
     ]  # fmt: skip
     for section in (glue_section(models, paper_rows), squad_section(models, paper_rows),
                     other_section(models)):  # fmt: skip
@@ -549,7 +549,7 @@ def parse_paper_rows(value: str) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(
-        prog="python -m electra_jax.report",
+        prog="python launch/report.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -10,8 +10,8 @@ import hashlib
 import os
 from typing import Protocol, runtime_checkable
 
+from electra_jax.data.wordpiece_fast_path import MAX_WORD_CHARS, AsciiWordPieceMemo
 from electra_jax.errors import UserError
-from electra_jax.wordpiece_fast_path import MAX_WORD_CHARS, AsciiWordPieceMemo
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
