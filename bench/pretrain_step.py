@@ -9,7 +9,7 @@ The step is electra_jax's own (`make_train_step`, `make_multi_step`, `make_optim
 as the trainer compiles it: one `jax.jit` with the train state donated. The batch is synthetic
 and resident on the device (no input pipeline in the timing). Timing excludes compilation and
 warm-up, synchronises with `block_until_ready` and reports the median over windows of calls and
-then over repeats. MFU counts 6 x matmul parameters + attention FLOPs (`electra_jax.model.flops`) over
+then over repeats. MFU counts 6 x matmul parameters + attention FLOPs (model/flops.py) over
 the device's dense bf16 peak: null on CPU unless --peak-flops is given.
 """
 
