@@ -161,7 +161,7 @@ def make_optimizer(
     `lr_scale(params) -> pytree of multipliers` gives layer-wise LR decay for fine-tuning.
     """
     parts = []
-    if cfg.clip_norm is not None:
+    if cfg.clip_norm:  # None or 0: no clipping
         parts.append(optax.clip_by_global_norm(cfg.clip_norm))
     parts.append(scale_by_adam(cfg.b1, cfg.b2, cfg.eps, cfg.bias_correction))
     if cfg.weight_decay:
