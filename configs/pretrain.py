@@ -34,7 +34,9 @@ import dataclasses
 import ml_collections
 
 from configs.common import optimizer_config
+from electra_jax.config_fields import section
 from electra_jax.model.config import PRESETS
+from electra_jax.train.objective import ObjectiveConfig
 
 # RECIPE.md's optimisation table: lr, batch, seq len, mask prob, steps.
 PAPER_TRAINING = {
@@ -93,18 +95,14 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # every device generates the whole global array, so use them on one device or on TPU).
     c.rng_impl = "threefry2x32"
 
-    c.objective = ml_collections.ConfigDict()
-    c.objective.mask_prob = paper["mask_prob"]
-    c.objective.mask_token_prob = 0.85
-    c.objective.positions_with_replacement = True
-    c.objective.temperature = 1.0
-    c.objective.disallow_correct = False
-    c.objective.uniform_generator = False  # the original's switch: uniform samples, no generator
-    c.objective.gen_weight = 1.0
-    c.objective.disc_weight = 50.0
-
-    c.optimizer = optimizer_config()
-    c.optimizer.weight_decay = 0.01
+    # ObjectiveConfig's switches with the original's defaults (train/objective.py); the special
+    # ids come from the data, `electra_objective` from the model.
+    c.objective = section(
+        ObjectiveConfig,
+        exclude=("max_predictions", "electra_objective"),
+        mask_prob=paper["mask_prob"],
+    )
+    c.optimizer = optimizer_config(weight_decay=0.01)
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # -1: all remaining devices

@@ -20,6 +20,8 @@ from electra_jax.errors import UserError
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
+# The console line shows these metrics (every one goes to metrics.jsonl and TensorBoard).
+PROGRESS_KEYS = ("loss", "mlm_loss", "disc_loss", "learning_rate", "tokens_per_sec", "mfu")
 
 
 def read_json(path: str) -> Any | None:
@@ -108,14 +110,19 @@ class MetricsLogger:
                 self._tb.add_scalar(key, value, step)
         self._tb.flush()
 
-    def progress(self, step: int, values: dict[str, Any], steps_per_sec: float) -> None:
+    def progress(
+        self,
+        step: int,
+        values: dict[str, Any],
+        steps_per_sec: float,
+        keys: tuple[str, ...] = PROGRESS_KEYS,
+    ) -> None:
+        """One console line: step/total, the `keys` present in `values`, and the ETA."""
         if not self.is_primary:
             return
         eta = (self.total_steps - step) / steps_per_sec if steps_per_sec > 0 else 0.0
         shown = " ".join(
-            f"{k}={values[k]:.4g}"
-            for k in ("loss", "mlm_loss", "disc_loss", "learning_rate", "tokens_per_sec", "mfu")
-            if isinstance(values.get(k), int | float)
+            f"{k}={values[k]:.4g}" for k in keys if isinstance(values.get(k), int | float)
         )
         stamp = time.strftime("%H:%M:%S")
         print(f"[{stamp}] step {step}/{self.total_steps} {shown} eta {format_duration(eta)}")

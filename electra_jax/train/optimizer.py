@@ -149,7 +149,9 @@ def decay_mask(params: Any, pattern: str = NO_DECAY_PATTERN) -> Any:
 
 
 def make_optimizer(
-    cfg: OptimizerConfig, lr_scale: Callable[[Any], Any] | None = None
+    cfg: OptimizerConfig,
+    lr_scale: Callable[[Any], Any] | None = None,
+    schedule: optax.Schedule | None = None,
 ) -> optax.GradientTransformation:
     """clip -> Adam direction -> + wd * param -> * -lr (optionally per-parameter scaled).
 
@@ -158,7 +160,8 @@ def make_optimizer(
     correction): the caller keeps its params (train_step does). Every stateful part of the chain
     must honour `apply_update`; a stock optax transformation with state would ignore it.
 
-    `lr_scale(params) -> pytree of multipliers` gives layer-wise LR decay for fine-tuning.
+    `lr_scale(params) -> pytree of multipliers` gives layer-wise LR decay for fine-tuning;
+    `schedule` is `learning_rate_schedule(cfg)` when the caller already built it (for logging).
     """
     parts = []
     if cfg.clip_norm:  # None or 0: no clipping
@@ -172,7 +175,7 @@ def make_optimizer(
         )
     if lr_scale is not None:
         parts.append(scale_by_tree(lr_scale))
-    parts.append(scale_by_learning_rate(learning_rate_schedule(cfg)))
+    parts.append(scale_by_learning_rate(schedule or learning_rate_schedule(cfg)))
     return optax.chain(*parts)
 
 

@@ -1,8 +1,17 @@
 """Train state and the jitted pre-training step (gradient accumulation, K steps per call).
 
 The RNG of step s is fold_in(key(seed), s): a resumed run draws the same masks and samples as
-an uninterrupted one. Non-finite steps are never applied: the state keeps its old values and
-counts them, so the caller can stop (default) or skip and go on.
+an uninterrupted one.
+
+Non-finite steps, the whole policy in one place: a step whose loss or gradient norm is not
+finite is never applied. Inside the step the optimiser's stateful parts keep their state
+(`tx.update(..., apply_update=finite)`, honoured by every transformation in
+train/optimizer.py) and the params are selected leaf by leaf (`keep_unless`) where each new
+value is produced, so XLA updates the donated state in place (a select over the finished state
+would copy all of it: a measured cost, see tests/test_train_step.py). The state counts such
+steps (`nonfinite_steps`, `first_nonfinite_step`); the trainer then stops before the next
+checkpoint (`on_nonfinite="stop"`, exit 3) or logs the count and goes on ("skip").
+`StepConfig.nonfinite_test_step` poisons one step's loss for the tests.
 """
 
 from __future__ import annotations
@@ -111,9 +120,7 @@ def make_train_step(
         with jax.named_scope("optimizer"):
             grad_norm = optax.tree.norm(grads)
             finite = jnp.isfinite(parts["loss"]) & jnp.isfinite(grad_norm)
-            # The optimiser keeps its own state on a non-finite step, inside each update, and
-            # the params are selected leaf by leaf: no second read of the donated state, so
-            # no copy of it.
+            # Non-finite steps: see the module docstring.
             updates, new_opt_state = tx.update(
                 grads, state.opt_state, state.params, apply_update=finite
             )

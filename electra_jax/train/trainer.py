@@ -1,7 +1,6 @@
-"""ELECTRA pre-training: `python -m electra_jax.pretrain --config=configs/pretrain.py:tiny ...`.
-
-One readable trainer in banner sections (setup, input, model and sharding, update,
-checkpoint, evals, loop, export). `train(config, workdir)` is what tests and notebooks call.
+"""The pre-training loop, read top to bottom: setup, input, model and sharding, resume, compile,
+loop, export. `train(config, workdir)` is what `python -m electra_jax.pretrain`, tests and
+notebooks call.
 """
 
 from __future__ import annotations
@@ -17,8 +16,19 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from electra_jax.config_fields import build
+from electra_jax.data import records
+from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
+from electra_jax.data.pipeline import ensure_builtin_dataset
+from electra_jax.data.tokenizer import load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.files.run_files import MetricsLogger, format_duration, truncate_metrics_after
+from electra_jax.files.model_io import load_model, read_model_config, save_model
+from electra_jax.files.run_files import (
+    CONFIG_FILE,
+    MetricsLogger,
+    format_duration,
+    truncate_metrics_after,
+)
 from electra_jax.files.storage import make_workdir, write_json
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.electra import ElectraModel, init_params
@@ -42,7 +52,7 @@ EXIT_NONFINITE = 3
 
 
 class NonFiniteLoss(UserError):
-    """Training hit a non-finite loss with on_nonfinite='stop'."""
+    """Training hit a non-finite loss with on_nonfinite='stop' (see train/step.py)."""
 
 
 # ----------------------------------------------------------------------------- setup
@@ -63,38 +73,31 @@ def maybe_initialize_distributed() -> None:
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Fails fast, before any data or compile work, on inconsistent settings."""
     k = config.steps_per_call
-    for field in ("log_every", "eval_every", "checkpoint_every"):
+    for field in ("log_every", "eval_every", "checkpoint_every", "num_train_steps"):
         if config[field] % k:
             raise UserError(
                 f"config.{field}={config[field]} is not a multiple of steps_per_call={k}; "
                 f"set --config.{field} to a multiple of {k}"
             )
-    if config.num_train_steps % k:
-        raise UserError(
-            f"config.num_train_steps={config.num_train_steps} is not a multiple of "
-            f"steps_per_call={k}"
-        )
     if config.batch_size % config.grad_accum_steps:
         raise UserError(
             f"batch_size={config.batch_size} is not divisible by "
             f"grad_accum_steps={config.grad_accum_steps}"
         )
-    if config.on_nonfinite not in ("stop", "skip"):
-        raise UserError(f"config.on_nonfinite={config.on_nonfinite!r}; expected stop or skip")
-    if config.rng_impl not in RNG_IMPLS:
-        raise UserError(
-            f"config.rng_impl={config.rng_impl!r}; expected one of {', '.join(RNG_IMPLS)}"
-        )
-    if config.dtype not in ("float32", "bfloat16", "float16"):
-        raise UserError(f"config.dtype={config.dtype!r}; expected float32, bfloat16 or float16")
+    choices = {  # field: (allowed values, how the error says them)
+        "on_nonfinite": (("stop", "skip"), "stop or skip"),
+        "rng_impl": (RNG_IMPLS, f"one of {', '.join(RNG_IMPLS)}"),
+        "dtype": (("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
+    }
+    for field, (allowed, expected) in choices.items():
+        if config[field] not in allowed:
+            raise UserError(f"config.{field}={config[field]!r}; expected {expected}")
 
 
 def check_attention_backend(config: ml_collections.ConfigDict) -> None:
     """cuDNN attention needs a GPU and half precision: fail in one line before any compile."""
-    if config.model.attention_impl != "cudnn":
-        return
     problem = cudnn_attention_problem(config.dtype, jax.default_backend())
-    if problem:
+    if config.model.attention_impl == "cudnn" and problem:
         raise UserError(
             f"config.model.attention_impl='cudnn' {problem}; use --config.model."
             "attention_impl=fused (or auto) here"
@@ -105,7 +108,7 @@ def check_attention_backend(config: ml_collections.ConfigDict) -> None:
 
 
 def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
-    """The prepared shards, or the built-in corpus prepared on the fly for small configs."""
+    """The prepared shards, or the built-in corpus prepared on the fly for `tiny`."""
     if config.data.dir:
         if config.data.builtin_pack:
             raise UserError(
@@ -119,8 +122,6 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
             f"config.data.dir is empty for size {config.size!r}; prepare shards with "
             "`python -m electra_jax.prepare` and pass --config.data.dir=DIR"
         )
-    from electra_jax.data.pipeline import ensure_builtin_dataset
-
     print("data: preparing the built-in corpus (cached after the first run)...", flush=True)
     return ensure_builtin_dataset(
         vocab_size=config.data.builtin_vocab_size,
@@ -129,58 +130,43 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
     )
 
 
+def describe_packing(meta: dict) -> str:
+    corpus = meta.get("corpus", {})
+    rows = meta["splits"]["train"]["examples"] + meta["splits"]["eval"]["examples"]
+    return (
+        f"data: packed rows ({corpus.get('builder_examples', '?')} examples in {rows} rows, "
+        f"{100 * corpus.get('padding_share', float('nan')):.1f}% padding); attention stays "
+        "within each example"
+    )
+
+
 # ----------------------------------------------------------------------------- model
 
 
 def build_configs(
-    config: ml_collections.ConfigDict, tokenizer: Any
+    config: ml_collections.ConfigDict, special_ids: dict[str, int]
 ) -> tuple[ModelConfig, ObjectiveConfig, OptimizerConfig]:
-    try:
-        model_cfg = ModelConfig.from_dict(config.model.to_dict())
-    except (TypeError, ValueError) as e:
-        raise UserError(f"config.model: {e}") from e
+    """The model, objective and optimiser dataclasses from the config's sections."""
+    model_cfg = build(ModelConfig, config.model, "config.model")
     if config.max_seq_len > model_cfg.max_position_embeddings:
         raise UserError(
             f"max_seq_len={config.max_seq_len} exceeds model.max_position_embeddings="
             f"{model_cfg.max_position_embeddings}; lower --config.max_seq_len"
         )
-    o = config.objective
-    objective = ObjectiveConfig(
-        cls_id=tokenizer.cls_id,
-        sep_id=tokenizer.sep_id,
-        mask_id=tokenizer.mask_id,
-        mask_prob=o.mask_prob,
-        mask_token_prob=o.mask_token_prob,
-        positions_with_replacement=o.positions_with_replacement,
-        temperature=o.temperature,
-        disallow_correct=o.disallow_correct,
-        uniform_generator=o.uniform_generator,
-        gen_weight=o.gen_weight,
-        disc_weight=o.disc_weight,
-        electra_objective=model_cfg.electra_objective,
-    )
-    p = config.optimizer
-    optimizer = OptimizerConfig(
-        learning_rate=config.learning_rate,
-        num_train_steps=config.num_train_steps,
+    objective = build(
+        ObjectiveConfig, config.objective, "config.objective",
+        electra_objective=model_cfg.electra_objective, **special_ids,
+    )  # fmt: skip
+    optimizer = build(
+        OptimizerConfig, config.optimizer, "config.optimizer",
+        learning_rate=config.learning_rate, num_train_steps=config.num_train_steps,
         warmup_steps=config.warmup_steps,
-        weight_decay=p.weight_decay,
-        b1=p.b1,
-        b2=p.b2,
-        eps=p.eps,
-        clip_norm=p.clip_norm or None,
-        bias_correction=p.bias_correction,
-        schedule=p.schedule,
-    )
+    )  # fmt: skip
     return model_cfg, objective, optimizer
 
 
-def check_init_from(
-    path: str, model_cfg: ModelConfig, source_cfg: ModelConfig | None = None
-) -> None:
+def check_init_from(path: str, model_cfg: ModelConfig, source_cfg: ModelConfig | None = None):
     """Fails (before any compile: only model.json is read) when `path` is another model size."""
-    from electra_jax.files.model_io import read_model_config
-
     source_cfg = source_cfg or read_model_config(path)
     mismatched = [
         f"{k}={getattr(source_cfg, k)} (run: {getattr(model_cfg, k)})"
@@ -196,24 +182,28 @@ def check_init_from(
 
 def load_init_from(path: str, params: Any, model_cfg: ModelConfig) -> Any:
     """Copies the parameter groups of an exported model into fresh params (shapes must agree)."""
-    from electra_jax.files.model_io import load_model
-
     source_cfg, source, _ = load_model(path)
     check_init_from(path, model_cfg, source_cfg)
     merged = dict(params)
-    for group, values in source.items():
-        if group not in merged:
-            continue
-        target_shapes = jax.tree.map(jnp.shape, merged[group])
-        if jax.tree.map(np.shape, values) != target_shapes:
+    for group in set(source) & set(params):
+        if jax.tree.map(np.shape, source[group]) != jax.tree.map(jnp.shape, merged[group]):
             raise UserError(f"init_from {path}: parameter group {group!r} has other shapes")
         merged[group] = jax.tree.map(
             lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding),
-            values,
+            source[group],
             merged[group],
         )
     print(f"init: loaded {sorted(set(source) & set(params))} from {path}")
     return merged
+
+
+def memory_summary(compiled: Any) -> str:
+    try:
+        m = compiled.memory_analysis()
+        total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+        return f"device memory ~{total / 2**20:.0f} MiB (temp {m.temp_size_in_bytes / 2**20:.0f})"
+    except Exception:  # not every backend reports it
+        return "device memory: not reported by this backend"
 
 
 # ----------------------------------------------------------------------------- loop
@@ -227,15 +217,38 @@ class PreemptionFlag:
         self._previous = signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum: int, frame: Any) -> None:
-        del signum, frame
         self.requested = True
 
     def restore(self) -> None:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def stack_batches(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
+class Throughput:
+    """Tokens/s, real (non-padding) tokens/s, TFLOP/s per device and MFU over a log interval."""
+
+    def __init__(self, tokens_per_step: int, flops_per_token: float, num_devices: int):
+        self.tokens_per_step, self.flops_per_token = tokens_per_step, flops_per_token
+        self.num_devices, self.peak = num_devices, None
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.steps, self.real_tokens = time.perf_counter(), 0, 0
+
+    def measure(self) -> tuple[dict[str, float], float]:
+        """(metrics, steps per second) since the last reset."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        tokens_per_sec = self.steps * self.tokens_per_step / elapsed
+        tflops = tokens_per_sec * self.flops_per_token / self.num_devices / 1e12
+        values = {
+            "tokens_per_sec": tokens_per_sec,
+            # This host's count times the hosts: its batches are a random share of the global
+            # batch. Sequence packing raises it.
+            "real_tokens_per_sec": self.real_tokens * jax.process_count() / elapsed,
+            "tflops_per_device": tflops,
+        }
+        if self.peak:
+            values["mfu"] = tflops * 1e12 / self.peak
+        return values, self.steps / elapsed
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -254,10 +267,6 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def _train(
     config: ml_collections.ConfigDict, workdir: str, preemption: PreemptionFlag
 ) -> dict[str, Any]:
-    from electra_jax.data import records
-    from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
-    from electra_jax.data.tokenizer import load_tokenizer
-
     validate_config(config)
     maybe_initialize_distributed()
     check_attention_backend(config)  # after distributed init: it starts the XLA backend
@@ -274,16 +283,12 @@ def _train(
     data_dir = resolve_data_dir(config)
     meta = read_meta(data_dir)
     tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
-    model_cfg, objective, opt_cfg = build_configs(config, tokenizer)
+    special_ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id)
+    model_cfg, objective, opt_cfg = build_configs(config, special_ids)
     check_meta(meta, data_dir, vocab_size=model_cfg.vocab_size, max_seq_len=config.max_seq_len)
-    if records.is_packed(meta):
-        corpus = meta.get("corpus", {})
-        print(
-            f"data: packed rows ({corpus.get('builder_examples', '?')} examples in "
-            f"{meta['splits']['train']['examples'] + meta['splits']['eval']['examples']} rows, "
-            f"{100 * corpus.get('padding_share', float('nan')):.1f}% padding); attention stays "
-            "within each example"
-        )
+    packed = records.is_packed(meta)
+    if packed:
+        print(describe_packing(meta))
     if config.init_from:
         check_init_from(config.init_from, model_cfg)
     train_iter = make_train_loader(
@@ -300,9 +305,7 @@ def _train(
         )
 
     # ---- mesh, model, sharding
-    devices = jax.devices()
-    if config.mesh.num_devices > 0:
-        devices = devices[: config.mesh.num_devices]
+    devices = jax.devices()[: config.mesh.num_devices] if config.mesh.num_devices > 0 else None
     mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, devices)
     model = ElectraModel(model_cfg, dtype=jnp.dtype(config.dtype), remat=config.remat)
     init_rng = jax.random.key(config.seed)
@@ -311,7 +314,8 @@ def _train(
     params = jax.jit(lambda r: nn.unbox(init_params(model, r)), out_shardings=param_sh)(init_rng)
     if config.init_from:
         params = load_init_from(config.init_from, params, model_cfg)
-    tx = make_optimizer(opt_cfg)
+    schedule = learning_rate_schedule(opt_cfg)
+    tx = make_optimizer(opt_cfg, schedule=schedule)
     state = jax.jit(lambda p: create_train_state(p, tx))(params)
     state_sh = jax.tree.map(lambda x: x.sharding, state)
     n_params = sum(int(x.size) for x in jax.tree.leaves(params))
@@ -319,9 +323,8 @@ def _train(
         f"model: {config.size} ({n_params / 1e6:.2f}M params, dtype {config.dtype}), "
         f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.devices()[0].platform} device(s)"
     )
-
     if is_primary:  # every input is checked: a bad one never overwrites the previous config.json
-        write_json(os.path.join(workdir, "config.json"), config.to_dict())
+        write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
     # ---- checkpoint (resume)
     checkpoints = RunCheckpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
@@ -329,23 +332,21 @@ def _train(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
     )
     restored = checkpoints.restore_latest(abstract_state, train_iter)
+    start_step = 0
     if restored is not None:
         start_step, state = restored
         print(f"resume: from step {start_step} in {checkpoints.directory}")
-    else:
-        start_step = 0
     if is_primary:
         truncate_metrics_after(workdir, start_step)
 
     # ---- update: compile before the loop
-    K = config.steps_per_call
+    K, B, L = config.steps_per_call, config.batch_size, config.max_seq_len
     step_cfg = StepConfig(
         seed=config.seed,
         grad_accum_steps=config.grad_accum_steps,
         nonfinite_test_step=config.nonfinite_test_step,
         rng_impl=config.rng_impl,
     )
-    schedule = learning_rate_schedule(opt_cfg)
     train_step = make_multi_step(make_train_step(model, objective, tx, step_cfg, schedule), K)
     batch_sh = shd.batch_sharding(mesh, extra_leading_dims=1 if K > 1 else 0)
     jitted_step = jax.jit(
@@ -354,21 +355,19 @@ def _train(
         out_shardings=(state_sh, shd.replicated(mesh)),
         donate_argnums=0,
     )
-    L, B = config.max_seq_len, config.batch_size
-    lead = (K,) if K > 1 else ()
     batch_spec = {
-        k: jax.ShapeDtypeStruct(lead + (B, L), jnp.int32, sharding=batch_sh)
-        for k in ("input_ids", "input_mask", "segment_ids")
-        + (("packing_ids",) if records.is_packed(meta) else ())
+        k: jax.ShapeDtypeStruct(((K,) if K > 1 else ()) + (B, L), jnp.int32, sharding=batch_sh)
+        for k in records.FEATURES + (("packing_ids",) if packed else ())
     }
     t0 = time.perf_counter()
     compiled = jitted_step.lower(state, batch_spec).compile()
     print(f"compile: train step in {time.perf_counter() - t0:.1f}s; {memory_summary(compiled)}")
     eval_sh = shd.batch_sharding(mesh)
     eval_step = jax.jit(make_eval_step(model, objective))
-
-    flops_per_token = train_flops_per_token(model_cfg, L, objective.num_predictions(L))
-    peak = device_peak_flops(override=config.peak_flops or None)
+    throughput = Throughput(
+        B * L, train_flops_per_token(model_cfg, L, objective.num_predictions(L)), mesh.size
+    )
+    throughput.peak = device_peak_flops(override=config.peak_flops or None)
 
     def evaluate(params: Any) -> dict[str, float]:
         sums = None
@@ -379,23 +378,21 @@ def _train(
         return {f"eval/{k}": v for k, v in finalize_metrics(jax.device_get(sums)).items()}
 
     def check_finite(state: TrainState) -> int:
+        """The count of skipped non-finite steps; raises NonFiniteLoss under 'stop'."""
         bad = int(jax.device_get(state.nonfinite_steps))
         if bad and config.on_nonfinite == "stop":
             first = int(jax.device_get(state.first_nonfinite_step))
-            last_good = checkpoints.latest_step()
             raise NonFiniteLoss(
                 f"non-finite loss or gradient at step {first}; the update was not applied and "
-                f"no later checkpoint was written (last good: step {last_good} in "
-                f"{checkpoints.directory}); lower the learning rate or set "
+                f"no later checkpoint was written (last good: step {checkpoints.latest_step()} "
+                f"in {checkpoints.directory}); lower the learning rate or set "
                 "--config.on_nonfinite=skip"
             )
         return bad
 
     # ---- loop
     logger = MetricsLogger(workdir, config.num_train_steps, is_primary)
-    step = start_step
-    last = {}
-    interval_start, interval_steps, interval_real = time.perf_counter(), 0, 0
+    step, last = start_step, {}
     run_start = time.perf_counter()
     try:
         if preemption.requested:  # the notice came during start-up: nothing new to save
@@ -403,36 +400,22 @@ def _train(
             return last
         while step < config.num_train_steps:
             local = [next(train_iter) for _ in range(K)]
-            interval_real += sum(np.count_nonzero(b["input_mask"]) for b in local)
-            batch = shd.global_batch(local[0] if K == 1 else stack_batches(local), batch_sh)
-            state, metrics = compiled(state, batch)
+            throughput.real_tokens += sum(np.count_nonzero(b["input_mask"]) for b in local)
+            stacked = local[0] if K == 1 else {k: np.stack([b[k] for b in local]) for k in local[0]}
+            state, metrics = compiled(state, shd.global_batch(stacked, batch_sh))
             step += K
-            interval_steps += K
+            throughput.steps += K
             if step % config.log_every == 0 or step == config.num_train_steps:
                 values = {k: float(v) for k, v in jax.device_get(metrics).items()}
-                skipped = check_finite(state)
-                elapsed = time.perf_counter() - interval_start
-                tokens_per_sec = interval_steps * B * L / max(elapsed, 1e-9)
-                tflops = tokens_per_sec * flops_per_token / mesh.size / 1e12
-                # Non-padding tokens: this host's count times the hosts (its batches are a
-                # random share of the global batch), what sequence packing raises.
-                real_per_sec = interval_real * jax.process_count() / max(elapsed, 1e-9)
-                values.update(
-                    tokens_per_sec=tokens_per_sec,
-                    real_tokens_per_sec=real_per_sec,
-                    tflops_per_device=tflops,
-                    examples_seen=step * B,
-                    nonfinite_steps=skipped,
-                )
-                if peak:
-                    values["mfu"] = tflops * 1e12 / peak
+                speed, steps_per_sec = throughput.measure()
+                values.update(speed, examples_seen=step * B, nonfinite_steps=check_finite(state))
                 at_eval = step % config.eval_every == 0 or step == config.num_train_steps
                 if eval_batches and at_eval:
                     values.update(evaluate(state.params))
                 logger.write(step, values)
-                logger.progress(step, values, interval_steps / max(elapsed, 1e-9))
+                logger.progress(step, values, steps_per_sec)
                 last = values
-                interval_start, interval_steps, interval_real = time.perf_counter(), 0, 0
+                throughput.reset()
             should_stop = preemption.requested or checkpoints.reached_preemption(step)
             if step % config.checkpoint_every == 0 or should_stop:
                 check_finite(state)
@@ -441,13 +424,15 @@ def _train(
                 checkpoints.wait()
                 print(f"preempted: saved step {step}; rerun the same command to resume")
                 return last
-        # ---- end of run
+        # ---- end of run: final checkpoint, export
         check_finite(state)
         if checkpoints.latest_step() != step:
             checkpoints.save(step, state, train_iter, force=True)
         checkpoints.wait()
         if config.export and is_primary:
-            export_model(os.path.join(workdir, "export"), state.params, model_cfg, tokenizer)
+            # The discriminator + generator, for fine-tuning, detect and `convert --to=hf`.
+            export = os.path.join(workdir, "export")
+            save_model(export, jax.device_get(state.params), model_cfg, tokenizer, overwrite=True)
         took = format_duration(time.perf_counter() - run_start)
         shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith("eval/"))
         where = f"exported to {workdir}/export" if config.export else "not exported (export=False)"
@@ -456,19 +441,3 @@ def _train(
     finally:
         checkpoints.close()  # waits for a pending save; its error was already raised by wait()
         logger.close()
-
-
-def memory_summary(compiled: Any) -> str:
-    try:
-        m = compiled.memory_analysis()
-        total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
-        return f"device memory ~{total / 2**20:.0f} MiB (temp {m.temp_size_in_bytes / 2**20:.0f})"
-    except Exception:  # not every backend reports it
-        return "device memory: not reported by this backend"
-
-
-def export_model(directory: str, params: Any, model_cfg: ModelConfig, tokenizer: Any) -> None:
-    """The final discriminator + generator, for fine-tuning, detect and `convert --to=hf`."""
-    from electra_jax.files.model_io import save_model
-
-    save_model(directory, jax.device_get(params), model_cfg, tokenizer, overwrite=True)
