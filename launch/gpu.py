@@ -18,16 +18,11 @@ already running does not see the launching shell's environment.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-if __package__ in (None, ""):  # `python launch/gpu.py`: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from electra_jax.cli import ArgumentParser  # noqa: E402
-from electra_jax.errors import exit_on_user_error  # noqa: E402
-from launch import common  # noqa: E402
-from launch.common import Command  # noqa: E402
+from electra_jax.cli import ArgumentParser
+from electra_jax.errors import exit_on_user_error
+from launch import common
+from launch.common import Command
 
 CUDA_EXTRAS = ("cuda12", "cuda13")  # jax's pip extras: the CUDA major version of the wheels
 

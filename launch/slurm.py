@@ -23,15 +23,11 @@ import dataclasses
 import os
 import re
 import shlex
-import sys
 
-if __package__ in (None, ""):  # `python launch/slurm.py`: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from electra_jax.cli import ArgumentParser  # noqa: E402
-from electra_jax.errors import UserError, exit_on_user_error  # noqa: E402
-from launch import common  # noqa: E402
-from launch.common import Command  # noqa: E402
+from electra_jax.cli import ArgumentParser
+from electra_jax.errors import UserError, exit_on_user_error
+from launch import common
+from launch.common import Command
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from etils import epath
@@ -31,7 +32,9 @@ def read_json(path: str) -> Any | None:
         return None
     try:
         return json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text ({e.reason}); fix or remove it") from None
+    except json.JSONDecodeError as e:
         raise UserError(f"{path} is not valid JSON ({e}); fix or remove it") from None
 
 
@@ -45,9 +48,12 @@ def read_results(workdir: str) -> dict | None:
     return read_json(os.path.join(workdir, RESULTS_FILE))
 
 
-def read_metrics(workdir: str) -> list[dict[str, Any]]:
+def read_metrics(
+    workdir: str, on_torn: Callable[[str, int], None] | None = None
+) -> list[dict[str, Any]]:
     """`metrics.jsonl` records that carry a step, by step; torn lines (a kill mid-write) are
-    skipped. Empty when the file does not exist."""
+    skipped, and `on_torn(path, count)` hears how many when there are any. Empty when the file
+    does not exist."""
     file = epath.Path(workdir) / METRICS_FILE
     if not file.exists():
         return []
@@ -55,14 +61,17 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
         lines = file.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as e:
         raise UserError(f"{file} is not UTF-8 text ({e.reason}); fix or remove it") from None
-    records = []
-    for line in lines:
+    records, torn = [], 0
+    for line in filter(str.strip, lines):
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
+            torn += 1
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             records.append(record)
+    if torn and on_torn is not None:
+        on_torn(str(file), torn)
     return sorted(records, key=lambda r: r["step"])
 
 
