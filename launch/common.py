@@ -1,5 +1,6 @@
 """Shared launcher pieces: command lists, shell quoting, dry-run printing or checked execution,
-the pinned-jax venv recipe, and the detached tmux job scripts that gpu.py and tpu_vm.py share.
+reading run files with one-line errors, the pinned-jax venv recipe, and the detached tmux job
+scripts that gpu.py and tpu_vm.py share.
 
 Every command is a list of arguments; it is printed with `shlex.join`, so a printed line pasted
 into a shell runs exactly what the launcher would run (a `--config.x=y` override with spaces or
@@ -13,7 +14,7 @@ import os
 import re
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from electra_jax.cli import ArgumentParser
@@ -141,6 +142,26 @@ def safe_name(text: str, limit: int = 64) -> str:
     """A tmux session / SLURM job name: letters, digits, '-' and '_' only (tmux rejects '.:')."""
     name = re.sub(r"[^A-Za-z0-9_-]+", "-", text).strip("-")[:limit]
     return name or "job"
+
+
+# ----------------------------------------------------------------------------- run files
+
+
+def read_run_file(read: Callable[..., Any], workdir: str, *args: Any) -> Any:
+    """`read(workdir, *args)`, one of `electra_jax.files.run_files`' readers, with its failures as
+    one-line UserErrors: an unreadable file, or a remote workdir (gs://) that etils.epath has no
+    filesystem backend for."""
+    try:
+        return read(workdir, *args)
+    except UserError:
+        raise
+    except OSError as e:
+        raise UserError(f"cannot read {e.filename or workdir}: {e.strerror or e}") from None
+    except Exception as e:
+        if "://" not in workdir:
+            raise
+        hint = "install a GCS backend for etils.epath (gcsfs) or use a local --workdir"
+        raise UserError(f"cannot read {workdir}: {e}; {hint}") from None
 
 
 # ----------------------------------------------------------------------------- environment

@@ -12,7 +12,6 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
@@ -28,6 +27,7 @@ from electra_jax.files.run_files import (
 )
 from electra_jax.finetune.metrics import GLUE_SCORE_TASKS
 from electra_jax.finetune.tasks import TASKS
+from launch.common import read_run_file
 
 LOOKS_FOR = (
     f"{RESULTS_FILE} (fine-tuning workdirs) or {METRICS_FILE} + {CONFIG_FILE} "
@@ -177,14 +177,6 @@ def discover(root: str) -> tuple[list[FinetuneRun], list[PretrainRun]]:
             if run is not None:
                 pretrain.append(run)
     return finetune, pretrain
-
-
-def read_run_file(read: Callable[..., Any], directory: str, *args: Any) -> Any:
-    """`read(directory, *args)` (a run_files reader); an unreadable file is a UserError."""
-    try:
-        return read(directory, *args)
-    except OSError as e:
-        raise UserError(f"cannot read {e.filename or directory}: {e.strerror}") from e
 
 
 def warn_torn(path: str, count: int) -> None:

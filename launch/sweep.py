@@ -36,13 +36,12 @@ import argparse
 import concurrent.futures
 import csv
 import dataclasses
-import importlib.util
 import inspect
 import io
-import json
 import math
 import os
 import re
+import runpy
 import shlex
 import statistics
 import subprocess
@@ -50,18 +49,17 @@ import sys
 import time
 from typing import Any
 
-if __package__ in (None, ""):  # `python launch/sweep.py`: make the repository importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import ml_collections
+from etils import epath
 
-from electra_jax.cli import ArgumentParser, note  # noqa: E402
-from electra_jax.errors import UserError, exit_on_user_error  # noqa: E402
-from launch import common, slurm, tpu_vm  # noqa: E402
-from launch.common import Command  # noqa: E402
+from electra_jax.cli import ArgumentParser, load_config, note, parse_value
+from electra_jax.errors import UserError, exit_on_user_error
+from electra_jax.files.run_files import read_metrics, read_results, read_run_config
+from launch import common, slurm, tpu_vm
+from launch.common import Command, read_run_file
 
 SWEEP_JOBS = ("pretrain", "finetune")
 DEFAULT_METRIC = {"finetune": "score", "pretrain": "eval/disc_auc"}
-RESULTS_FILE = "results.json"  # electra_jax.finetune.trainer.RESULTS_FILE
-METRICS_FILE = "metrics.jsonl"  # electra_jax.files.run_files.METRICS_FILE
 FIELD = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 Scalar = bool | int | float | str
 
@@ -98,27 +96,23 @@ def job_for(path: str, job: str) -> str:
     )
 
 
-def load_module(path: str) -> Any:
-    """Imports a config file by path (as ml_collections' --config flag does)."""
+def run_config_file(path: str) -> dict[str, Any]:
+    """The config file's globals, for its sweep(); the config itself comes from
+    `electra_jax.cli.load_config`, as the runs load it."""
     if not os.path.isfile(path):
         raise UserError(
             f"config file {path} does not exist; pass e.g. "
             "--config=configs/finetune.py:task=rte,size=small"
         )
-    if common.REPO_ROOT not in sys.path:  # configs import `configs.common`
-        sys.path.insert(0, common.REPO_ROOT)
-    spec = importlib.util.spec_from_file_location("electra_jax_sweep_config", path)
-    module = importlib.util.module_from_spec(spec)
     try:
-        spec.loader.exec_module(module)
+        return runpy.run_path(path)
     except Exception as e:
         raise UserError(f"cannot load {path}: {type(e).__name__}: {e}; fix the config file or "
                         "pass another --config") from None  # fmt: skip
-    return module
 
 
 def call_with_arg(function: Any, arg: str | None, what: str) -> Any:
-    """Calls get_config / sweep with the config argument when given and accepted."""
+    """Calls sweep() with the config argument when given and accepted."""
     takes_arg = bool(inspect.signature(function).parameters)
     try:
         return function(arg) if (takes_arg and arg is not None) else function()
@@ -126,14 +120,14 @@ def call_with_arg(function: Any, arg: str | None, what: str) -> Any:
         raise UserError(f"{what} failed: {e}") from None
 
 
-def sweep_overrides(module: Any, path: str, arg: str | None) -> list[dict[str, Scalar]]:
+def sweep_overrides(sweep: Any, path: str, arg: str | None) -> list[dict[str, Scalar]]:
     """The config's sweep(): a non-empty list of {field: scalar} dicts, checked."""
-    if not callable(getattr(module, "sweep", None)):
+    if not callable(sweep):
         raise UserError(
             f"{path} defines no sweep(); add `def sweep(arg)` returning a list of override "
             "dicts, e.g. [{'learning_rate': 1e-4}, {'learning_rate': 2e-4}]"
         )
-    result = call_with_arg(module.sweep, arg, f"{path} sweep()")
+    result = call_with_arg(sweep, arg, f"{path} sweep()")
     return check_overrides(result, path)
 
 
@@ -168,20 +162,17 @@ def check_fields(config: Any, keys: list[str], where: str, path: str) -> None:
             node = node[part]
 
 
-def check_value(config: Any, key: str, text: str, what: str, path: str) -> None:
-    """The override parses as its field's type, as the run's --config.FIELD=VALUE flag will (a
-    typo fails here, not in every run); string and None fields take anything."""
-    from absl import flags
-
+def check_value(
+    config: ml_collections.ConfigDict, key: str, text: str, what: str, path: str
+) -> None:
+    """The override parses as its field's type, by the parser the run's --config.FIELD=VALUE flag
+    goes through (`electra_jax.cli.parse_value`): a typo fails here, not in every run."""
     node = config
     for part in key.split("."):
         node = node[part]
-    parsers = {bool: flags.BooleanParser(), int: flags.IntegerParser(), float: flags.FloatParser()}
-    parser = parsers.get(type(node))
     try:
-        if parser is not None:
-            parser.parse(text)
-    except ValueError:
+        parse_value(node, text, key)
+    except UserError:
         kind = type(node).__name__
         article = "an" if kind == "int" else "a"
         raise UserError(f"{what}: {path}'s config holds {article} {kind} there ({key}={node!r}); "
@@ -244,66 +235,27 @@ def parse_extra(unknown: list[str], sweep_keys: set[str]) -> list[str]:
 # ----------------------------------------------------------------------------- state of a run
 
 
-def path_of(path: str) -> Any:
-    """An etils path (local, or gs:// with a GCS backend installed)."""
-    from etils import epath
-
-    return epath.Path(path)
-
-
-def read_text(path: str) -> str | None:
-    """The file's text, or None when it does not exist (or cannot be read)."""
-    try:
-        p = path_of(path)
-        return p.read_text() if p.exists() else None
-    except Exception as e:  # a gs:// path without a GCS backend, permissions
-        if "://" in path:
-            hint = "install a GCS backend for etils.epath (gcsfs) or use a local --workdir"
-            raise UserError(f"cannot read {path}: {e}; {hint}") from None
-        return None
-
-
-def last_records(text: str) -> list[dict[str, Any]]:
-    """The parsable JSON objects of a metrics.jsonl (a torn last line from a kill is skipped)."""
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def is_finished(job: str, workdir: str) -> bool:
     """results.json exists (fine-tuning); the last logged step is num_train_steps (pre-training)."""
     if job == "finetune":
-        return read_text(join(workdir, RESULTS_FILE)) is not None
-    config_text = read_text(join(workdir, "config.json"))
-    metrics_text = read_text(join(workdir, METRICS_FILE))
-    if config_text is None or metrics_text is None:
-        return False
+        return read_run_file(read_results, workdir) is not None
+    config = read_run_file(read_run_config, workdir)
+    records = read_run_file(read_metrics, workdir)
     try:
-        total = int(json.loads(config_text)["num_train_steps"])
+        total = int(config["num_train_steps"])
     except (ValueError, KeyError, TypeError):
         return False
-    records = last_records(metrics_text)
-    return bool(records) and int(records[-1].get("step", -1)) >= total
+    return bool(records) and records[-1]["step"] >= total
 
 
 def read_metric(job: str, workdir: str, metric: str) -> float | None:
     """The run's metric: a (dotted) key of results.json, or the last value in metrics.jsonl."""
     if job == "finetune":
-        text = read_text(join(workdir, RESULTS_FILE))
-        if text is None:
-            return None
-        value: Any = json.loads(text)
+        value: Any = read_run_file(read_results, workdir)
         for part in metric.split("."):
             value = value.get(part) if isinstance(value, dict) else None
     else:
-        text = read_text(join(workdir, METRICS_FILE))
-        values = [r[metric] for r in last_records(text or "") if metric in r]
+        values = [r[metric] for r in read_run_file(read_metrics, workdir) if metric in r]
         value = values[-1] if values else None
     number = isinstance(value, int | float) and not isinstance(value, bool)
     return float(value) if number and math.isfinite(value) else None
@@ -364,9 +316,9 @@ def write_summary(runs: list[Run], job: str, metric: str, root: str, title: str)
     columns = summary_columns(runs, metric)
     markdown = render_markdown(rows, columns, metric, title)
     try:
-        path_of(root).mkdir(parents=True, exist_ok=True)
-        path_of(join(root, "summary.md")).write_text(markdown)
-        path_of(join(root, "summary.csv")).write_text(render_csv(rows, columns))
+        epath.Path(root).mkdir(parents=True, exist_ok=True)
+        epath.Path(join(root, "summary.md")).write_text(markdown)
+        epath.Path(join(root, "summary.csv")).write_text(render_csv(rows, columns))
     except OSError as e:
         raise UserError(f"cannot write the summary under {root}: {e}") from None
     return markdown
@@ -484,12 +436,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.tpu and not args.zone:
         raise UserError("--tpu needs --zone (the TPU VM's zone, e.g. --zone=us-central2-b)")
     path, arg = split_config_spec(args.config)
-    module = load_module(path)
+    namespace = run_config_file(path)
     job = job_for(path, args.job)
-    points = sweep_overrides(module, path, arg)
+    points = sweep_overrides(namespace.get("sweep"), path, arg)
     extra = parse_extra(unknown, {k for p in points for k in p})
-    if callable(getattr(module, "get_config", None)):
-        config = call_with_arg(module.get_config, arg, f"{path} get_config()")
+    if "get_config" in namespace:
+        config = load_config(args.config)
         for i, point in enumerate(points):
             check_fields(config, list(point), f"sweep()[{i}]", path)
             for key, value in point.items():
