@@ -12,7 +12,6 @@ prints the commands.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -20,11 +19,12 @@ import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from electra_jax.cli import ArgumentParser
+from electra_jax.errors import UserError, exit_on_user_error
+from electra_jax.files.model_io import MODEL_JSON
+from electra_jax.files.run_files import RESULTS_FILE, read_results
 
-from electra_jax.cli import ArgumentParser  # noqa: E402
-from electra_jax.errors import UserError, exit_on_user_error  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TASKS = ("builtin_replaced", "builtin_acceptability", "builtin_continuity")
 
@@ -86,9 +86,9 @@ def run(command: list[str], workdir: str, dry_run: bool) -> None:
         raise UserError(f"job failed (exit {code}); see {workdir}/log.txt")
 
 
-def seed_scores(results_path: str) -> list[float]:
-    with open(results_path) as f:
-        results = json.load(f)
+def seed_scores(workdir: str) -> list[float]:
+    """The per-seed dev scores in a fine-tuning workdir's results.json."""
+    results = read_results(workdir)
     first = next(iter(results["dev"].values()))
     return [float(s["score"]) for s in first["per_seed"]]
 
@@ -99,11 +99,11 @@ def table(root: str, inits: list[str], tasks: tuple[str, ...]) -> str:
     for init in inits:
         cells = []
         for task in tasks:
-            path = os.path.join(root, f"ft-{init}", task, "results.json")
-            if not os.path.exists(path):
+            workdir = os.path.join(root, f"ft-{init}", task)
+            if not finished(workdir, RESULTS_FILE):
                 cells.append("missing")
                 continue
-            s = seed_scores(path)
+            s = seed_scores(workdir)
             cells.append(f"{np.median(s):.1f} [{min(s):.1f}-{max(s):.1f}], n={len(s)}")
         lines.append(f"| {init} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -111,7 +111,7 @@ def table(root: str, inits: list[str], tasks: tuple[str, ...]) -> str:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python launch/ablation.py", description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--electra-steps", type=int, default=1000)
     parser.add_argument("--seeds", type=int, default=3)
@@ -131,13 +131,13 @@ def main(argv: list[str] | None = None) -> None:
     pretrainings = (("electra", "tiny", args.electra_steps), ("bert", "tiny,bert", bert_steps))
     for name, arg, steps in pretrainings:
         workdir, command = pretrain_job(root, name, arg, steps)
-        if not finished(workdir, "export/model.json"):
+        if not finished(workdir, os.path.join("export", MODEL_JSON)):
             run(command, workdir, args.dry_run)
         inits[name] = os.path.join(workdir, "export")
     for init, init_dir in inits.items():
         for task in tasks:
             workdir, command = finetune_job(root, init, init_dir, task, args.seeds)
-            if not finished(workdir, "results.json"):
+            if not finished(workdir, RESULTS_FILE):
                 run(command, workdir, args.dry_run)
     if args.dry_run:
         return
