@@ -6,7 +6,6 @@
 Text is laid out as [CLS] text [SEP] (segment 0); --input-ids are used exactly as given. Each
 token gets p(replaced) = sigmoid(discriminator logit); tokens at or above --threshold are
 marked. When the checkpoint has a generator, [MASK] positions also get its top-5 fillers.
-`detect()` is the library function behind the command (notebooks import it).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -34,29 +33,11 @@ from electra_jax.model.shapes import check_param_shapes
 TOP_K = 5
 
 
-def has_discriminator(config: ModelConfig, params: dict) -> bool:
-    """True when `params` hold everything `discriminator_logits` reads."""
-    needed = {"embeddings", "discriminator", "discriminator_head"}
-    if config.embedding_sharing == "gdes":
-        needed.add("gdes")
-    return config.electra_objective and needed <= set(params)
-
-
-def has_generator(config: ModelConfig, params: dict) -> bool:
-    """True when `params` hold everything `generator_logits` reads."""
-    needed = {"generator_head", "generator" if config.electra_objective else "discriminator"}
-    needed.add("generator_embeddings" if config.embedding_sharing == "untied" else "embeddings")
-    return needed <= set(params)
-
-
 def encode_text(
     tokenizer: Tokenizer, text: str, max_len: int, notes: list[str] | None = None
 ) -> list[int]:
-    """[CLS] text [SEP], truncated (with a note) to the model's max positions.
-
-    A literal "[MASK]" in the text becomes the mask id (the WordPiece pre-tokeniser would
-    split it into "[", "mask", "]"), so the generator can fill it in.
-    """
+    """[CLS] text [SEP], truncated (with a note) to `max_len`; a literal "[MASK]" becomes the
+    mask id (WordPiece would split it), so the generator can fill it in."""
     body: list[int] = []
     for piece in re.split(r"(\[MASK\])", text):
         body += [tokenizer.mask_id] if piece == "[MASK]" else tokenizer.encode(piece)
@@ -67,11 +48,10 @@ def encode_text(
     return [tokenizer.cls_id, *body, tokenizer.sep_id]
 
 
-def _validate_ids(config: ModelConfig, ids: Sequence[int]) -> None:
+def _check_ids(config: ModelConfig, ids: Sequence[int]) -> None:
     if not ids:
         raise UserError("no input tokens; pass a non-empty --text or --input-ids")
-    bad = [i for i in ids if not 0 <= i < config.vocab_size]
-    if bad:
+    if bad := [i for i in ids if not 0 <= i < config.vocab_size]:
         raise UserError(
             f"input id {bad[0]} is outside the vocabulary [0, {config.vocab_size}); "
             f"pass ids below {config.vocab_size}"
@@ -90,14 +70,13 @@ def detect(
     text_or_ids: str | Sequence[int],
     threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """Per-token replaced-token probabilities (and generator top-5 at [MASK]) as a JSON-able dict.
-
-    Keys: tokens, input_ids, discriminator_logits, replaced_prob, replaced (prob >= threshold),
-    threshold, notes, and generator_top5 when the params include a generator and the mask id
-    is known (a tokeniser is attached).
-    """
+    """Per-token p(replaced) as a JSON-able dict: tokens, input_ids, discriminator_logits,
+    replaced_prob, replaced, threshold, notes (+ generator_top5 with a generator and tokeniser)."""
     params = nn.unbox(params)
-    if not has_discriminator(config, params):
+    disc_parts = {"embeddings", "discriminator", "discriminator_head"}
+    if config.embedding_sharing == "gdes":
+        disc_parts.add("gdes")
+    if not (config.electra_objective and disc_parts <= set(params)):
         raise UserError(
             f"the checkpoint has no discriminator parameters (parts: {sorted(params)}); "
             "detect needs a discriminator with its head"
@@ -109,22 +88,16 @@ def detect(
         ids = encode_text(tokenizer, text_or_ids, config.max_position_embeddings, notes)
     else:
         ids = [int(i) for i in text_or_ids]
-    _validate_ids(config, ids)
+    _check_ids(config, ids)
     check_param_shapes(config, params, "checkpoint")
     model = ElectraModel(config, dtype=jnp.float32, param_dtype=jnp.float32)
     ids_1xL = jnp.asarray([ids], jnp.int32)
-    segment_ids_1xL = jnp.zeros_like(ids_1xL)
-    mask_1xL = jnp.ones_like(ids_1xL)
-    variables = {"params": params}
-    logits_1xL = jax.jit(
-        lambda v, i, s, m: model.apply(v, i, s, m, method=ElectraModel.discriminator_logits)
-    )(variables, ids_1xL, segment_ids_1xL, mask_1xL)
-    logits_L = np.asarray(logits_1xL[0], np.float32)
-    probs_L = 1.0 / (1.0 + np.exp(-logits_L.astype(np.float64)))
+    inputs = ({"params": params}, ids_1xL, jnp.zeros_like(ids_1xL), jnp.ones_like(ids_1xL))
+    apply = lambda method: jax.jit(lambda v, *a: model.apply(v, *a, method=method))
+    logits_L = np.asarray(apply(ElectraModel.discriminator_logits)(*inputs)[0], np.float64)
+    probs_L = 1.0 / (1.0 + np.exp(-logits_L))
     vocab_size = tokenizer.vocab_size if tokenizer is not None else 0
-    token = lambda i: (
-        tokenizer.id_to_token(i) if tokenizer is not None and i < vocab_size else str(i)
-    )
+    token = lambda i: tokenizer.id_to_token(i) if i < vocab_size else str(i)
     result: dict[str, Any] = {
         "tokens": [token(i) for i in ids],
         "input_ids": ids,
@@ -134,39 +107,31 @@ def detect(
         "threshold": threshold,
         "notes": notes,
     }
-    if has_generator(config, params) and tokenizer is not None:
+    gen_parts = {"generator_head", "generator" if config.electra_objective else "discriminator"}
+    gen_parts.add("generator_embeddings" if config.embedding_sharing == "untied" else "embeddings")
+    if gen_parts <= set(params) and tokenizer is not None:
         positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_id]
-        result["generator_top5"] = _generator_top_k(
-            model, variables, ids_1xL, segment_ids_1xL, mask_1xL, positions, token
-        )
+        logits = apply(ElectraModel.generator_logits)
+        result["generator_top5"] = _top_k(logits, inputs, positions, token)
     return result
 
 
-def _generator_top_k(
-    model: ElectraModel,
-    variables: dict,
-    ids_1xL: jax.Array,
-    segment_ids_1xL: jax.Array,
-    mask_1xL: jax.Array,
-    positions: list[int],
-    token: Any,
+def _top_k(
+    generator_logits: Callable, inputs: tuple, positions: list[int], token: Callable
 ) -> list[dict[str, Any]]:
     """The generator's TOP_K fillers (softmax probabilities) at each [MASK] position."""
     if not positions:
         return []
-    positions_1xN = jnp.asarray([positions], jnp.int32)
-    logits_1xNxV = jax.jit(
-        lambda v, *args: model.apply(v, *args, method=ElectraModel.generator_logits)
-    )(variables, ids_1xL, segment_ids_1xL, mask_1xL, positions_1xN)
+    logits_1xNxV = generator_logits(*inputs, jnp.asarray([positions], jnp.int32))
     probs_NxV = np.asarray(jax.nn.softmax(logits_1xNxV[0], axis=-1))
     out = []
     for position, probs_V in zip(positions, probs_NxV, strict=True):
-        top = np.argsort(-probs_V, kind="stable")[:TOP_K]
+        top = [int(i) for i in np.argsort(-probs_V, kind="stable")[:TOP_K]]
         out.append(
             {
                 "position": position,
-                "tokens": [token(int(i)) for i in top],
-                "ids": [int(i) for i in top],
+                "tokens": [token(i) for i in top],
+                "ids": top,
                 "probs": [float(probs_V[i]) for i in top],
             }
         )
@@ -175,26 +140,21 @@ def _generator_top_k(
 
 def format_result(result: dict[str, Any], color: bool) -> str:
     """Human-readable report: marked token line, per-token table, generator fillers, legend."""
-    marked = []
-    for tok, hit in zip(result["tokens"], result["replaced"], strict=True):
-        if hit:
-            marked.append(f"\033[1;31m{tok}\033[0m" if color else f"*{tok}*")
-        else:
-            marked.append(tok)
-    lines = [" ".join(marked), "", f"{'pos':>4}  {'token':<16} {'p(replaced)':>11}"]
-    for pos, (tok, prob, hit) in enumerate(
-        zip(result["tokens"], result["replaced_prob"], result["replaced"], strict=True)
-    ):
+    rows = list(zip(result["tokens"], result["replaced_prob"], result["replaced"], strict=True))
+    mark = lambda tok: f"\033[1;31m{tok}\033[0m" if color else f"*{tok}*"
+    lines = [" ".join(mark(tok) if hit else tok for tok, _, hit in rows), ""]
+    lines.append(f"{'pos':>4}  {'token':<16} {'p(replaced)':>11}")
+    for pos, (tok, prob, hit) in enumerate(rows):
         lines.append(f"{pos:>4}  {tok:<16} {prob:>11.3f}{'  <- replaced?' if hit else ''}")
     for fill in result.get("generator_top5", []):
         guesses = ", ".join(
             f"{t} {p:.2f}" for t, p in zip(fill["tokens"], fill["probs"], strict=True)
         )
         lines.append(f"generator at {fill['position']}: {guesses}")
-    mark = "highlighted" if color else "*token*"
     lines.append(
-        f"legend: {mark} = p(replaced) >= {result['threshold']:.2f}, i.e. the discriminator "
-        "thinks a generator put it there; p(replaced) = sigmoid(logit)"
+        f"legend: {'highlighted' if color else '*token*'} = p(replaced) >= "
+        f"{result['threshold']:.2f}, i.e. the discriminator thinks a generator put it there; "
+        "p(replaced) = sigmoid(logit)"
     )
     return "\n".join(lines)
 
@@ -238,10 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"{args.checkpoint}: {e}") from e
     for message in result["notes"]:
         note(message)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_result(result, color=sys.stdout.isatty()))
+    print(json.dumps(result) if args.json else format_result(result, color=sys.stdout.isatty()))
 
 
 if __name__ == "__main__":

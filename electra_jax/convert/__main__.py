@@ -15,8 +15,7 @@ import argparse
 import os
 
 from electra_jax.cli import ArgumentParser, note
-from electra_jax.convert import hf as convert_hf
-from electra_jax.convert import tf as convert_tf
+from electra_jax.convert import hf, tf
 from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer
 from electra_jax.errors import UserError, exit_on_user_error
 from electra_jax.files.model_io import load_model, save_model
@@ -32,24 +31,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from", dest="source", choices=("hf", "tf"), help="input format")
     direction.add_argument("--to", dest="target", choices=("hf",), help="output format")
-    parser.add_argument("--input", required=True, help="HF dir, TF checkpoint, or our model dir")
-    parser.add_argument("--output", required=True, help="directory to create")
-    parser.add_argument("--generator", help="--from=hf: the HF generator (ElectraForMaskedLM) dir")
-    parser.add_argument("--generator-output", help="--to=hf: also write the generator here")
-    parser.add_argument(
-        "--untied", action="store_true", help="--from=hf: keep the generator's own embeddings"
-    )
-    parser.add_argument("--vocab", help="vocab.txt to attach (default: the HF dir's vocab.txt)")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--input", required=True, help="HF dir, TF checkpoint, or our model dir")
+    add("--output", required=True, help="directory to create")
+    add("--generator", help="--from=hf: the HF generator (ElectraForMaskedLM) dir")
+    add("--generator-output", help="--to=hf: also write the generator here")
+    add("--untied", action="store_true", help="--from=hf: keep the generator's own embeddings")
+    add("--vocab", help="vocab.txt to attach (default: the HF dir's vocab.txt)")
+    add(
         "--lowercase",
         action=argparse.BooleanOptionalAction,
         default=True,
         help="with --vocab: lower-case and strip accents (uncased models; default on)",
     )
-    parser.add_argument(
-        "--num-heads", type=int, help="--from=tf: discriminator heads (default hidden // 64)"
-    )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    add("--num-heads", type=int, help="--from=tf: discriminator heads (default hidden // 64)")
+    add("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
     if args.target and (args.generator or args.untied or args.vocab or args.num_heads):
         parser.error("--generator/--untied/--vocab/--num-heads apply to --from only")
@@ -60,32 +56,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _check_free(path: str | None, overwrite: bool) -> None:
-    """Fails before any work when an output exists (nothing existing is ever damaged)."""
-    if path and os.path.exists(path) and not overwrite:
-        raise UserError(f"{os.path.abspath(path)} already exists; choose a new output or remove it")
-
-
 def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | None]:
     """Reads the HF directories named by --input (and --generator) and converts them."""
-    cfg = convert_hf.read_hf_config(args.input)
-    weights = convert_hf.read_hf_weights(args.input)
-    tokenizer = convert_hf.read_hf_tokenizer(args.input)
-    if convert_hf.is_generator_state_dict(weights):
+    cfg, weights = hf.read_hf_config(args.input), hf.read_hf_weights(args.input)
+    tokenizer = hf.read_hf_tokenizer(args.input)
+    if hf.is_generator_state_dict(weights):
         if args.generator:
             raise UserError(f"--input {args.input} is a generator; pass the discriminator there")
-        return (*convert_hf.hf_to_params(None, weights, None, cfg), tokenizer)
+        return (*hf.hf_to_params(None, weights, None, cfg), tokenizer)
     gen_weights = gen_cfg = None
     if args.generator:
-        gen_cfg = convert_hf.read_hf_config(args.generator)
-        gen_weights = convert_hf.read_hf_weights(args.generator)
-        if not convert_hf.is_generator_state_dict(gen_weights):
+        gen_cfg, gen_weights = hf.read_hf_config(args.generator), hf.read_hf_weights(args.generator)
+        if not hf.is_generator_state_dict(gen_weights):
             raise UserError(
                 f"--generator {args.generator} has no generator_predictions head; pass the "
                 "ElectraForMaskedLM (generator) directory there"
             )
-        tokenizer = tokenizer or convert_hf.read_hf_tokenizer(args.generator)
-    config, params = convert_hf.hf_to_params(weights, gen_weights, cfg, gen_cfg, args.untied)
+        tokenizer = tokenizer or hf.read_hf_tokenizer(args.generator)
+    config, params = hf.hf_to_params(weights, gen_weights, cfg, gen_cfg, args.untied)
     return config, params, tokenizer
 
 
@@ -93,40 +81,40 @@ def to_hf(args: argparse.Namespace) -> None:
     """Writes our model directory as HF discriminator (and generator) directories."""
     config, params, tokenizer = load_model(args.input)
     pad_id = tokenizer.pad_id if tokenizer is not None else 0
-    disc_sd, gen_sd, disc_cfg, gen_cfg = convert_hf.params_to_hf(params, config, pad_id)
+    disc_sd, gen_sd, disc_cfg, gen_cfg = hf.params_to_hf(params, config, pad_id)
+    outputs = [(args.output, disc_sd, disc_cfg)]
     if disc_sd is None:  # generator-only export, or the BERT baseline's masked-LM model
         if gen_sd is None or args.generator_output:
             raise UserError(
                 f"{args.input} has no discriminator"
                 + ("; its masked-LM model is written to --output alone" if gen_sd else "")
             )
-        convert_hf.write_hf_dir(args.output, gen_sd, gen_cfg, tokenizer, args.overwrite)
-        print(f"wrote {os.path.abspath(args.output)} (ElectraForMaskedLM)")
-        return
-    if args.generator_output and gen_sd is None:
+        outputs = [(args.output, gen_sd, gen_cfg)]
+    elif args.generator_output and gen_sd is None:
         raise UserError(f"{args.input} has no generator parameters for --generator-output")
-    convert_hf.write_hf_dir(args.output, disc_sd, disc_cfg, tokenizer, args.overwrite)
-    print(f"wrote {os.path.abspath(args.output)} ({disc_cfg['architectures'][0]})")
-    if args.generator_output:
-        convert_hf.write_hf_dir(args.generator_output, gen_sd, gen_cfg, tokenizer, args.overwrite)
-        print(f"wrote {os.path.abspath(args.generator_output)} (ElectraForMaskedLM)")
-    elif gen_sd is not None:
+    elif args.generator_output:
+        outputs.append((args.generator_output, gen_sd, gen_cfg))
+    for directory, state_dict, hf_config in outputs:
+        hf.write_hf_dir(directory, state_dict, hf_config, tokenizer, args.overwrite)
+        print(f"wrote {os.path.abspath(directory)} ({hf_config['architectures'][0]})")
+    if disc_sd is not None and gen_sd is not None and not args.generator_output:
         note("the model has a generator; pass --generator-output=DIR to export it too")
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    _check_free(args.output, args.overwrite)
-    _check_free(args.generator_output, args.overwrite)
+    for path in (args.output, args.generator_output):  # fail before any work, damage nothing
+        if path and os.path.exists(path) and not args.overwrite:
+            path = os.path.abspath(path)
+            raise UserError(f"{path} already exists; choose a new output or remove it")
     if args.target == "hf":
-        to_hf(args)
-        return
+        return to_hf(args)
     if args.source == "hf":
         config, params, tokenizer = from_hf(args)
     else:
-        variables = convert_tf.read_tf_checkpoint(args.input)
-        config, params = convert_tf.tf_variables_to_params(variables, args.num_heads)
+        variables = tf.read_tf_checkpoint(args.input)
+        config, params = tf.tf_variables_to_params(variables, args.num_heads)
         tokenizer = None
     if args.vocab:
         tokenizer = WordPieceTokenizer(args.vocab, args.lowercase, args.lowercase)

@@ -1,12 +1,7 @@
 """Exported model directories: what `convert`, `detect`, `finetune` and `init_from` exchange.
 
-Layout of DIR:
-  model.json   {"format", "model": ModelConfig fields, "tokenizer": settings | null,
-               "parts": top-level parameter groups present}
-  params/      Orbax StandardCheckpointer tree (unboxed float arrays)
-  vocab.txt    (or the tokeniser's own file) when a tokeniser is attached
-
-Written into a temporary sibling and renamed, so an interrupted export never damages DIR.
+DIR holds model.json {"format", "model": ModelConfig fields, "tokenizer": settings | null,
+"parts": parameter groups}, params/ (an Orbax tree) and the tokeniser's file; written atomically.
 """
 
 from __future__ import annotations
@@ -18,6 +13,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
 from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 from electra_jax.errors import UserError
@@ -28,6 +24,15 @@ FORMAT = "electra_jax.model/1"
 MODEL_JSON = "model.json"
 
 
+def load_json(path: str, fix: str) -> Any:
+    """The JSON value in `path`; unreadable text is a UserError ending with `fix`."""
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({e}){fix}") from e
+
+
 def save_model(
     directory: str,
     params: Any,
@@ -36,25 +41,20 @@ def save_model(
     overwrite: bool = False,
 ) -> str:
     """Exports `params` (a subset of ElectraModel's tree is fine) with config and tokeniser."""
-    import orbax.checkpoint as ocp
-
     directory = os.path.abspath(directory)
     params = jax.tree.map(np.asarray, nn.unbox(params))
+    # cuDNN attention is this machine's run-time choice: an export must load anywhere.
+    if config.attention_impl == "cudnn":
+        config = config.replace(attention_impl="auto")
     with atomic_directory(directory, overwrite) as tmp:
         with ocp.StandardCheckpointer() as checkpointer:
             checkpointer.save(os.path.join(tmp, "params"), params)
-        settings = None
         if tokenizer is not None:
             tokenizer.save(tmp)
-            settings = tokenizer.settings()
         meta = {
             "format": FORMAT,
-            # cuDNN attention is a run-time choice of this machine (GPU, bf16): an exported
-            # model must load anywhere, so it is saved as "auto".
-            "model": config.replace(
-                attention_impl="auto" if config.attention_impl == "cudnn" else config.attention_impl
-            ).to_dict(),
-            "tokenizer": settings,
+            "model": config.to_dict(),
+            "tokenizer": tokenizer.settings() if tokenizer is not None else None,
             "parts": sorted(params),
         }
         write_json(os.path.join(tmp, MODEL_JSON), meta)
@@ -71,11 +71,7 @@ def read_model_meta(directory: str) -> dict:
             f"{directory} has no {MODEL_JSON}: not an electra_jax model directory "
             "(export one with `python -m electra_jax.convert` or a pre-training run)"
         )
-    try:
-        with open(path) as f:
-            meta = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{path} is not valid JSON ({e}); re-export the model") from e
+    meta = load_json(path, "; re-export the model")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise UserError(f"{path} has format {found!r}; expected {FORMAT!r}; re-export the model")
@@ -94,8 +90,6 @@ def read_model_config(directory: str, meta: dict | None = None) -> ModelConfig:
 
 def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
     """Returns (config, params as numpy arrays, tokeniser or None)."""
-    import orbax.checkpoint as ocp
-
     directory = os.path.abspath(directory)
     meta = read_model_meta(directory)
     config = read_model_config(directory, meta)
@@ -107,12 +101,10 @@ def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
             params = checkpointer.restore(params_dir)
     except Exception as e:  # orbax raises many types for unreadable data
         raise UserError(f"cannot read parameters in {params_dir} ({type(e).__name__})") from e
-    tokenizer = None
-    if meta.get("tokenizer"):
-        tokenizer = load_tokenizer(directory, meta["tokenizer"])
-        if tokenizer.vocab_size > config.vocab_size:
-            raise UserError(
-                f"{directory}: its vocabulary has {tokenizer.vocab_size} tokens but the model's "
-                f"vocab_size is {config.vocab_size}; put the model's own vocabulary there"
-            )
+    tokenizer = load_tokenizer(directory, meta["tokenizer"]) if meta.get("tokenizer") else None
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise UserError(
+            f"{directory}: its vocabulary has {tokenizer.vocab_size} tokens but the model's "
+            f"vocab_size is {config.vocab_size}; put the model's own vocabulary there"
+        )
     return config, jax.tree.map(np.asarray, params), tokenizer

@@ -1,8 +1,5 @@
-"""Checks a parameter tree against the shapes a ModelConfig implies (no arrays allocated).
-
-Conversion and `detect` call this so that a mismatched checkpoint fails with one line naming
-the parameter, instead of a Flax shape error deep inside `apply`.
-"""
+"""Parameter trees against the shapes a ModelConfig implies (no arrays allocated), so a
+mismatched checkpoint fails with one line naming the parameter, not a Flax error in `apply`."""
 
 from __future__ import annotations
 
@@ -29,18 +26,19 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {"a/b/c": leaf}."""
     if not isinstance(tree, dict):
         return {prefix: tree}
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(flatten(value, f"{prefix}/{key}" if prefix else str(key)))
-    return flat
+    return {
+        path: leaf
+        for key, value in tree.items()
+        for path, leaf in flatten(value, f"{prefix}/{key}" if prefix else str(key)).items()
+    }
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     """{"a/b/c": leaf} -> nested dict."""
     tree: dict[str, Any] = {}
     for path, value in flat.items():
-        node = tree
         *parents, last = path.split("/")
+        node = tree
         for key in parents:
             node = node.setdefault(key, {})
         node[last] = value
@@ -48,11 +46,8 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_param_shapes(config: ModelConfig, params: Any, source: str) -> None:
-    """Raises UserError naming the first parameter that is missing, extra or mis-shaped.
-
-    Only the top-level groups present in `params` are checked (a discriminator-only export is
-    a valid subset of the tree).
-    """
+    """Raises UserError naming the first missing, extra or mis-shaped parameter; only the
+    top-level groups present are checked (a discriminator-only export is a valid subset)."""
     expected = expected_shapes(config)
     groups = set(params)
     unknown = sorted(groups - {path.split("/")[0] for path in expected})
@@ -64,12 +59,10 @@ def check_param_shapes(config: ModelConfig, params: Any, source: str) -> None:
             continue
         if path not in actual:
             raise UserError(f"{source}: parameter {path} is missing; {MISMATCH_FIX}")
-        got = tuple(np.shape(actual[path]))
-        if got != shape:
+        if (got := tuple(np.shape(actual[path]))) != shape:
             raise UserError(
                 f"{source}: parameter {path} has shape {got}, config implies {shape}; "
                 + MISMATCH_FIX
             )
-    extra = sorted(set(actual) - set(expected))
-    if extra:
+    if extra := sorted(set(actual) - set(expected)):
         raise UserError(f"{source}: unexpected parameter {extra[0]}; {MISMATCH_FIX}")
