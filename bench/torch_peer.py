@@ -42,6 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
 from benchlib import Shape, StepRunner  # noqa: E402
 
+from electra_jax.convert.names import hf_config_fields  # noqa: E402
 from electra_jax.model.config import EncoderConfig, ModelConfig, preset  # noqa: E402
 from electra_jax.model.flops import device_peak_flops, train_flops_per_token  # noqa: E402
 from electra_jax.train.objective import max_predictions_per_seq  # noqa: E402
@@ -64,22 +65,7 @@ def resolve_dtype(dtype: str, device: torch.device) -> str:
 
 def hf_config(cfg: ModelConfig, tower: EncoderConfig) -> ElectraConfig:
     """An HF ElectraConfig with one tower's shape and the shared embedding settings."""
-    return ElectraConfig(
-        vocab_size=cfg.vocab_size,
-        embedding_size=cfg.embedding_size,
-        hidden_size=tower.hidden_size,
-        num_hidden_layers=tower.num_layers,
-        num_attention_heads=tower.num_heads,
-        intermediate_size=tower.intermediate_size,
-        max_position_embeddings=cfg.max_position_embeddings,
-        type_vocab_size=cfg.type_vocab_size,
-        hidden_dropout_prob=cfg.hidden_dropout,
-        attention_probs_dropout_prob=cfg.attention_dropout,
-        layer_norm_eps=cfg.layer_norm_eps,
-        initializer_range=cfg.initializer_range,
-        hidden_act="gelu",  # exact erf GELU, as the original
-        pad_token_id=benchlib.PAD_ID,
-    )
+    return ElectraConfig(**hf_config_fields(cfg, tower), pad_token_id=benchlib.PAD_ID)
 
 
 def build_models(
