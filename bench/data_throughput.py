@@ -34,9 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from benchlib import cpu_name, git_commit  # noqa: E402
 
-from electra_jax.data import pipeline  # noqa: E402
+from electra_jax.data import dataset, shard_workers  # noqa: E402
+from electra_jax.data.dataset_format import read_meta  # noqa: E402
 from electra_jax.data.loader import make_train_loader  # noqa: E402
-from electra_jax.data.meta import read_meta  # noqa: E402
 from electra_jax.data.sources import Blob  # noqa: E402
 from electra_jax.data.tokenizer import load_tokenizer  # noqa: E402
 
@@ -70,7 +70,7 @@ def median_rate(fn, amount: float, repeats: int, clock=time.perf_counter) -> flo
 def bench(args) -> list[tuple[str, float, str]]:
     from electra_jax.data.pydocs import pydocs_text
 
-    data_dir = pipeline.ensure_builtin_dataset(args.cache_dir, vocab_size=8192, max_seq_len=128)
+    data_dir = dataset.ensure_builtin_dataset(args.cache_dir, vocab_size=8192, max_seq_len=128)
     meta = read_meta(data_dir)
     tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
     text = pydocs_text(args.cache_dir)
@@ -93,17 +93,17 @@ def bench(args) -> list[tuple[str, float, str]]:
 
     work = tempfile.mkdtemp(prefix="bench-data-")
     try:
-        task = pipeline.ChunkTask(
+        task = shard_workers.ChunkTask(
             0, [Blob(raw, True)], data_dir, meta["tokenizer"], 128, 0, 100_000, work
         )
 
         def cold_chunk():
-            pipeline._TOKENIZERS.clear()  # a new worker: tokeniser and memo built from scratch
-            pipeline.process_chunk(task)
+            shard_workers._TOKENIZERS.clear()  # a new worker: tokeniser and memo built from scratch
+            shard_workers.process_chunk(task)
 
         chunk_cases = [
             ("prepare: one worker, cold memo (decode+tokenize+build+write)", cold_chunk),
-            ("prepare: one worker, warm memo", lambda: pipeline.process_chunk(task)),
+            ("prepare: one worker, warm memo", lambda: shard_workers.process_chunk(task)),
         ]
         for name, fn in chunk_cases:
             rows.append((name, median_rate(fn, mb, args.repeats), "MB/s/process"))
@@ -116,7 +116,7 @@ def bench(args) -> list[tuple[str, float, str]]:
             def run(processes=processes):
                 out = os.path.join(work, f"out-{processes}")
                 shutil.rmtree(out, ignore_errors=True)
-                pipeline.prepare_dataset(
+                dataset.prepare_dataset(
                     "builtin:pydocs", out, vocab=vocab, num_processes=processes, shard_mb=0.25,
                     cache_dir=args.cache_dir, progress=False,
                 )  # fmt: skip
@@ -186,7 +186,7 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--loader-batches", type=int, default=100)
     parser.add_argument("--loader-workers", type=int, default=0)
-    parser.add_argument("--cache-dir", default=pipeline.default_cache_dir())
+    parser.add_argument("--cache-dir", default=dataset.default_cache_dir())
     parser.add_argument("--write", action="store_true", help="append rows to BENCHMARKS.md")
     args = parser.parse_args()
     rows = bench(args)

@@ -33,7 +33,7 @@ EVAL_BATCHES = 8
 
 
 def data_dir(seq: int) -> str:
-    from electra_jax.data.pipeline import ensure_builtin_dataset
+    from electra_jax.data.dataset import ensure_builtin_dataset
 
     return ensure_builtin_dataset(vocab_size=8192, max_seq_len=seq)
 

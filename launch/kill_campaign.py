@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--workdir={args.workdir} is not empty; pass a new directory")
     data_dir = args.data_dir
     if not data_dir:
-        from electra_jax.data.pipeline import ensure_builtin_dataset
+        from electra_jax.data.dataset import ensure_builtin_dataset
 
         data_dir = ensure_builtin_dataset(vocab_size=8192, max_seq_len=64)
     result = campaign(args.workdir, data_dir, args.kills, args.seed, args.steps)

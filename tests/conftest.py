@@ -26,7 +26,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def builtin_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The built-in corpus at seq len 64, prepared once per test session (offline, ~15 s)."""
-    from electra_jax.data.pipeline import ensure_builtin_dataset
+    from electra_jax.data.dataset import ensure_builtin_dataset
 
     cache = os.environ.get("ELECTRA_JAX_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
     return ensure_builtin_dataset(cache_dir=cache, vocab_size=8192, max_seq_len=64)

@@ -72,7 +72,7 @@ class Shared:
 
     @functools.cached_property
     def dataset(self) -> str:
-        from electra_jax.data.pipeline import prepare_dataset
+        from electra_jax.data.dataset import prepare_dataset
 
         path = os.path.join(self.root, "data")
         prepare_dataset(self.corpus, path, vocab=self.vocab, max_seq_len=32, progress=False)

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from electra_jax.data import pydocs
+from electra_jax.data.dataset import ensure_builtin_dataset
 from electra_jax.data.loader import check_meta, make_train_loader
-from electra_jax.data.pipeline import ensure_builtin_dataset
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_ensure_builtin_dataset_is_fast_cached_and_loadable(built):
     start = time.monotonic()
     assert ensure_builtin_dataset(cache, vocab_size=4096, max_seq_len=64) == data_dir
     assert time.monotonic() - start < 1  # cached
-    from electra_jax.data.meta import read_meta
+    from electra_jax.data.dataset_format import read_meta
 
     meta = read_meta(data_dir)
     check_meta(meta, data_dir, vocab_size=4096, max_seq_len=64)

@@ -7,8 +7,8 @@ import json
 import pytest
 from data_fixtures import run_prepare, write_corpus, write_vocab
 
+from electra_jax.data.dataset import prepare_dataset
 from electra_jax.data.loader import check_meta, make_train_loader, read_meta
-from electra_jax.data.pipeline import prepare_dataset
 from electra_jax.errors import UserError
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from data_fixtures import write_corpus, write_vocab
 
-from electra_jax.data import pipeline
+from electra_jax.data import dataset, shard_workers
 from electra_jax.data.show import read_examples
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, load_tokenizer
 from electra_jax.errors import UserError
@@ -27,7 +27,7 @@ def corpus(tmp_path):
 
 def prepare(corpus_glob, vocab, output, **kwargs):
     kwargs = {"shard_mb": SHARD_MB, "progress": False, "max_seq_len": 64, **kwargs}
-    return pipeline.prepare_dataset(corpus_glob, str(output), vocab=vocab, **kwargs)
+    return dataset.prepare_dataset(corpus_glob, str(output), vocab=vocab, **kwargs)
 
 
 def shard_bytes(directory) -> dict[str, bytes]:
@@ -115,7 +115,7 @@ def test_eval_split_is_the_corpus_tail(corpus, tmp_path):
 def test_restart_keeps_finished_chunks(corpus, tmp_path, monkeypatch):
     corpus_glob, vocab = corpus
     clean = prepare(corpus_glob, vocab, tmp_path / "clean")
-    real = pipeline.process_chunk
+    real = shard_workers.process_chunk
     calls = []
 
     def interrupted(task):
@@ -124,7 +124,7 @@ def test_restart_keeps_finished_chunks(corpus, tmp_path, monkeypatch):
         calls.append(task.index)
         return real(task)
 
-    monkeypatch.setattr(pipeline, "process_chunk", interrupted)
+    monkeypatch.setattr(shard_workers, "process_chunk", interrupted)
     with pytest.raises(KeyboardInterrupt):
         prepare(corpus_glob, vocab, tmp_path / "out")
     assert os.path.isfile(tmp_path / "out.partial" / "manifest.json")
@@ -134,7 +134,7 @@ def test_restart_keeps_finished_chunks(corpus, tmp_path, monkeypatch):
         calls.append(task.index)
         return real(task)
 
-    monkeypatch.setattr(pipeline, "process_chunk", counting)
+    monkeypatch.setattr(shard_workers, "process_chunk", counting)
     resumed = prepare(corpus_glob, vocab, tmp_path / "out")
     n_chunks = len(clean["splits"]["train"]["shards"])
     assert calls[:3] == [0, 1, 2]  # chunks 0 and 1 finished before the interruption
@@ -200,7 +200,7 @@ def test_vocab_training_is_deterministic_with_fixed_special_ids(tmp_path):
 
 def test_prepare_with_sentencepiece_training(tmp_path):
     write_corpus(str(tmp_path / "corpus"))
-    meta = pipeline.prepare_dataset(
+    meta = dataset.prepare_dataset(
         str(tmp_path / "corpus"), str(tmp_path / "out"), train_vocab="sentencepiece",
         vocab_size=150, max_seq_len=32, progress=False,
     )  # fmt: skip

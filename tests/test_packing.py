@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from data_fixtures import write_corpus, write_vocab
 
-from electra_jax.data import pipeline, records
+from electra_jax.data import dataset, dataset_format
 from electra_jax.data.example_builder import make_example
 from electra_jax.data.loader import make_eval_batches
 from electra_jax.data.packing import MIN_EXAMPLE_TOKENS, pack_examples
@@ -61,8 +61,8 @@ def test_packed_record_round_trip():
     a = make_example([10, 11], [12], cls_id=2, sep_id=3, max_seq_len=L)  # [CLS] 10 11 [SEP] 12..
     b = make_example([13], [], cls_id=2, sep_id=3, max_seq_len=L)  # [CLS] 13 [SEP]
     (row,) = pack_examples([a, b], L)
-    batch = records.decode_records(
-        [records.pack_row_record(*row.features(), L, "<u2")], L, "<u2", packed=True
+    batch = dataset_format.decode_records(
+        [dataset_format.encode_row_record(*row.features(), L, "<u2")], L, "<u2", packed=True
     )
     np.testing.assert_array_equal(batch["input_ids"][0, :9], [2, 10, 11, 3, 12, 3, 2, 13, 3])
     np.testing.assert_array_equal(batch["packing_ids"][0, :10], [1] * 6 + [2] * 3 + [0])
@@ -128,8 +128,8 @@ def prepared(tmp_path_factory) -> dict:
     corpus = str(root / "corpus" / "*.txt")
     kwargs = dict(vocab=vocab, max_seq_len=64, shard_mb=0.005, progress=False)
     return {
-        "plain": pipeline.prepare_dataset(corpus, str(root / "plain"), **kwargs),
-        "packed": pipeline.prepare_dataset(corpus, str(root / "packed"), pack=True, **kwargs),
+        "plain": dataset.prepare_dataset(corpus, str(root / "plain"), **kwargs),
+        "packed": dataset.prepare_dataset(corpus, str(root / "packed"), pack=True, **kwargs),
         "packed_dir": str(root / "packed"),
     }
 

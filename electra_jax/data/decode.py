@@ -28,11 +28,7 @@ class CorpusStats:
     replaced_bytes: int = 0
     dropped_blank_lines: int = 0
     dropped_overlong_lines: int = 0
-    dropped_empty_lines: int = 0  # lines that tokenise to nothing (control characters etc.)
-
-    def add(self, other: CorpusStats) -> None:
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+    dropped_empty_lines: int = 0  # lines that tokenize to nothing (control characters etc.)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -28,12 +28,10 @@ MIN_SHORT_TARGET = 5
 
 
 @dataclasses.dataclass(frozen=True)
-class Example:
-    """One example as its unpadded layout `[CLS] A [SEP] (B [SEP])`; arrays are built on demand.
-
-    The shard writer packs `token_ids` straight into a record (records.pack_record), so the
-    per-example cost of prepare stays off numpy; the array properties serve tests and `--show`.
-    """
+class PretrainExample:
+    """One example as its unpadded layout `[CLS] A [SEP] (B [SEP])`. The shard writer encodes
+    `token_ids` straight into a record (keeping numpy off prepare's per-example path); the
+    padded arrays are built on demand, for tests."""
 
     token_ids: tuple[int, ...]
     first_length: int  # tokens with segment id 0: [CLS], A and the first [SEP]
@@ -72,7 +70,7 @@ def make_example(
     sep_id: int,
     max_seq_len: int,
     truncated_tokens: int = 0,
-) -> Example:
+) -> PretrainExample:
     """Lays out [CLS] A [SEP] (B [SEP]); segment ids 1 from B on, zero padding to max_seq_len."""
     ids = [cls_id, *first_segment, sep_id]
     first_length = len(ids)
@@ -80,7 +78,7 @@ def make_example(
         ids += [*second_segment, sep_id]
     if len(ids) > max_seq_len:
         raise ValueError(f"example of {len(ids)} tokens exceeds max_seq_len={max_seq_len}")
-    return Example(tuple(ids), first_length, max_seq_len, truncated_tokens)
+    return PretrainExample(tuple(ids), first_length, max_seq_len, truncated_tokens)
 
 
 class ExampleBuilder:
@@ -97,23 +95,19 @@ class ExampleBuilder:
         self._sentences: list[Sequence[int]] = []
         self._length = 0
 
-    def add_sentence(self, token_ids: Sequence[int]) -> Example | None:
+    def add_sentence(self, token_ids: Sequence[int]) -> PretrainExample | None:
         """Adds one sentence; returns an example once >= target_length tokens are pending."""
         if not token_ids:  # the original appends it, but it can change neither A/B nor the RNG
             return None
         self._sentences.append(token_ids)
         self._length += len(token_ids)
-        if self._length >= self.target_length:
-            return self._create_example()
-        return None
+        return self._create_example() if self._length >= self.target_length else None
 
-    def end_document(self) -> Example | None:
+    def end_document(self) -> PretrainExample | None:
         """A document boundary: flushes the pending sentences (if any) into an example."""
-        if self._length:
-            return self._create_example()
-        return None
+        return self._create_example() if self._length else None
 
-    def _create_example(self) -> Example:
+    def _create_example(self) -> PretrainExample:
         rng = self.rng
         if rng.random() < SINGLE_SEGMENT_PROB:
             first_target = 100000  # the original's "no second segment" target
@@ -140,10 +134,6 @@ class ExampleBuilder:
         else:
             self.target_length = self.max_seq_len
         return make_example(
-            first,
-            second,
-            cls_id=self.cls_id,
-            sep_id=self.sep_id,
-            max_seq_len=self.max_seq_len,
+            first, second, cls_id=self.cls_id, sep_id=self.sep_id, max_seq_len=self.max_seq_len,
             truncated_tokens=total - len(first) - len(second),
-        )
+        )  # fmt: skip

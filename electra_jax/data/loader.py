@@ -23,10 +23,16 @@ import threading
 
 import numpy as np
 
-from electra_jax.data import records
-from electra_jax.data.meta import check_meta, read_meta, split_paths
+from electra_jax.data.dataset_format import (
+    check_meta,
+    decode_records,
+    is_packed,
+    read_meta,
+    split_paths,
+)
 from electra_jax.errors import UserError
 
+# read_meta / check_meta are re-exported: the trainers read meta.json once and pass it on.
 __all__ = ["read_meta", "check_meta", "make_train_loader", "make_eval_batches", "host_position"]
 
 DEFAULT_READ_THREADS = 4
@@ -58,10 +64,8 @@ _ENDLESS = 1 << 62  # batches; "forever" for an index-based grain dataset
 
 
 class ReadBatch:
-    """Batch number -> decoded batch: shuffled (or in-order) example ids, read and decoded.
-
-    A plain picklable callable, so grain can run it in reader threads or worker processes.
-    """
+    """Batch number -> decoded batch: shuffled (or in-order) example ids, read and decoded. A
+    plain picklable callable, so grain can run it in reader threads or worker processes."""
 
     def __init__(
         self, paths: list[str], n_examples: int, *, batch_size: int, process_index: int,
@@ -125,12 +129,17 @@ class ReadBatch:
         restored = [b""] * len(items)
         for position, item in zip(order.tolist(), items, strict=True):
             restored[position] = item
-        return records.decode_records(restored, self.max_seq_len, self.id_dtype, self.packed)
+        return decode_records(restored, self.max_seq_len, self.id_dtype, self.packed)
 
 
-def _source(data_dir: str, split: str) -> tuple[list[str], int, dict]:
-    """(shard paths of a split, its example count, meta)."""
-    meta = read_meta(data_dir)
+def _read_batch(
+    data_dir: str, split: str, meta: dict | None, global_batch_size: int,
+    process_index: int | None, process_count: int | None, seed: int | None,
+) -> ReadBatch:  # fmt: skip
+    """The batch reader of a split for this host (`meta` from `read_meta`, read here if None)."""
+    index, count = host_position(process_index, process_count)
+    batch_size = _per_host_batch(global_batch_size, count)
+    meta = meta or read_meta(data_dir)
     paths = split_paths(meta, data_dir, split)
     n_examples = meta["splits"][split]["examples"]
     if not paths or n_examples == 0:
@@ -138,7 +147,11 @@ def _source(data_dir: str, split: str) -> tuple[list[str], int, dict]:
             f"{data_dir}/meta.json has no {split} examples; re-run electra_jax.prepare with more "
             f"text or a held-out split (--eval-fraction/--eval-examples)"
         )
-    return paths, n_examples, meta
+    return ReadBatch(
+        paths, n_examples, batch_size=batch_size, process_index=index, process_count=count,
+        seed=seed, max_seq_len=meta["max_seq_len"], id_dtype=meta["record"]["dtypes"][0],
+        packed=is_packed(meta),
+    )  # fmt: skip
 
 
 def make_train_loader(
@@ -151,29 +164,24 @@ def make_train_loader(
     worker_count: int = 0,
     read_threads: int = DEFAULT_READ_THREADS,
     prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
+    meta: dict | None = None,
 ):
     """An endless, seeded, per-host iterator of training batches (a grain `DatasetIterator`).
 
     Each element is {input_ids, input_mask, segment_ids}, plus `packing_ids` for a packed
-    dataset: int32 numpy arrays of shape [global_batch_size // process_count, max_seq_len].
-    `worker_count` > 0 adds grain worker processes (`mp_prefetch`); the batches are the same
-    either way.
+    dataset: int32 arrays [global_batch_size // process_count, max_seq_len]. `worker_count` > 0
+    adds grain worker processes (`mp_prefetch`); the batches are the same either way.
     """
     import grain
 
-    index, count = host_position(process_index, process_count)
-    batch_size = _per_host_batch(global_batch_size, count)
-    paths, n_examples, meta = _source(data_dir, "train")
-    if n_examples < global_batch_size:
+    read = _read_batch(
+        data_dir, "train", meta, global_batch_size, process_index, process_count, seed
+    )
+    if read.n < global_batch_size:
         raise UserError(
-            f"{data_dir} has {n_examples} train examples, fewer than one global batch of "
+            f"{data_dir} has {read.n} train examples, fewer than one global batch of "
             f"{global_batch_size}; use a smaller batch size or a larger corpus"
         )
-    read = ReadBatch(
-        paths, n_examples, batch_size=batch_size, process_index=index, process_count=count,
-        seed=seed, max_seq_len=meta["max_seq_len"], id_dtype=meta["record"]["dtypes"][0],
-        packed=records.is_packed(meta),
-    )  # fmt: skip
     dataset = grain.MapDataset.range(_ENDLESS).map(read)
     options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_batches)
     iter_dataset = dataset.to_iter_dataset(options)
@@ -195,6 +203,7 @@ def make_eval_batches(
     num_batches: int | None = None,
     process_index: int | None = None,
     process_count: int | None = None,
+    meta: dict | None = None,
 ) -> list[dict[str, np.ndarray]]:
     """The held-out split as a fixed list of per-host batches, in stored order.
 
@@ -202,14 +211,9 @@ def make_eval_batches(
     split smaller than `num_batches` global batches wraps around, so every host gets the same
     number of batches.
     """
-    index, count = host_position(process_index, process_count)
-    batch_size = _per_host_batch(global_batch_size, count)
-    paths, n_examples, meta = _source(data_dir, "eval")
+    read = _read_batch(
+        data_dir, "eval", meta, global_batch_size, process_index, process_count, seed=None
+    )
     if num_batches is None:
-        num_batches = max(1, n_examples // global_batch_size)
-    read = ReadBatch(
-        paths, n_examples, batch_size=batch_size, process_index=index, process_count=count,
-        seed=None, max_seq_len=meta["max_seq_len"], id_dtype=meta["record"]["dtypes"][0],
-        packed=records.is_packed(meta),
-    )  # fmt: skip
+        num_batches = max(1, read.n // global_batch_size)
     return [read(i) for i in range(num_batches)]

@@ -1,17 +1,14 @@
 """Sequence packing (opt-in, `prepare --pack`): several builder examples per fixed-length row.
 
-The original pads every example to max_seq_len; examples that end at a document boundary, and
-the 5% with a random short target length, leave part of the row as padding (11% of the
-positions of the built-in corpus at 128). Packing fills that space with further examples. Each
-stored row then holds examples 1..k back to back; the record's input_mask byte stores the
-example number of each position (0 = padding), so the loader can rebuild `packing_ids` and the
-model can keep attention within an example and restart positions at each one
-(`layers.packed_attention_mask`, `layers.packed_positions`). Both losses are per token and
-need no change. Masking draws round(0.15 x real tokens) positions per row (capped at
-int(0.155 L)) rather than per example: the same rate, with the row as the unit.
-
-Rows are filled first-fit over a few open rows, in the builder's order: deterministic, one pass,
-bounded memory. A full-length example leaves at once as a row of its own.
+The original pads every example to max_seq_len, leaving 11% of the positions of the built-in
+corpus at 128 as padding (examples ending at a document boundary, and the 5% with a short
+target length). Packing fills that space with further examples. A row holds examples 1..k back
+to back; the record's input_mask byte stores each position's example number (0 = padding), so
+the loader rebuilds `packing_ids` and the model keeps attention within an example and restarts
+positions at each (`layers.packed_attention_mask`, `layers.packed_positions`). Both losses are
+per token; masking draws round(0.15 x real tokens) positions per row (capped at int(0.155 L)):
+the same rate, with the row as the unit. Rows are filled first-fit over a few open rows in
+builder order: deterministic, one pass, bounded memory.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from electra_jax.data.example_builder import Example
+from electra_jax.data.example_builder import PretrainExample
 
 # The example number is stored in one byte per position: at most 255 examples in a row.
 MAX_EXAMPLES_PER_ROW = 255
@@ -35,19 +32,17 @@ class PackedRow:
     """Examples laid out back to back in one row of `max_seq_len` positions."""
 
     max_seq_len: int
-    examples: list[Example] = dataclasses.field(default_factory=list)
+    examples: list[PretrainExample] = dataclasses.field(default_factory=list)
     num_tokens: int = 0
 
     @property
     def free(self) -> int:
         return self.max_seq_len - self.num_tokens
 
-    def fits(self, example: Example) -> bool:
-        return (
-            example.num_tokens <= self.free and len(self.examples) < MAX_EXAMPLES_PER_ROW
-        )  # fmt: skip
+    def fits(self, example: PretrainExample) -> bool:
+        return example.num_tokens <= self.free and len(self.examples) < MAX_EXAMPLES_PER_ROW
 
-    def add(self, example: Example) -> None:
+    def add(self, example: PretrainExample) -> None:
         self.examples.append(example)
         self.num_tokens += example.num_tokens
 
@@ -68,13 +63,11 @@ class PackedRow:
 
 
 def pack_examples(
-    examples: Iterable[Example], max_seq_len: int, open_rows: int = DEFAULT_OPEN_ROWS
+    examples: Iterable[PretrainExample], max_seq_len: int, open_rows: int = DEFAULT_OPEN_ROWS
 ) -> Iterator[PackedRow]:
-    """Packs examples first-fit into rows, keeping at most `open_rows` rows open.
-
-    When no open row has room and all `open_rows` are taken, the fullest one is emitted to make
-    space. Every example lands in exactly one row, and in builder order within its row.
-    """
+    """Packs examples first-fit into rows, keeping at most `open_rows` open (when none has room,
+    the fullest leaves). Each example lands in one row, in builder order; a full-length example
+    leaves at once as a row of its own."""
     if open_rows < 1:
         raise ValueError(f"open_rows must be >= 1, got {open_rows}")
     pending: list[PackedRow] = []

@@ -1,8 +1,8 @@
-"""A SentencePiece model behind the `Tokenizer` protocol (`electra_jax.data.tokenizer`).
+"""A SentencePiece model behind the `Tokenizer` protocol.
 
-Case folding, if any, lives in the model's normaliser (chosen when it was trained), so there are
-no lower-casing switches here. The model must define the five special pieces; models trained by
-`vocab_training.train_sentencepiece` have them at ids 0-4.
+Case folding, if any, lives in the model's normalizer (chosen when it was trained), so there are
+no lower-casing switches here. The model must define the five special pieces (models trained by
+`vocab_training.train_sentencepiece` have them at ids 0-4).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from electra_jax.data.tokenizer import SPECIAL_TOKENS, file_sha256
+from electra_jax.data.tokenizer_protocol import SPECIAL_TOKENS, file_sha256
 from electra_jax.errors import UserError
 
 
@@ -75,5 +75,5 @@ class SentencePieceTokenizer:
         return path
 
     def settings(self) -> dict:
-        """What `load_tokenizer` needs to rebuild this tokeniser."""
+        """What `load_tokenizer` needs to rebuild this tokenizer."""
         return {"kind": self.kind, "file": "spm.model"}

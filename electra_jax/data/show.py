@@ -7,28 +7,30 @@ import os
 
 import numpy as np
 
-from electra_jax.data import records
-from electra_jax.data.meta import read_meta, split_paths
+from electra_jax.data.dataset_format import (
+    FEATURES,
+    decode_records,
+    is_packed,
+    read_meta,
+    read_records,
+    split_paths,
+)
 from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 
 
-def read_examples(data_dir: str, n: int, split: str = "train") -> dict:
+def read_examples(data_dir: str, n: int, split: str = "train", meta: dict | None = None) -> dict:
     """The first `n` examples of a split in stored order: int32 arrays [n, max_seq_len]."""
-    from array_record.python.array_record_module import ArrayRecordReader
-
-    meta = read_meta(data_dir)
-    items: list[bytes] = []
+    meta = meta or read_meta(data_dir)
+    records: list[bytes] = []
     for path in split_paths(meta, data_dir, split):
-        reader = ArrayRecordReader(path)
-        take = min(n - len(items), reader.num_records())
-        items.extend(reader.read(range(take)) if take > 0 else [])
-        reader.close()
-        if len(items) >= n:
+        if len(records) >= n:
             break
-    dtype = meta["record"]["dtypes"][0]
-    if not items:
+        records += read_records(path, n - len(records))
+    if not records:
         return {}
-    return records.decode_records(items, meta["max_seq_len"], dtype, records.is_packed(meta))
+    return decode_records(
+        records, meta["max_seq_len"], meta["record"]["dtypes"][0], is_packed(meta)
+    )
 
 
 def format_example(
@@ -44,9 +46,12 @@ def format_example(
     return text
 
 
-def show_lines(data_dir: str, n: int, as_json: bool = False, split: str = "train") -> list[str]:
+def show_lines(
+    data_dir: str, n: int, as_json: bool = False, split: str = "train", meta: dict | None = None
+) -> list[str]:
     """N examples as lines: decoded with segment markers, or JSON objects of the features."""
-    batch = read_examples(data_dir, n, split)
+    meta = meta or read_meta(data_dir)
+    batch = read_examples(data_dir, n, split, meta)
     if not batch:
         return []
     if as_json:
@@ -54,7 +59,6 @@ def show_lines(data_dir: str, n: int, as_json: bool = False, split: str = "train
             json.dumps({name: values[i].tolist() for name, values in batch.items()})
             for i in range(len(batch["input_ids"]))
         ]
-    meta = read_meta(data_dir)
     tokenizer = load_tokenizer(os.path.abspath(data_dir), meta["tokenizer"])
     lines = []
     for i in range(len(batch["input_ids"])):
@@ -63,14 +67,8 @@ def show_lines(data_dir: str, n: int, as_json: bool = False, split: str = "train
         texts = []
         for number in range(1, int(numbers_L.max(initial=0)) + 1):  # one example, or a packed row
             in_example_L = numbers_L == number
-            texts.append(
-                format_example(
-                    tokenizer,
-                    batch["input_ids"][i][in_example_L],
-                    batch["input_mask"][i][in_example_L],
-                    batch["segment_ids"][i][in_example_L],
-                )
-            )
+            ids, mask, segments = (batch[k][i][in_example_L] for k in FEATURES)
+            texts.append(format_example(tokenizer, ids, mask, segments))
         plural = "s" if len(texts) != 1 else ""
         packed = f", {len(texts)} example{plural}" if "packing_ids" in batch else ""
         lines.append(f"#{i} ({split}, {n_tokens} tokens{packed}): {' | '.join(texts)}")

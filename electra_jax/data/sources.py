@@ -1,17 +1,13 @@
 """Corpus sources: `--corpus` specs -> raw byte blobs that end on document boundaries.
 
 A spec is a comma-separated list of
-  * local files, directories or globs: one sentence per line, a blank line ends a document
-    (or, with `one_doc_per_file`, each file is one document and blank lines are skipped, as for
-    OpenWebText);
-  * `tfds:NAME[:SPLIT]` (e.g. `tfds:wikipedia/20230601.en`): a TFDS text dataset, each record's
-    `text` one document (its lines are paragraphs; blank lines skipped). Needs
-    tensorflow-datasets, imported only here and only then;
+  * local files, directories or globs: one sentence per line, a blank line ends a document (or,
+    with `one_doc_per_file`, each file is one document and blank lines are skipped: OpenWebText);
+  * `tfds:NAME[:SPLIT]` (e.g. `tfds:wikipedia/20230601.en`): each record's `text` is one
+    document. Needs tensorflow-datasets, imported only here and only then;
   * `builtin:pydocs`: the offline corpus built from the standard library (see `pydocs`).
-
-Sources hand out bytes, not text, so that decoding (and counting replaced bytes) happens in the
-worker processes. Every blob ends on a document boundary, so chunks of blobs can be processed
-independently and in parallel.
+Blobs are bytes, so decoding (and counting replaced bytes) happens in the worker processes; as
+every blob ends on a document boundary, chunks of blobs are processed independently.
 """
 
 from __future__ import annotations
@@ -20,10 +16,13 @@ import dataclasses
 import glob
 import io
 import os
-from collections.abc import Iterable, Iterator
-from typing import BinaryIO
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO, TypeVar
 
+from electra_jax.data import pydocs
 from electra_jax.errors import UserError
+
+T = TypeVar("T")
 
 BUILTIN_PYDOCS = "builtin:pydocs"
 
@@ -60,9 +59,7 @@ class Source:
             files = [[p, os.path.getsize(p), os.stat(p).st_mtime_ns] for p in self.paths]
             return {"spec": self.spec, "files": files}
         if self.kind == "builtin":
-            from electra_jax.data.pydocs import pydocs_cache_key
-
-            return {"spec": self.spec, "python": pydocs_cache_key()}
+            return {"spec": self.spec, "python": pydocs.pydocs_cache_key()}
         return {"spec": self.spec}
 
     def blobs(self, target_bytes: int) -> Iterator[Blob]:
@@ -85,8 +82,8 @@ class Source:
 
 
 def check_not_binary(path: str, f: BinaryIO) -> None:
-    """A NUL byte in the first 8 KB (git's test) marks a binary file: a .gz, an image, UTF-16.
-    Bad bytes in text are repaired and counted; a binary file would become garbage examples."""
+    """Refuses a file with a NUL byte in its first 8 KB (git's test for binary: a .gz, UTF-16):
+    bad bytes in text are repaired and counted, but a binary file would give garbage examples."""
     head = f.read(8192)
     f.seek(0)
     if b"\0" in head:
@@ -96,18 +93,28 @@ def check_not_binary(path: str, f: BinaryIO) -> None:
         )
 
 
+def grouped(
+    items: Iterable[T], target: int, size: Callable[[T], int],
+    can_end: Callable[[T], bool] = lambda item: True,
+) -> Iterator[list[T]]:  # fmt: skip
+    """Groups items in order until a group's total `size` reaches `target` at an item that
+    `can_end` it (the last group may be smaller)."""
+    group: list[T] = []
+    total = 0
+    for item in items:
+        group.append(item)
+        total += size(item)
+        if total >= target and can_end(item):
+            yield group
+            group, total = [], 0
+    if group:
+        yield group
+
+
 def split_at_blank_lines(f: BinaryIO, target_bytes: int) -> Iterator[bytes]:
     """Cuts a stream into pieces of at least `target_bytes` that end just after a blank line."""
-    pieces: list[bytes] = []
-    size = 0
-    for line in f:
-        pieces.append(line)
-        size += len(line)
-        if size >= target_bytes and not line.strip():
-            yield b"".join(pieces)
-            pieces, size = [], 0
-    if pieces:
-        yield b"".join(pieces)
+    for lines in grouped(f, target_bytes, len, lambda line: not line.strip()):
+        yield b"".join(lines)
 
 
 _BUILTIN_CACHE: dict[str | None, bytes] = {}
@@ -115,9 +122,7 @@ _BUILTIN_CACHE: dict[str | None, bytes] = {}
 
 def _builtin_bytes(cache_dir: str | None) -> bytes:
     if cache_dir not in _BUILTIN_CACHE:
-        from electra_jax.data.pydocs import pydocs_text
-
-        _BUILTIN_CACHE[cache_dir] = pydocs_text(cache_dir).encode("utf-8")
+        _BUILTIN_CACHE[cache_dir] = pydocs.pydocs_text(cache_dir).encode("utf-8")
     return _BUILTIN_CACHE[cache_dir]
 
 
@@ -186,18 +191,7 @@ def _tfds_blobs(spec: str) -> Iterator[Blob]:
 
 def iter_chunks(sources: list[Source], chunk_bytes: int) -> Iterator[list[Blob]]:
     """Groups the sources' blobs into chunks of at least `chunk_bytes` (the last may be smaller).
-
-    Chunking depends only on the corpus and `chunk_bytes`, never on the number of processes, so
-    the examples (seeded per chunk) are the same however many processes build them.
-    """
-    chunk: list[Blob] = []
-    size = 0
-    for source in sources:
-        for blob in source.blobs(chunk_bytes):
-            chunk.append(blob)
-            size += len(blob.data)
-            if size >= chunk_bytes:
-                yield chunk
-                chunk, size = [], 0
-    if chunk:
-        yield chunk
+    Chunks depend only on the corpus and `chunk_bytes`, never on the number of processes, so the
+    examples (seeded per chunk) are the same however many processes build them."""
+    blobs = (blob for source in sources for blob in source.blobs(chunk_bytes))
+    return grouped(blobs, chunk_bytes, lambda blob: len(blob.data))

@@ -19,7 +19,7 @@ import io
 import os
 from collections.abc import Iterable
 
-from electra_jax.data.tokenizer import SPECIAL_TOKENS
+from electra_jax.data.tokenizer_protocol import SPECIAL_TOKENS
 from electra_jax.errors import UserError
 
 WORDPIECE_FILE = "vocab.txt"

@@ -154,7 +154,7 @@ def ensure_builtin_tasks(
     cache_dir: str | None = None,
 ) -> str:  # fmt: skip
     """A data_dir holding every built-in task (generated once, cached); returns its path."""
-    from electra_jax.data.pipeline import default_cache_dir
+    from electra_jax.data.dataset import default_cache_dir
     from electra_jax.data.pydocs import pydocs_cache_key
 
     cache_dir = cache_dir or default_cache_dir()

@@ -124,7 +124,7 @@ def random_init_tokenizer(vocab_dir: str) -> Tokenizer:
     from electra_jax.data.tokenizer import WordPieceTokenizer, load_tokenizer
 
     if not vocab_dir:
-        from electra_jax.data.pipeline import ensure_builtin_dataset
+        from electra_jax.data.dataset import ensure_builtin_dataset
 
         vocab_dir = ensure_builtin_dataset(vocab_size=8192, max_seq_len=128)
     if os.path.isfile(os.path.join(vocab_dir, "meta.json")):

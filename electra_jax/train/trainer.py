@@ -17,9 +17,9 @@ import ml_collections
 import numpy as np
 
 from electra_jax.config_fields import build
-from electra_jax.data import records
+from electra_jax.data import dataset_format
+from electra_jax.data.dataset import ensure_builtin_dataset
 from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
-from electra_jax.data.pipeline import ensure_builtin_dataset
 from electra_jax.data.tokenizer import load_tokenizer
 from electra_jax.errors import UserError
 from electra_jax.files.model_io import load_model, read_model_config, save_model
@@ -286,7 +286,7 @@ def _train(
     special_ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id)
     model_cfg, objective, opt_cfg = build_configs(config, special_ids)
     check_meta(meta, data_dir, vocab_size=model_cfg.vocab_size, max_seq_len=config.max_seq_len)
-    packed = records.is_packed(meta)
+    packed = dataset_format.is_packed(meta)
     if packed:
         print(describe_packing(meta))
     if config.init_from:
@@ -357,7 +357,7 @@ def _train(
     )
     batch_spec = {
         k: jax.ShapeDtypeStruct(((K,) if K > 1 else ()) + (B, L), jnp.int32, sharding=batch_sh)
-        for k in records.FEATURES + (("packing_ids",) if packed else ())
+        for k in dataset_format.FEATURES + (("packing_ids",) if packed else ())
     }
     t0 = time.perf_counter()
     compiled = jitted_step.lower(state, batch_spec).compile()

@@ -1,0 +1,201 @@
+"""The prepared-dataset format: ArrayRecord shards of fixed-size records, described by meta.json.
+
+A record is input_ids (max_seq_len x uint16, or int32 for vocabularies over 65,536 entries),
+then input_mask and segment_ids (max_seq_len x uint8 each), little-endian: 512 bytes at
+max_seq_len=128, a third of three int32 arrays, and a batch decodes with one `np.frombuffer`.
+In a packed dataset (`prepare --pack`, meta.json `record.packed`) the input_mask byte holds each
+position's example number within the row (1, 2, ...; 0 = padding), decoded into `packing_ids`.
+
+meta.json is written by `electra_jax.prepare`, read once per run with `read_meta` and handed on;
+a mismatch with the model config stops with one line naming the file, field, values and fix.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from etils import epath
+
+from electra_jax.errors import UserError
+
+META_FILE = "meta.json"
+FORMAT = "electra_jax/pretraining-examples"
+FORMAT_VERSION = 1
+# Packed datasets are version 2: their input_mask bytes hold example numbers, which code from
+# before packing would misread as a mask, so it must refuse them.
+PACKED_FORMAT_VERSION = 2
+READABLE_FORMAT_VERSIONS = (FORMAT_VERSION, PACKED_FORMAT_VERSION)
+_REQUIRED = ("format_version", "vocab_size", "max_seq_len", "record", "splits", "tokenizer")
+FEATURES = ("input_ids", "input_mask", "segment_ids")
+# ArrayRecord writer options: group_size:1 for grain's random access; uncompressed, as records
+# are small and mostly token ids, and decompression would cost loader throughput.
+WRITER_OPTIONS = "group_size:1,uncompressed"
+
+
+# ----------------------------------------------------------------------------- meta.json
+
+
+def meta_path(data_dir: str) -> str:
+    return str(epath.Path(data_dir) / META_FILE)  # epath: local paths and gs:// alike
+
+
+def read_meta(data_dir: str) -> dict:
+    """Reads `data_dir/meta.json`, or fails with a one-line error saying how to create it."""
+    path = meta_path(data_dir)
+    if not epath.Path(path).is_file():
+        raise UserError(
+            f"{path} not found: {data_dir} is not a prepared dataset; create one with "
+            f"python -m electra_jax.prepare --corpus=... --output={data_dir}"
+        )
+    try:
+        meta = json.loads(epath.Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UserError(f"{path} is unreadable or corrupt ({e}); re-run electra_jax.prepare") from e
+    if not isinstance(meta, dict) or any(key not in meta for key in _REQUIRED):
+        raise UserError(
+            f"{path} lacks required fields {list(_REQUIRED)}; re-run electra_jax.prepare"
+        )
+    if meta["format_version"] not in READABLE_FORMAT_VERSIONS:
+        raise UserError(
+            f"{path}: format_version is {meta['format_version']} but this code reads "
+            f"{' or '.join(map(str, READABLE_FORMAT_VERSIONS))}; re-run electra_jax.prepare"
+        )
+    return meta
+
+
+def check_meta(meta: dict, data_dir: str, *, vocab_size: int, max_seq_len: int) -> None:
+    """Fails with one line if the dataset does not fit the model config."""
+    path = meta_path(data_dir)
+    if meta["vocab_size"] != vocab_size:
+        raise UserError(
+            f"{path}: vocab_size is {meta['vocab_size']} but the model config expects "
+            f"{vocab_size}; set the model's vocab_size={meta['vocab_size']} or re-prepare the "
+            f"data with a {vocab_size}-token vocabulary (--vocab or --vocab-size)"
+        )
+    if meta["max_seq_len"] != max_seq_len:
+        raise UserError(
+            f"{path}: max_seq_len is {meta['max_seq_len']} but the config expects "
+            f"{max_seq_len}; set max_seq_len={meta['max_seq_len']} or re-prepare the data with "
+            f"--max-seq-len={max_seq_len}"
+        )
+
+
+def special_ids(meta: dict) -> dict[str, int]:
+    """{cls_id, sep_id, mask_id}: what the objective needs, without building the tokenizer."""
+    ids = meta["special_ids"]
+    return {"cls_id": ids["[CLS]"], "sep_id": ids["[SEP]"], "mask_id": ids["[MASK]"]}
+
+
+def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
+    """Absolute shard paths of a split, checking that they exist."""
+    shards = meta["splits"].get(split, {}).get("shards", [])
+    paths = [str(epath.Path(data_dir) / shard) for shard in shards]
+    missing = [p for p in paths if not epath.Path(p).is_file()]
+    if missing:
+        raise UserError(
+            f"{meta_path(data_dir)} lists shard {missing[0]} which is missing; re-run "
+            f"electra_jax.prepare into a fresh --output"
+        )
+    return paths
+
+
+def is_packed(meta: dict) -> bool:
+    """Whether a dataset's rows hold several examples (meta.json `record.packed`)."""
+    return bool(meta["record"].get("packed", False))
+
+
+# ----------------------------------------------------------------------------- records
+
+
+def id_dtype_name(vocab_size: int) -> str:
+    """The narrowest stored dtype for token ids of a vocabulary."""
+    return "<u2" if vocab_size <= 1 << 16 else "<i4"
+
+
+def record_layout(max_seq_len: int, id_dtype: str, packed: bool = False) -> dict:
+    """The record description stored in meta.json."""
+    id_bytes = np.dtype(id_dtype).itemsize
+    return {
+        "features": list(FEATURES),
+        "dtypes": [id_dtype, "u1", "u1"],
+        "bytes": max_seq_len * (id_bytes + 2),
+        "packed": packed,
+    }
+
+
+def encode_record(
+    token_ids: Sequence[int], mask_bytes: bytes, segment_bytes: bytes, max_seq_len: int,
+    id_dtype: str,
+) -> bytes:  # fmt: skip
+    """One record from an unpadded row: its ids, input_mask bytes and segment bytes, each
+    zero-padded to max_seq_len."""
+    n_pad = max_seq_len - len(token_ids)
+    return b"".join((
+        np.asarray(token_ids, id_dtype).tobytes(), bytes(n_pad * np.dtype(id_dtype).itemsize),
+        mask_bytes, bytes(n_pad), segment_bytes, bytes(n_pad),
+    ))  # fmt: skip
+
+
+def encode_example_record(
+    token_ids: Sequence[int], first_length: int, max_seq_len: int, id_dtype: str
+) -> bytes:
+    """One example (`first_length` tokens of segment 0, then segment 1) as a record."""
+    n_tokens = len(token_ids)
+    segment_bytes = bytes(first_length) + b"\x01" * (n_tokens - first_length)
+    return encode_record(token_ids, b"\x01" * n_tokens, segment_bytes, max_seq_len, id_dtype)
+
+
+def encode_row_record(
+    token_ids: np.ndarray, example_numbers: np.ndarray, segment_ids: np.ndarray,
+    max_seq_len: int, id_dtype: str,
+) -> bytes:  # fmt: skip
+    """One packed row (ids, example numbers 1..k, segment ids; unpadded) as a record."""
+    numbers = np.asarray(example_numbers, np.uint8).tobytes()
+    segments = np.asarray(segment_ids, np.uint8).tobytes()
+    return encode_record(token_ids, numbers, segments, max_seq_len, id_dtype)
+
+
+def write_records(path: str, records: Iterable[bytes]) -> int:
+    """Writes records into a new ArrayRecord file; returns how many."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    writer = ArrayRecordWriter(path, WRITER_OPTIONS)
+    count = 0
+    for count, record in enumerate(records, 1):  # noqa: B007 (the count is the result)
+        writer.write(record)
+    writer.close()
+    return count
+
+
+def read_records(path: str, limit: int | None = None) -> list[bytes]:
+    """The first `limit` records (all if None) of an ArrayRecord file."""
+    from array_record.python.array_record_module import ArrayRecordReader
+
+    reader = ArrayRecordReader(path)
+    try:
+        n = reader.num_records() if limit is None else min(limit, reader.num_records())
+        return list(reader.read(range(n))) if n > 0 else []
+    finally:
+        reader.close()
+
+
+def decode_records(
+    records: Sequence[bytes], max_seq_len: int, id_dtype: str, packed: bool = False
+) -> dict:
+    """b records -> {input_ids, input_mask, segment_ids}: int32 arrays [b, L]; `packed` adds
+    `packing_ids` (each position's example number, 0 = padding), input_mask stays 0/1."""
+    id_bytes = np.dtype(id_dtype).itemsize * max_seq_len
+    raw_BxR = np.frombuffer(b"".join(records), np.uint8).reshape(len(records), -1)
+    if raw_BxR.shape[1] != id_bytes + 2 * max_seq_len:
+        raise ValueError(f"record of {raw_BxR.shape[1]} bytes does not match max_seq_len")
+    mask_bytes_BxL = raw_BxR[:, id_bytes : id_bytes + max_seq_len]
+    batch = {
+        "input_ids": raw_BxR[:, :id_bytes].copy().view(id_dtype).astype(np.int32),
+        "input_mask": (mask_bytes_BxL > 0).astype(np.int32),
+        "segment_ids": raw_BxR[:, id_bytes + max_seq_len :].astype(np.int32),
+    }
+    if packed:
+        batch["packing_ids"] = mask_bytes_BxL.astype(np.int32)
+    return batch

@@ -1,0 +1,213 @@
+"""Shard workers: each corpus chunk -> one ArrayRecord shard, in a process pool, resumable.
+
+Each chunk (about `shard_mb` MB of raw text ending on a document boundary) is decoded,
+tokenized and turned into examples by one worker with its own builder seeded from (seed, chunk
+index), so the output depends only on the arguments, not on the number of processes. A finished
+chunk leaves `chunk-XXXXX.array_record` and a `.json` marker in the work directory; a restarted
+run skips it.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+
+import numpy as np
+
+from electra_jax.data.dataset_format import (
+    encode_example_record,
+    encode_row_record,
+    id_dtype_name,
+    write_records,
+)
+from electra_jax.data.decode import CorpusStats, blob_documents
+from electra_jax.data.example_builder import ExampleBuilder, PretrainExample
+from electra_jax.data.packing import pack_examples
+from electra_jax.data.sources import Blob, Source, grouped, iter_chunks
+from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
+
+_ENCODE_BATCH = 4096  # sentences per `encode_batch` call (bounds worker memory)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkTask:
+    """Everything a worker needs to turn one chunk into one shard."""
+
+    index: int
+    blobs: list[Blob]
+    tokenizer_dir: str
+    tokenizer_settings: dict
+    max_seq_len: int
+    seed: int
+    max_line_chars: int
+    work_dir: str
+    pack: bool = False
+
+
+def chunk_seed(seed: int, index: int) -> int:
+    """The builder seed of chunk `index`: independent streams per chunk, fixed by `seed`."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
+
+
+def _chunk_name(index: int) -> str:
+    return f"chunk-{index:05d}"
+
+
+_TOKENIZERS: dict[str, Tokenizer] = {}  # per worker process: built once, memo kept warm
+
+
+def _worker_tokenizer(directory: str, settings: dict) -> Tokenizer:
+    key = json.dumps([directory, settings], sort_keys=True)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(directory, settings)
+    return _TOKENIZERS[key]
+
+
+def _chunk_examples(
+    task: ChunkTask, tokenizer: Tokenizer, stats: CorpusStats, counts: collections.Counter
+) -> Iterator[PretrainExample]:
+    """The chunk's builder examples, tokenizing ~4k sentences per call, counted into `counts`."""
+    rng = random.Random(chunk_seed(task.seed, task.index))
+    builder = ExampleBuilder(
+        max_seq_len=task.max_seq_len, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, rng=rng
+    )
+    documents = (
+        document
+        for blob in task.blobs
+        for document in blob_documents(blob, stats, task.max_line_chars)
+    )
+    for batch in grouped(documents, _ENCODE_BATCH, len):
+        ids = iter(
+            tokenizer.encode_batch([sentence for document in batch for sentence in document])
+        )
+        for document in batch:
+            sentences = list(itertools.islice(ids, len(document)))
+            counts["source_tokens"] += sum(map(len, sentences))
+            stats.dropped_empty_lines += sum(not token_ids for token_ids in sentences)
+            for example in [*map(builder.add_sentence, sentences), builder.end_document()]:
+                if example is not None:
+                    counts["builder_examples"] += 1
+                    counts["tokens"] += example.num_tokens
+                    counts["truncated_tokens"] += example.truncated_tokens
+                    counts["two_segment_examples"] += example.has_second_segment
+                    yield example
+
+
+def process_chunk(task: ChunkTask) -> dict:
+    """Worker: one chunk -> `work_dir/chunk-XXXXX.array_record` plus its `.json` result marker."""
+    tokenizer = _worker_tokenizer(task.tokenizer_dir, task.tokenizer_settings)
+    id_dtype = id_dtype_name(tokenizer.vocab_size)
+    stats, counts = CorpusStats(), collections.Counter()
+    examples = _chunk_examples(task, tokenizer, stats, counts)
+    if task.pack:
+        records = (
+            encode_row_record(*row.features(), task.max_seq_len, id_dtype)
+            for row in pack_examples(examples, task.max_seq_len)
+        )
+    else:
+        records = (
+            encode_example_record(e.token_ids, e.first_length, task.max_seq_len, id_dtype)
+            for e in examples
+        )
+    name = _chunk_name(task.index)
+    path = os.path.join(task.work_dir, f"{name}.array_record")
+    counts["examples"] = write_records(path + ".tmp", records)
+    os.replace(path + ".tmp", path)
+    result = {"index": task.index, "file": os.path.basename(path), **counts, **stats.to_dict()}
+    marker = os.path.join(task.work_dir, f"{name}.json")
+    with open(marker + ".tmp", "w") as f:
+        json.dump(result, f)
+    os.replace(marker + ".tmp", marker)
+    return result
+
+
+def _finished_chunk(work_dir: str, index: int) -> dict | None:
+    marker = os.path.join(work_dir, f"{_chunk_name(index)}.json")
+    if not os.path.isfile(marker):
+        return None
+    with open(marker) as f:
+        result = json.load(f)
+    return result if os.path.isfile(os.path.join(work_dir, result["file"])) else None
+
+
+class Progress:
+    """A tqdm bar on stderr in MB with docs/s (tqdm adds MB/s and the ETA); silent if disabled."""
+
+    def __init__(self, sources: list[Source], enabled: bool):
+        self.start = time.monotonic()
+        self.documents = 0
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+            except ImportError:  # tqdm comes with transformers; progress is optional
+                return
+            sizes = [source.total_bytes() for source in sources]  # None: unknown (TFDS)
+            self.bar = tqdm(
+                total=None if None in sizes else sum(sizes),  # type: ignore[arg-type]
+                unit="B", unit_scale=True, unit_divisor=1000, desc="prepare", file=sys.stderr,
+                dynamic_ncols=True,
+            )  # fmt: skip
+
+    def update(self, n_bytes: int, documents: int) -> None:
+        self.documents += documents
+        if self.bar is not None:
+            elapsed = max(time.monotonic() - self.start, 1e-9)
+            self.bar.set_postfix_str(f"{self.documents / elapsed:,.0f} docs/s", refresh=False)
+            self.bar.update(n_bytes)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _init_worker() -> None:
+    """One tokenizer thread per worker process: the processes already fill the cores."""
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+
+def run_chunks(
+    sources: list[Source], template: ChunkTask, chunk_bytes: int, num_processes: int,
+    progress: Progress,
+) -> list[dict]:  # fmt: skip
+    """Processes every chunk not finished yet (tasks are `template` with the chunk's index and
+    blobs), in a process pool when `num_processes` > 1; returns the results in chunk order."""
+    results: dict[int, dict] = {}
+    pending: collections.deque[tuple[int, int, Future]] = collections.deque()
+
+    def finish(index: int, n_bytes: int, result: dict) -> None:
+        results[index] = result
+        progress.update(n_bytes, result["documents"])
+
+    pool = None
+    if num_processes > 1:
+        context = multiprocessing.get_context("spawn")  # fork is unsafe once JAX has threads
+        pool = ProcessPoolExecutor(num_processes, mp_context=context, initializer=_init_worker)
+    try:
+        for index, blobs in enumerate(iter_chunks(sources, chunk_bytes)):
+            n_bytes = sum(len(blob.data) for blob in blobs)
+            task = dataclasses.replace(template, index=index, blobs=blobs)
+            done = _finished_chunk(template.work_dir, index)
+            if done is not None or pool is None:
+                finish(index, n_bytes, done or process_chunk(task))
+                continue
+            pending.append((index, n_bytes, pool.submit(process_chunk, task)))
+            # Collect finished chunks in order; block once 2 per process wait (bounded read-ahead).
+            while pending and (pending[0][2].done() or len(pending) >= 2 * num_processes):
+                done_index, done_bytes, future = pending.popleft()
+                finish(done_index, done_bytes, future.result())
+        for done_index, done_bytes, future in pending:
+            finish(done_index, done_bytes, future.result())
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return [results[i] for i in sorted(results)]
