@@ -17,6 +17,7 @@ from typing import Any
 from etils import epath
 
 from electra_jax.errors import UserError
+from electra_jax.files.storage import write_json
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -46,6 +47,11 @@ def read_run_config(workdir: str) -> dict | None:
 def read_results(workdir: str) -> dict | None:
     """A fine-tuning run's `results.json`, None while it is unfinished."""
     return read_json(os.path.join(workdir, RESULTS_FILE))
+
+
+def write_results(workdir: str, results: dict) -> None:
+    """Writes a fine-tuning run's `results.json` (atomically: readers never see half of it)."""
+    write_json(os.path.join(workdir, RESULTS_FILE), results)
 
 
 def read_metrics(
