@@ -14,7 +14,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -48,21 +48,6 @@ def encode_text(
     return [tokenizer.cls_id, *body, tokenizer.sep_id]
 
 
-def _check_ids(config: ModelConfig, ids: Sequence[int]) -> None:
-    if not ids:
-        raise UserError("no input tokens; pass a non-empty --text or --input-ids")
-    if bad := [i for i in ids if not 0 <= i < config.vocab_size]:
-        raise UserError(
-            f"input id {bad[0]} is outside the vocabulary [0, {config.vocab_size}); "
-            f"pass ids below {config.vocab_size}"
-        )
-    if len(ids) > config.max_position_embeddings:
-        raise UserError(
-            f"{len(ids)} input ids exceed the model's max_position_embeddings="
-            f"{config.max_position_embeddings}; pass fewer ids"
-        )
-
-
 def detect(
     config: ModelConfig,
     params: dict,
@@ -88,13 +73,24 @@ def detect(
         ids = encode_text(tokenizer, text_or_ids, config.max_position_embeddings, notes)
     else:
         ids = [int(i) for i in text_or_ids]
-    _check_ids(config, ids)
+    if not ids:
+        raise UserError("no input tokens; pass a non-empty --text or --input-ids")
+    if bad := [i for i in ids if not 0 <= i < config.vocab_size]:
+        raise UserError(
+            f"input id {bad[0]} is outside the vocabulary [0, {config.vocab_size}); "
+            f"pass ids below {config.vocab_size}"
+        )
+    if len(ids) > config.max_position_embeddings:
+        raise UserError(
+            f"{len(ids)} input ids exceed the model's max_position_embeddings="
+            f"{config.max_position_embeddings}; pass fewer ids"
+        )
     check_param_shapes(config, params, "checkpoint")
     model = ElectraModel(config, dtype=jnp.float32, param_dtype=jnp.float32)
     ids_1xL = jnp.asarray([ids], jnp.int32)
     inputs = ({"params": params}, ids_1xL, jnp.zeros_like(ids_1xL), jnp.ones_like(ids_1xL))
-    apply = lambda method: jax.jit(lambda v, *a: model.apply(v, *a, method=method))
-    logits_L = np.asarray(apply(ElectraModel.discriminator_logits)(*inputs)[0], np.float64)
+    apply = lambda method, *args: jax.jit(lambda v, *a: model.apply(v, *a, method=method))(*args)
+    logits_L = np.asarray(apply(ElectraModel.discriminator_logits, *inputs)[0], np.float64)
     probs_L = 1.0 / (1.0 + np.exp(-logits_L))
     vocab_size = tokenizer.vocab_size if tokenizer is not None else 0
     token = lambda i: tokenizer.id_to_token(i) if i < vocab_size else str(i)
@@ -109,33 +105,18 @@ def detect(
     }
     gen_parts = {"generator_head", "generator" if config.electra_objective else "discriminator"}
     gen_parts.add("generator_embeddings" if config.embedding_sharing == "untied" else "embeddings")
-    if gen_parts <= set(params) and tokenizer is not None:
-        positions = [i for i, t in enumerate(ids) if t == tokenizer.mask_id]
-        logits = apply(ElectraModel.generator_logits)
-        result["generator_top5"] = _top_k(logits, inputs, positions, token)
+    if tokenizer is None or not gen_parts <= set(params):
+        return result
+    result["generator_top5"] = []  # the TOP_K fillers at each [MASK]
+    if positions := [i for i, t in enumerate(ids) if t == tokenizer.mask_id]:
+        positions_1xN = jnp.asarray([positions], jnp.int32)
+        logits_1xNxV = apply(ElectraModel.generator_logits, *inputs, positions_1xN)
+        probs_NxV = np.asarray(jax.nn.softmax(logits_1xNxV[0], axis=-1))
+        for position, probs_V in zip(positions, probs_NxV, strict=True):
+            top = [int(i) for i in np.argsort(-probs_V, kind="stable")[:TOP_K]]
+            fill = {"position": position, "tokens": [token(i) for i in top], "ids": top}
+            result["generator_top5"].append(fill | {"probs": [float(probs_V[i]) for i in top]})
     return result
-
-
-def _top_k(
-    generator_logits: Callable, inputs: tuple, positions: list[int], token: Callable
-) -> list[dict[str, Any]]:
-    """The generator's TOP_K fillers (softmax probabilities) at each [MASK] position."""
-    if not positions:
-        return []
-    logits_1xNxV = generator_logits(*inputs, jnp.asarray([positions], jnp.int32))
-    probs_NxV = np.asarray(jax.nn.softmax(logits_1xNxV[0], axis=-1))
-    out = []
-    for position, probs_V in zip(positions, probs_NxV, strict=True):
-        top = [int(i) for i in np.argsort(-probs_V, kind="stable")[:TOP_K]]
-        out.append(
-            {
-                "position": position,
-                "tokens": [token(i) for i in top],
-                "ids": top,
-                "probs": [float(probs_V[i]) for i in top],
-            }
-        )
-    return out
 
 
 def format_result(result: dict[str, Any], color: bool) -> str:

@@ -38,12 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--generator-output", help="--to=hf: also write the generator here")
     add("--untied", action="store_true", help="--from=hf: keep the generator's own embeddings")
     add("--vocab", help="vocab.txt to attach (default: the HF dir's vocab.txt)")
-    add(
-        "--lowercase",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with --vocab: lower-case and strip accents (uncased models; default on)",
-    )
+    lowercase = "with --vocab: lower-case and strip accents (uncased models; default on)"
+    add("--lowercase", action=argparse.BooleanOptionalAction, default=True, help=lowercase)
     add("--num-heads", type=int, help="--from=tf: discriminator heads (default hidden // 64)")
     add("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)

@@ -1,8 +1,5 @@
-"""Hugging Face ELECTRA <-> electra_jax: parameters and configs (via `convert.names`), directories.
-
-Our `tied` layout shares one embedding block: converting both towers keeps the discriminator's
-(warning when the generator's differ), or both with `untied=True`.
-"""
+"""Hugging Face ELECTRA <-> electra_jax parameters (named by `convert.names`) and directories.
+Our `tied` layout shares one embedding block: the discriminator's is kept, or both if untied."""
 
 from __future__ import annotations
 
@@ -22,11 +19,9 @@ from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer
 from electra_jax.errors import UserError
 from electra_jax.files.model_io import load_json
 from electra_jax.files.storage import atomic_directory, write_json
-from electra_jax.model.config import EncoderConfig, ModelConfig, default_num_heads
+from electra_jax.model.config import ModelConfig
 from electra_jax.model.shapes import check_param_shapes, expected_shapes, flatten, unflatten
 
-# Fields both towers must agree on (one shared embedding block, one config).
-SHARED_FIELDS = "vocab_size embedding_size max_position_embeddings type_vocab_size layer_norm_eps"
 # Non-persistent buffers some transformers versions saved; never weights.
 IGNORED_KEY_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
 EMBEDDING_TOLERANCE = 1e-6
@@ -34,90 +29,6 @@ WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_mo
 
 Params = dict[str, Any]
 StateDict = dict[str, np.ndarray]
-
-
-def _hf(cfg: Mapping[str, Any], key: str) -> Any:
-    return cfg.get(key, names.HF_DEFAULTS[key])
-
-
-def check_hf_config(cfg: Mapping[str, Any], what: str) -> None:
-    """Rejects HF configs our model cannot reproduce exactly (one line naming the field)."""
-    for key, default in names.HF_DEFAULTS.items():  # a hand-edited "hidden_size": "256"
-        value = _hf(cfg, key)
-        if isinstance(default, int):
-            ok, expected = isinstance(value, int) and value > 0, "a positive integer"
-        elif isinstance(default, float):
-            ok, expected = isinstance(value, int | float), "a number"
-        else:
-            ok, expected = isinstance(value, str), "a string"
-        if not ok or isinstance(value, bool):
-            raise UserError(f"{what}: {key}={value!r} should be {expected}; fix config.json")
-    if (act := _hf(cfg, "hidden_act")) != "gelu":
-        raise UserError(
-            f"{what}: hidden_act={act!r}; only 'gelu' (exact erf GELU, the original's) is supported"
-        )
-    if (position_type := cfg.get("position_embedding_type", "absolute")) != "absolute":
-        raise UserError(f"{what}: position_embedding_type={position_type!r}; expected absolute")
-    if cfg.get("is_decoder") or cfg.get("add_cross_attention"):
-        raise UserError(f"{what}: decoder / cross-attention ELECTRA is not supported")
-    hidden, heads = _hf(cfg, "hidden_size"), _hf(cfg, "num_attention_heads")
-    if hidden % heads:
-        raise UserError(f"{what}: hidden_size={hidden} is not divisible by {heads} heads")
-
-
-def hf_to_model_config(
-    disc_cfg: Mapping[str, Any] | None, gen_cfg: Mapping[str, Any] | None, untied: bool = False
-) -> ModelConfig:
-    """ModelConfig from one or two HF configs: the generator's shape becomes fractions (1.0
-    when it comes alone: its tower is then described as the discriminator shape)."""
-    if disc_cfg is None and gen_cfg is None:
-        raise UserError("nothing to convert: pass a discriminator and/or a generator")
-    for cfg, what in ((disc_cfg, "discriminator config"), (gen_cfg, "generator config")):
-        if cfg is not None:
-            check_hf_config(cfg, what)
-    for key in SHARED_FIELDS.split() if disc_cfg is not None and gen_cfg is not None else ():
-        if (disc_value := _hf(disc_cfg, key)) != (gen_value := _hf(gen_cfg, key)):
-            raise UserError(
-                f"generator {key}={gen_value} differs from the discriminator's {disc_value}; "
-                "they must share one embedding block"
-            )
-    fields = names.hf_fields(disc_cfg if disc_cfg is not None else gen_cfg)
-    disc = names.hf_tower(disc_cfg if disc_cfg is not None else gen_cfg)
-    if disc.num_heads == default_num_heads(disc.hidden_size):
-        fields["num_heads"] = None  # the original's derived shape: kept implicit
-    if disc.intermediate_size == 4 * disc.hidden_size:
-        fields["intermediate_size"] = None
-    sharing = "untied" if untied else "tied"
-    config = ModelConfig(
-        **fields, generator_hidden_size=1.0, generator_layers=1.0, embedding_sharing=sharing
-    )
-    if gen_cfg is None:
-        return config
-    gen = names.hf_tower(gen_cfg)
-    if disc_cfg is not None:
-        config = config.replace(
-            generator_hidden_size=gen.hidden_size / disc.hidden_size,
-            generator_layers=gen.num_layers / disc.num_layers,
-        )
-    if config.generator != gen:
-        raise UserError(
-            f"generator shape {gen} is not the original's derived shape {config.generator} "
-            "(heads = max(1, hidden // 64), FFN = 4 x hidden); it cannot be represented"
-        )
-    return config
-
-
-def model_config_to_hf(
-    config: ModelConfig, tower: EncoderConfig, architecture: str, pad_token_id: int = 0
-) -> dict[str, Any]:
-    """An HF ElectraConfig dict (config.json contents) for one tower of `config`."""
-    return {
-        "architectures": [architecture],
-        "model_type": "electra",
-        **names.hf_config_fields(config, tower),
-        "pad_token_id": pad_token_id,
-        "tie_word_embeddings": True,
-    }
 
 
 def to_numpy(value: Any) -> np.ndarray:
@@ -132,13 +43,10 @@ def to_numpy(value: Any) -> np.ndarray:
 def _read_side(
     state_dict: Mapping[str, Any], side: str, config: ModelConfig, expected: dict[str, Any]
 ) -> Params:
-    """One HF model's weights -> our groups for `side` ("discriminator" or "generator"):
-    embeddings, tower and head, shaped as `expected` (flat paths) says; warns on leftovers."""
-    arrays = {
-        key.removeprefix("electra."): to_numpy(value)
-        for key, value in state_dict.items()
-        if not key.endswith(IGNORED_KEY_SUFFIXES)
-    }
+    """One HF model -> our groups for `side` ("discriminator" | "generator"): embeddings, tower,
+    head, shaped as `expected` (flat paths) says; warns about weights left over."""
+    keep = lambda key: not key.endswith(IGNORED_KEY_SUFFIXES)
+    arrays = {k.removeprefix("electra."): to_numpy(v) for k, v in state_dict.items() if keep(k)}
     used = set()
 
     def get(key: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -188,25 +96,22 @@ def hf_to_params(
 ) -> tuple[ModelConfig, Params]:
     """HF ElectraForPreTraining / ElectraForMaskedLM weights -> (ModelConfig, our params).
     Either side may be None; a discriminator without its head converts the encoder only."""
-    if (disc_state_dict is None) != (disc_hf_config is None) or (gen_state_dict is None) != (
-        gen_hf_config is None
-    ):
+    sides = {"discriminator": (disc_state_dict, disc_hf_config)}
+    sides["generator"] = (gen_state_dict, gen_hf_config)
+    if any((weights is None) != (cfg is None) for weights, cfg in sides.values()):
         raise UserError("each converted tower needs both its weights and its config")
     both = disc_hf_config is not None and gen_hf_config is not None
-    config = hf_to_model_config(disc_hf_config, gen_hf_config, untied=untied and both)
+    config = names.hf_to_model_config(disc_hf_config, gen_hf_config, untied=untied and both)
     expected = expected_shapes(config)
-    disc = gen = {}
-    if disc_state_dict is not None:
-        disc = _read_side(disc_state_dict, "discriminator", config, expected)
-    if gen_state_dict is not None:
-        gen = _read_side(gen_state_dict, "generator", config, expected)
+    read = {s: _read_side(w, s, config, expected) for s, (w, _) in sides.items() if w is not None}
+    disc, gen = read.get("discriminator", {}), read.get("generator", {})
     params = {**gen, **disc}  # the discriminator's embeddings win
     if both and config.embedding_sharing == "untied":
         params["generator_embeddings"] = gen["embeddings"]
     elif both:
-        flat_gen, flat_disc = flatten(gen["embeddings"]), flatten(disc["embeddings"])
-        diff = max(float(np.max(np.abs(v - flat_disc[k]))) for k, v in flat_gen.items())
-        if diff > EMBEDDING_TOLERANCE:
+        flat_disc = flatten(disc["embeddings"])
+        diffs = [np.max(np.abs(v - flat_disc[k])) for k, v in flatten(gen["embeddings"]).items()]
+        if (diff := float(max(diffs))) > EMBEDDING_TOLERANCE:
             warn(
                 f"generator embeddings differ from the discriminator's (max |diff| {diff:.3g}); "
                 "kept the discriminator's (use --untied to keep both)"
@@ -214,23 +119,14 @@ def hf_to_params(
     return config, params
 
 
-def _state_dict(parts: dict[str, Params]) -> StateDict:
-    """{names-table role: our subtree} -> HF state dict (float32)."""
-    return dict(
-        names.to_hf(f"{role}/{path}", value)
-        for role, tree in parts.items()
-        for path, value in flatten(tree).items()
-    )
-
-
 def params_to_hf(
     params: Params, config: ModelConfig, pad_token_id: int = 0
 ) -> tuple[StateDict | None, StateDict | None, dict | None, dict | None]:
-    """Ours -> (disc state dict, gen state dict, disc config.json, gen config.json); None: absent.
-
-    "gdes" exports the discriminator's effective table; the BERT baseline a masked-LM model."""
+    """Ours -> (disc state dict, gen state dict, disc config.json, gen config.json), None where
+    absent. "gdes" exports the discriminator's effective table; BERT a masked-LM model."""
     params = nn.unbox(params)
     check_param_shapes(config, params, "model")
+    hf_config = lambda tower, arch: names.model_config_to_hf(config, tower, arch, pad_token_id)
     embeddings = params["embeddings"]
     disc_sd = gen_sd = disc_cfg = gen_cfg = None
     if "discriminator" in params and config.electra_objective:
@@ -241,16 +137,16 @@ def params_to_hf(
         parts["tower"] = params["discriminator"]
         if "discriminator_head" in params:
             parts["discriminator_head"] = params["discriminator_head"]
-        disc_sd = _state_dict(parts)
+        disc_sd = names.to_hf(parts)
         architecture = "ElectraForPreTraining" if "discriminator_head" in parts else "ElectraModel"
-        disc_cfg = model_config_to_hf(config, config.discriminator, architecture, pad_token_id)
+        disc_cfg = hf_config(config.discriminator, architecture)
     tower = "generator" if config.electra_objective else "discriminator"
     if "generator_head" in params and tower in params:
         if config.embedding_sharing == "untied":
             embeddings = params.get("generator_embeddings", embeddings)
         parts = {"embeddings": embeddings, "tower": params[tower]}
-        gen_sd = _state_dict(parts | {"generator_head": params["generator_head"]})
-        gen_cfg = model_config_to_hf(config, config.generator, "ElectraForMaskedLM", pad_token_id)
+        gen_sd = names.to_hf(parts | {"generator_head": params["generator_head"]})
+        gen_cfg = hf_config(config.generator, "ElectraForMaskedLM")
     return disc_sd, gen_sd, disc_cfg, gen_cfg
 
 
@@ -274,11 +170,10 @@ def read_hf_weights(directory: str) -> StateDict:
         if path.endswith(".index.json"):
             with open(path) as f:
                 shards = sorted(set(json.load(f)["weight_map"].values()))
-            return {
-                k: v
-                for s in shards
-                for k, v in _load_safetensors(os.path.join(directory, s)).items()
-            }
+            out: StateDict = {}
+            for shard in shards:
+                out.update(_load_safetensors(os.path.join(directory, shard)))
+            return out
         if path.endswith(".safetensors"):
             return _load_safetensors(path)
         try:
@@ -305,9 +200,8 @@ def read_hf_config(directory: str) -> dict[str, Any]:
         raise UserError(f"{directory} has no config.json; not a Hugging Face model directory")
     cfg = load_json(path, "; expected the config.json that save_pretrained writes")
     if not isinstance(cfg, dict):
-        raise UserError(
-            f"{path} holds a JSON {type(cfg).__name__}; expected an ElectraConfig object"
-        )
+        kind = type(cfg).__name__
+        raise UserError(f"{path} holds a JSON {kind}; expected an ElectraConfig object")
     if cfg.get("model_type", "electra") != "electra":
         raise UserError(f"{path}: model_type={cfg.get('model_type')!r}; expected electra")
     return cfg
@@ -319,11 +213,8 @@ def read_hf_tokenizer(directory: str) -> Tokenizer | None:
     if not os.path.isfile(vocab):
         return None
     settings = load_json(path, "") if os.path.isfile(path) else {}
-    lowercase, strip_accents = (
-        bool(settings.get("do_lower_case", True)),
-        settings.get("strip_accents"),
-    )
-    strip_accents = lowercase if strip_accents is None else bool(strip_accents)
+    lowercase, strip = bool(settings.get("do_lower_case", True)), settings.get("strip_accents")
+    strip_accents = lowercase if strip is None else bool(strip)
     return WordPieceTokenizer(vocab, lowercase=lowercase, strip_accents=strip_accents)
 
 
@@ -356,6 +247,5 @@ def write_hf_dir(
 
 def is_generator_state_dict(state_dict: Mapping[str, Any]) -> bool:
     """True for an ElectraForMaskedLM checkpoint (generator head, no discriminator head)."""
-    return "generator_predictions.dense.weight" in state_dict and not any(
-        k.startswith("discriminator_predictions.") for k in state_dict
-    )
+    has_disc_head = any(k.startswith("discriminator_predictions.") for k in state_dict)
+    return "generator_predictions.dense.weight" in state_dict and not has_disc_head

@@ -1,8 +1,5 @@
-"""One table between electra_jax and Hugging Face ELECTRA: config fields and parameter names.
-
-HF import, HF export (and through them the TF import) and the torch benchmark all read these,
-so a field or a weight is named in one place. HF Linear weights are [out, in], ours [in, out].
-"""
+"""The one mapping between electra_jax and Hugging Face ELECTRA: config fields and parameter
+names/layouts, read by HF import and export (so TF import too) and the torch benchmark."""
 
 from __future__ import annotations
 
@@ -14,51 +11,128 @@ from typing import Any
 
 import numpy as np
 
-from electra_jax.model.config import EncoderConfig, ModelConfig
+from electra_jax.errors import UserError
+from electra_jax.model.config import EncoderConfig, ModelConfig, default_num_heads
+from electra_jax.model.shapes import flatten
 
-# (ElectraConfig key, our field, ElectraConfig's default): `tower.` fields are one tower's
-# EncoderConfig, the others ModelConfig's; hidden_act has no field (always the exact GELU).
-HF_FIELDS: tuple[tuple[str, str, Any], ...] = (
-    ("vocab_size", "vocab_size", 30522),
-    ("embedding_size", "embedding_size", 128),
-    ("hidden_size", "tower.hidden_size", 256),
-    ("num_hidden_layers", "tower.num_layers", 12),
-    ("num_attention_heads", "tower.num_heads", 4),
-    ("intermediate_size", "tower.intermediate_size", 1024),
-    ("hidden_act", "", "gelu"),
-    ("hidden_dropout_prob", "hidden_dropout", 0.1),
-    ("attention_probs_dropout_prob", "attention_dropout", 0.1),
-    ("max_position_embeddings", "max_position_embeddings", 512),
-    ("type_vocab_size", "type_vocab_size", 2),
-    ("initializer_range", "initializer_range", 0.02),
-    ("layer_norm_eps", "layer_norm_eps", 1e-12),
-)
-HF_DEFAULTS: dict[str, Any] = {key: default for key, _, default in HF_FIELDS}
+# ElectraConfig key -> (our ModelConfig field, ElectraConfig's default). The TOWER_FIELDS are
+# one tower's (its EncoderConfig's); hidden_act has no field: always the exact erf GELU.
+HF_FIELDS: dict[str, tuple[str | None, Any]] = {
+    "vocab_size": ("vocab_size", 30522),
+    "embedding_size": ("embedding_size", 128),
+    "hidden_size": ("hidden_size", 256),
+    "num_hidden_layers": ("num_layers", 12),
+    "num_attention_heads": ("num_heads", 4),
+    "intermediate_size": ("intermediate_size", 1024),
+    "hidden_act": (None, "gelu"),
+    "hidden_dropout_prob": ("hidden_dropout", 0.1),
+    "attention_probs_dropout_prob": ("attention_dropout", 0.1),
+    "max_position_embeddings": ("max_position_embeddings", 512),
+    "type_vocab_size": ("type_vocab_size", 2),
+    "initializer_range": ("initializer_range", 0.02),
+    "layer_norm_eps": ("layer_norm_eps", 1e-12),
+}
+HF_DEFAULTS: dict[str, Any] = {key: default for key, (_, default) in HF_FIELDS.items()}
+# Fields both towers must agree on (one shared embedding block, one config).
+SHARED_FIELDS = "vocab_size embedding_size max_position_embeddings type_vocab_size layer_norm_eps"
+TOWER_FIELDS = {field.name for field in dataclasses.fields(EncoderConfig)}
 
 
 def hf_config_fields(config: ModelConfig, tower: EncoderConfig) -> dict[str, Any]:
-    """ElectraConfig keyword arguments for one tower of `config` (every HF_FIELDS key)."""
-    out = {}
-    for key, ours, default in HF_FIELDS:
-        source, _, name = ours.rpartition(".")
-        out[key] = getattr(tower if source else config, name) if name else default
-    return out
+    """ElectraConfig keyword arguments (every HF_FIELDS key) for one tower of `config`."""
+    value = lambda ours: getattr(tower if ours in TOWER_FIELDS else config, ours)
+    return {key: value(ours) if ours else default for key, (ours, default) in HF_FIELDS.items()}
 
 
 def hf_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """{our field: value} of an HF config dict (tower fields under EncoderConfig's names)."""
-    out = {}
-    for key, ours, default in HF_FIELDS:
-        if ours:
-            value = cfg.get(key, default)
-            out[ours.removeprefix("tower.")] = float(value) if isinstance(default, float) else value
-    return out
+    """{our field: value} of an HF config dict (floats as floats)."""
+    typed = lambda value, default: float(value) if isinstance(default, float) else value
+    return {ours: typed(cfg.get(key, d), d) for key, (ours, d) in HF_FIELDS.items() if ours}
 
 
 def hf_tower(cfg: Mapping[str, Any]) -> EncoderConfig:
     """The tower shape an HF config dict describes."""
-    fields = hf_fields(cfg)
-    return EncoderConfig(**{f.name: fields[f.name] for f in dataclasses.fields(EncoderConfig)})
+    return EncoderConfig(**{k: v for k, v in hf_fields(cfg).items() if k in TOWER_FIELDS})
+
+
+def _hf(cfg: Mapping[str, Any], key: str) -> Any:
+    return cfg.get(key, HF_DEFAULTS[key])
+
+
+def check_hf_config(cfg: Mapping[str, Any], what: str) -> None:
+    """Rejects HF configs our model cannot reproduce exactly (one line naming the field)."""
+    for key, default in HF_DEFAULTS.items():  # a hand-edited "hidden_size": "256"
+        value, kind = _hf(cfg, key), type(default)
+        expected = {int: "a positive integer", float: "a number", str: "a string"}[kind]
+        ok = isinstance(value, int | float if kind is float else kind)
+        if not ok or isinstance(value, bool) or (kind is int and value <= 0):
+            raise UserError(f"{what}: {key}={value!r} should be {expected}; fix config.json")
+    if (act := _hf(cfg, "hidden_act")) != "gelu":
+        raise UserError(
+            f"{what}: hidden_act={act!r}; only 'gelu' (exact erf GELU, the original's) is supported"
+        )
+    if (position_type := cfg.get("position_embedding_type", "absolute")) != "absolute":
+        raise UserError(f"{what}: position_embedding_type={position_type!r}; expected absolute")
+    if cfg.get("is_decoder") or cfg.get("add_cross_attention"):
+        raise UserError(f"{what}: decoder / cross-attention ELECTRA is not supported")
+    hidden, heads = _hf(cfg, "hidden_size"), _hf(cfg, "num_attention_heads")
+    if hidden % heads:
+        raise UserError(f"{what}: hidden_size={hidden} is not divisible by {heads} heads")
+
+
+def hf_to_model_config(
+    disc_cfg: Mapping[str, Any] | None, gen_cfg: Mapping[str, Any] | None, untied: bool = False
+) -> ModelConfig:
+    """ModelConfig from one or two HF configs: the generator's shape becomes fractions (1.0
+    when it comes alone: its tower is then described as the discriminator shape)."""
+    if disc_cfg is None and gen_cfg is None:
+        raise UserError("nothing to convert: pass a discriminator and/or a generator")
+    for cfg, what in ((disc_cfg, "discriminator config"), (gen_cfg, "generator config")):
+        if cfg is not None:
+            check_hf_config(cfg, what)
+    for key in SHARED_FIELDS.split() if disc_cfg is not None and gen_cfg is not None else ():
+        if (disc_value := _hf(disc_cfg, key)) != (gen_value := _hf(gen_cfg, key)):
+            raise UserError(
+                f"generator {key}={gen_value} differs from the discriminator's {disc_value}; "
+                "they must share one embedding block"
+            )
+    base = disc_cfg if disc_cfg is not None else gen_cfg
+    fields, disc = hf_fields(base), hf_tower(base)
+    if disc.num_heads == default_num_heads(disc.hidden_size):
+        fields["num_heads"] = None  # the original's derived shape: kept implicit
+    if disc.intermediate_size == 4 * disc.hidden_size:
+        fields["intermediate_size"] = None
+    sharing = "untied" if untied else "tied"
+    config = ModelConfig(
+        **fields, generator_hidden_size=1.0, generator_layers=1.0, embedding_sharing=sharing
+    )
+    if gen_cfg is None:
+        return config
+    gen = hf_tower(gen_cfg)
+    if disc_cfg is not None:
+        config = config.replace(
+            generator_hidden_size=gen.hidden_size / disc.hidden_size,
+            generator_layers=gen.num_layers / disc.num_layers,
+        )
+    if config.generator != gen:
+        raise UserError(
+            f"generator shape {gen} is not the original's derived shape {config.generator} "
+            "(heads = max(1, hidden // 64), FFN = 4 x hidden); it cannot be represented"
+        )
+    return config
+
+
+def model_config_to_hf(
+    config: ModelConfig, tower: EncoderConfig, architecture: str, pad_token_id: int = 0
+) -> dict[str, Any]:
+    """An HF ElectraConfig dict (config.json contents) for one tower of `config`."""
+    return {
+        "architectures": [architecture],
+        "model_type": "electra",
+        **hf_config_fields(config, tower),
+        "pad_token_id": pad_token_id,
+        "tie_word_embeddings": True,
+    }
 
 
 # Our module path -> (HF module, kernel input dims). In a path one tower's group is renamed
@@ -98,12 +172,16 @@ def hf_layout(path: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
     return key, (math.prod(shape),) if leaf.endswith("bias") else tuple(shape)
 
 
-def to_hf(path: str, value: Any) -> tuple[str, np.ndarray]:
-    """One of our parameters -> (HF key, float32 HF array)."""
-    key, shape = hf_layout(path, np.shape(value))
-    array = np.asarray(value, np.float32)
-    array = array.reshape(shape[::-1]).T if path.endswith("kernel") else array.reshape(shape)
-    return key, np.ascontiguousarray(array)
+def to_hf(parts: dict[str, Any]) -> dict[str, np.ndarray]:
+    """{table role ("tower", "embeddings", a head): our subtree} -> HF state dict (float32)."""
+    out = {}
+    for role, tree in parts.items():
+        for path, value in flatten(tree, role).items():
+            key, shape = hf_layout(path, np.shape(value))
+            array = np.asarray(value, np.float32)
+            array = array.reshape(shape[::-1]).T if path.endswith("kernel") else array
+            out[key] = np.ascontiguousarray(array.reshape(shape))
+    return out
 
 
 def from_hf(path: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

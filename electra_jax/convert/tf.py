@@ -1,8 +1,5 @@
-"""Original TF1 checkpoints (google-research/electra) -> electra_jax parameters.
-
-TF variable names become HF state-dict keys (kernels transposed) and `hf.hf_to_params` does the
-rest, so both imports share one name table and one set of checks; only reading needs TF.
-"""
+"""Original TF1 checkpoints (google-research/electra) -> electra_jax parameters: TF names become
+HF keys and `hf.hf_to_params` does the rest (one name table, one set of checks)."""
 
 from __future__ import annotations
 
@@ -21,15 +18,12 @@ from electra_jax.model.config import ModelConfig, default_num_heads
 
 # Optimiser slots and step counters, never weights.
 SKIPPED = re.compile(r"(^global_step$|/adam_[mv]$|/Adam(_\d+)?$|^beta[12]_power)")
-# TF scope -> (tower side, HF key prefix); `generator/` is the generator's `electra/`.
-SCOPES = {
-    "electra": ("disc", "electra"),
-    "generator": ("gen", "electra"),
-    "discriminator_predictions": ("disc", "discriminator_predictions"),
-    "generator_predictions": ("gen", "generator_predictions"),
-}
-# Where the original's names differ from HF's, applied in order to "prefix/rest".
+# TF scope -> tower side ("generator/" holds the generator's "electra/" tower).
+SIDES = {"electra": "disc", "generator": "gen"}
+SIDES |= {"discriminator_predictions": "disc", "generator_predictions": "gen"}
+# Where the original's names differ from HF's, applied in order.
 RENAMES = (
+    (r"^generator/", "electra/"),
     (r"/layer_(\d+)/", r"/layer/\1/"),
     (r"(_embeddings)$", r"\1/weight"),
     (r"/(kernel|gamma)$", "/weight"),
@@ -41,13 +35,12 @@ RENAMES = (
 
 def tf_name_to_hf(name: str) -> tuple[str, str] | None:
     """Original TF variable name -> ("disc" | "gen", HF state-dict key), None if not a weight."""
-    scope, _, rest = name.partition("/")
-    if SKIPPED.search(name) or scope not in SCOPES:
+    side = SIDES.get(name.partition("/")[0])
+    if SKIPPED.search(name) or side is None:
         return None
-    side, key = SCOPES[scope][0], f"{SCOPES[scope][1]}/{rest}"
     for pattern, replacement in RENAMES:
-        key = re.sub(pattern, replacement, key)
-    return side, key.replace("/", ".")
+        name = re.sub(pattern, replacement, name)
+    return side, name.replace("/", ".")
 
 
 def _hf_config_from_shapes(sd: StateDict, num_heads: int | None) -> dict[str, Any]:
@@ -70,23 +63,19 @@ def _hf_config_from_shapes(sd: StateDict, num_heads: int | None) -> dict[str, An
     }
 
 
-def tf_variables_to_hf(
+def tf_variables_to_params(
     variables: Mapping[str, np.ndarray], num_heads: int | None = None
-) -> tuple[StateDict | None, StateDict | None, dict | None, dict | None, bool]:
-    """TF variables -> (disc state dict, gen state dict, disc config, gen config, untied).
-
-    Heads are max(1, hidden // 64), the original's rule; `num_heads` overrides the
-    discriminator's.
-    """
+) -> tuple[ModelConfig, Params]:
+    """The original's TF variables ({name: array}) -> (ModelConfig, our params). Heads are
+    max(1, hidden // 64), the original's rule; `num_heads` overrides the discriminator's."""
     towers: dict[str, StateDict] = {"disc": {}, "gen": {}}
     ignored = []
     for name, value in variables.items():
-        mapped = tf_name_to_hf(name)
-        if mapped is None and not SKIPPED.search(name):
-            ignored.append(name)
-        elif mapped is not None:
+        if (mapped := tf_name_to_hf(name)) is not None:
             array = np.asarray(value, np.float32)  # kernels: [in, out] -> HF's [out, in]
             towers[mapped[0]][mapped[1]] = array.T if name.endswith("/kernel") else array
+        elif not SKIPPED.search(name):
+            ignored.append(name)
     if ignored:
         shown = ", ".join(ignored[:3])
         warn(f"ignored {len(ignored)} TF variable(s) not part of ELECTRA ({shown})")
@@ -102,14 +91,7 @@ def tf_variables_to_hf(
         raise UserError("TF checkpoint has no electra/embeddings/word_embeddings")
     disc_cfg = _hf_config_from_shapes(disc, num_heads) if has_disc else None
     gen_cfg = _hf_config_from_shapes(gen, None) if has_gen else None
-    return (disc if has_disc else None, gen if has_gen else None, disc_cfg, gen_cfg, untied)
-
-
-def tf_variables_to_params(
-    variables: Mapping[str, np.ndarray], num_heads: int | None = None
-) -> tuple[ModelConfig, Params]:
-    """The original's TF variables ({name: array}) -> (ModelConfig, our params)."""
-    disc, gen, disc_cfg, gen_cfg, untied = tf_variables_to_hf(variables, num_heads)
+    disc, gen = (disc if has_disc else None), (gen if has_gen else None)
     return hf_to_params(disc, gen, disc_cfg, gen_cfg, untied=untied)
 
 
