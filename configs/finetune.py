@@ -23,7 +23,7 @@ for the second):
 
   # sweep=seeds (the default): seeds 0..9 as ten runs of one seed each. The paper reports the
   # median of 10 fine-tuning runs from one checkpoint: summary.md's median over the ten runs
-  # (on one machine, `--config.seeds=10` computes the same median in one vectorised process).
+  # (on one machine, `--config.seeds=10` computes the same median in one vectorized process).
   python launch/sweep.py --config=configs/finetune.py:task=rte,size=small --workdir=runs/rte \
       --config.init_from=models/small --config.data_dir=finetuning_data --parallel=2
 
@@ -65,28 +65,27 @@ PAPER_NUM_SEEDS = 10  # the paper reports the median of 10 fine-tuning runs
 LR_GRID = (0.5, 1.0, 2.0)  # sweep=lr: multiples of the size's Table 7 learning rate
 
 
-def parse_arg(arg: str) -> dict[str, str]:
-    values = {}
+def parse_arg(arg: str) -> tuple[str, str, str]:
+    """(task, size, sweep kind) of `task=<task>,size=<size>[,sweep=<kind>]`, each checked."""
+    values = {"size": "small", "sweep": "seeds"}
     for part in (p for p in arg.split(",") if p):
         key, sep, value = part.partition("=")
         if not sep or key not in ("task", "size", "sweep"):
             raise ValueError(f"bad config argument {part!r}; expected task=<task>,size=<size>")
-        if key == "sweep" and value not in SWEEPS:
-            raise ValueError(f"unknown sweep {value!r}; expected one of {list(SWEEPS)}")
         values[key] = value
     if "task" not in values:
         raise ValueError("config argument needs task=<task> (for example task=rte,size=small)")
-    return values
+    for key, known in (("task", TASKS), ("size", SIZE_RECIPE), ("sweep", SWEEPS)):
+        if values[key] not in known:
+            raise ValueError(f"unknown {key} {values[key]!r}; expected one of {sorted(known)}")
+    return values["task"], values["size"], values["sweep"]
 
 
 def sweep(arg: str = "task=builtin_acceptability,size=tiny") -> list[dict]:
     """Override dicts for launch/sweep.py: `sweep=seeds` (default) seeds 0..9, one run each (the
     paper's median of 10 runs); `sweep=lr` Table 7's learning rate x 0.5, 1, 2."""
-    values = parse_arg(arg)
-    size = values.get("size", "small")
-    if size not in SIZE_RECIPE:
-        raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZE_RECIPE)}")
-    if values.get("sweep", "seeds") == "seeds":
+    _, size, kind = parse_arg(arg)
+    if kind == "seeds":
         return [{"seed": seed} for seed in range(PAPER_NUM_SEEDS)]
     lr = SIZE_RECIPE[size]["learning_rate"]
     return [{"learning_rate": float(f"{lr * m:.3g}")} for m in LR_GRID]
@@ -95,19 +94,14 @@ def sweep(arg: str = "task=builtin_acceptability,size=tiny") -> list[dict]:
 def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collections.ConfigDict:
     """The fine-tuning config for `task=<task>,size=<size>` (size defaults to small; a `sweep=`
     part only selects sweep()'s grid)."""
-    values = parse_arg(arg)
-    task, size = values["task"], values.get("size", "small")
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
-    if size not in SIZE_RECIPE:
-        raise ValueError(f"unknown size {size!r}; expected one of {sorted(SIZE_RECIPE)}")
+    task, size, _ = parse_arg(arg)
     spec, recipe = TASKS[task], SIZE_RECIPE[size]
     c = ml_collections.ConfigDict()
     c.task = task
     c.size = size
     c.init_from = ""  # exported model dir or pre-training workdir; empty: random init
     c.data_dir = ""  # GLUE TSV / SQuAD JSON root; empty: TFDS (built-in tasks: generated)
-    c.vocab_dir = ""  # tokeniser for random init (dir with vocab.txt); empty: built-in vocab
+    c.vocab_dir = ""  # tokenizer for random init (dir with vocab.txt); empty: built-in vocab
     c.seeds = 1  # number of fine-tuning runs; results.json gives each and the median
     c.seed = 0  # the first seed; run i uses seed + i
     c.seeds_per_group = 0  # seeds trained together under vmap; 0: auto (vectorize_budget)
@@ -128,7 +122,8 @@ def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collecti
     c.log_every = 50
     c.write_predictions = True  # submission files (GLUE leaderboard names / SQuAD JSON)
 
-    c.optimizer = optimizer_config()
+    c.optimizer = optimizer_config()  # Adam, clipping, schedule: the original's defaults
+    del c.optimizer.weight_decay  # the top-level weight_decay above (Table 7's 0, not 0.01)
 
     c.squad = ml_collections.ConfigDict()
     c.squad.doc_stride = 128

@@ -1,13 +1,11 @@
-"""Task heads on the discriminator encoder, and their losses (RECIPE.md "Fine-tuning").
+"""Task heads on the discriminator encoder and their losses (RECIPE.md "Fine-tuning").
 
-- GLUE: the final hidden state of [CLS] (no pooler), dropout 0.1, dense to the labels;
-  softmax cross-entropy. STS-B: dense to 1, squared error against label / 5.
-- SQuAD: the XLNet-style joint head of the original. Start logits from a dense layer; the end
-  logits are conditioned on the start: [h_j ; h_start] -> dense 512 + GELU -> LayerNorm ->
-  dense 1 (teacher-forced with the gold start in training, the top-k starts at inference).
-  SQuAD 2.0 adds an answerability classifier on [h_CLS ; sum_j p_start(j) h_j] -> dense 512 +
-  GELU -> dense 1 (sigmoid cross-entropy on "impossible", weight 0.5).
-
+GLUE: [CLS]'s final hidden state (no pooler), dropout 0.1, dense to the labels, softmax
+cross-entropy; STS-B: dense to 1, squared error against label / 5. SQuAD: the original's
+XLNet-style joint head: start logits from a dense layer; end logits conditioned on the start,
+[h_j ; h_start] -> dense 512 + GELU -> LayerNorm -> dense 1 (the gold start in training, the
+top-k starts at inference). SQuAD 2.0 adds an answerability classifier on
+[h_CLS ; sum_j p_start(j) h_j] -> dense 512 + GELU -> dense 1 (sigmoid cross-entropy, weight 0.5).
 Parameters: `electra` (ElectraModel's `embeddings` / `discriminator` groups) and `head`.
 """
 
@@ -139,31 +137,21 @@ class FinetuneModel(nn.Module):
         return {"logits": logits_BxK}
 
 
-def answer_mask(input_mask_BxL: jax.Array, segment_ids_BxL: jax.Array) -> jax.Array:
-    """Where an answer may start or end: context tokens (segment 1) and [CLS] (no answer)."""
-    mask_BxL = input_mask_BxL * segment_ids_BxL
-    return mask_BxL.at[:, 0].set(1)
-
-
 def task_loss(
     outputs: dict[str, jax.Array], batch: dict[str, jax.Array], kind: str, squad_v2: bool = False,
     answerable_weight: float = 0.5,
 ) -> jax.Array:  # fmt: skip
     """Mean loss over the batch; `weights` (0 for padding rows) when present."""
+    nll = lambda log_probs_BxK, targets_B: (
+        -jnp.take_along_axis(log_probs_BxK, targets_B[:, None], -1)[:, 0]
+    )
     if kind == "classification":
-        per_example_B = -jnp.take_along_axis(
-            jax.nn.log_softmax(outputs["logits"]), batch["labels"][:, None], axis=-1
-        )[:, 0]
+        per_example_B = nll(jax.nn.log_softmax(outputs["logits"]), batch["labels"])
     elif kind == "regression":
         per_example_B = jnp.square(outputs["predictions"] - batch["labels"] / 5.0)
     else:
-        start_B = -jnp.take_along_axis(
-            outputs["start_log_probs"], batch["start_positions"][:, None], -1
-        )[:, 0]
-        end_B = -jnp.take_along_axis(outputs["end_log_probs"], batch["end_positions"][:, None], -1)[
-            :, 0
-        ]
-        per_example_B = (start_B + end_B) / 2.0
+        start_B = nll(outputs["start_log_probs"], batch["start_positions"])
+        per_example_B = (start_B + nll(outputs["end_log_probs"], batch["end_positions"])) / 2.0
         if squad_v2:
             per_example_B += answerable_weight * optax.sigmoid_binary_cross_entropy(
                 outputs["answerable_logit"], batch["is_impossible"].astype(jnp.float32)

@@ -1,8 +1,7 @@
-"""Fine-tuning metrics as plain numpy functions: GLUE's, SQuAD's official EM / F1, GLUE score.
+"""Fine-tuning metrics as plain numpy: GLUE's, SQuAD's official EM / F1, the GLUE score.
 
-Each function takes 1-D arrays (or lists of strings for SQuAD) and returns a float; the tests
-compare them with scikit-learn / scipy on random inputs. Correlations and MCC return 0.0 where
-the quantity is undefined (a constant input), as scikit-learn's MCC does.
+Tested against scikit-learn / scipy. Correlations and MCC are 0.0 where undefined (a constant
+input), as scikit-learn's MCC is.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import string
 from collections.abc import Sequence
 
 import numpy as np
-
-# --------------------------------------------------------------------------- GLUE
 
 
 def accuracy(labels_N: np.ndarray, preds_N: np.ndarray) -> float:
@@ -69,23 +66,21 @@ def spearman(x_N: np.ndarray, y_N: np.ndarray) -> float:
     return pearson(average_ranks(x_N), average_ranks(y_N))
 
 
+# Each GLUE metric's measures, the headline (the paper's choice per task) first.
+GLUE_METRICS = {
+    "mcc": {"mcc": matthews_corrcoef},
+    "correlation": {"spearman": spearman, "pearson": pearson},
+    "accuracy_f1": {"accuracy": accuracy, "f1": binary_f1},
+    "accuracy": {"accuracy": accuracy},
+}
+
+
 def glue_metrics(metric: str, labels_N: np.ndarray, preds_N: np.ndarray) -> dict[str, float]:
-    """A task's metrics ×100, the headline under `score` (the paper's choice per task)."""
-    if metric == "mcc":
-        out = {"mcc": matthews_corrcoef(labels_N, preds_N)}
-        out["score"] = out["mcc"]
-    elif metric == "correlation":
-        out = {"pearson": pearson(labels_N, preds_N), "spearman": spearman(labels_N, preds_N)}
-        out["score"] = out["spearman"]
-    elif metric == "accuracy_f1":
-        out = {"accuracy": accuracy(labels_N, preds_N), "f1": binary_f1(labels_N, preds_N)}
-        out["score"] = out["accuracy"]
-    elif metric == "accuracy":
-        out = {"accuracy": accuracy(labels_N, preds_N)}
-        out["score"] = out["accuracy"]
-    else:
+    """A task's measures x100, the headline also under `score`."""
+    if metric not in GLUE_METRICS:
         raise ValueError(f"unknown metric {metric!r}")
-    return {k: 100.0 * v for k, v in out.items()}
+    out = {k: 100.0 * fn(labels_N, preds_N) for k, fn in GLUE_METRICS[metric].items()}
+    return {**out, "score": next(iter(out.values()))}
 
 
 # The paper's GLUE score: the mean over these eight tasks (WNLI excluded), each with the
@@ -101,11 +96,8 @@ def glue_score(scores: dict[str, float]) -> float:
     return float(np.mean([scores[t] for t in GLUE_SCORE_TASKS]))
 
 
-# --------------------------------------------------------------------------- SQuAD (official)
-
-
 def normalize_answer(text: str) -> str:
-    """The official SQuAD normalisation: lower, drop punctuation, articles, extra spaces."""
+    """The official SQuAD normalization: lower, drop punctuation, articles, extra spaces."""
     text = text.lower()
     text = "".join(ch for ch in text if ch not in set(string.punctuation))
     text = re.sub(r"\b(a|an|the)\b", " ", text)
@@ -130,7 +122,7 @@ def token_f1(prediction: str, gold: str) -> float:
 
 
 def max_over_golds(fn, prediction: str, golds: Sequence[str]) -> float:
-    """Score against the best-matching gold; golds that normalise to "" are dropped and none
+    """Score against the best-matching gold; golds that normalize to "" are dropped and none
     left means a no-answer question (the official v2.0 script's rule)."""
     kept = [gold for gold in golds if normalize_answer(gold)]
     return max(fn(prediction, gold) for gold in (kept or [""]))
@@ -142,36 +134,31 @@ def squad_scores(
     na_probs: dict[str, float] | None = None,
     na_threshold: float = 1.0,
 ) -> dict[str, float]:
-    """EM / F1 ×100 over all questions (official v1.1 / v2.0 evaluation).
+    """EM / F1 x100 over all questions, as the official v1.1 / v2.0 scripts compute them.
 
-    With `na_probs`, a prediction is replaced by "" where its no-answer probability exceeds
-    `na_threshold` (official default 1.0: never), and `best_exact` / `best_f1` (with their
-    thresholds) give the scores at the best threshold, as the official v2.0 script does.
+    With `na_probs`, a prediction becomes "" where its no-answer probability exceeds
+    `na_threshold` (official default 1.0: never); `best_exact` / `best_f1` (and thresholds) are
+    the scores at the best threshold (official v2.0).
     """
     ids = list(golds)
     missing = [i for i in ids if i not in predictions]
     if missing:
         raise ValueError(f"no prediction for {len(missing)} question(s), e.g. {missing[0]!r}")
-    final = {
-        i: ("" if na_probs is not None and na_probs[i] > na_threshold else predictions[i])
-        for i in ids
-    }
-    em = {i: max_over_golds(exact_match, final[i], golds[i]) for i in ids}
-    f1 = {i: max_over_golds(token_f1, final[i], golds[i]) for i in ids}
-    out = {"exact": 100.0 * np.mean(list(em.values())), "f1": 100.0 * np.mean(list(f1.values()))}
-    has_answer = [i for i in ids if golds[i]]
-    no_answer = [i for i in ids if not golds[i]]
+    score = lambda fn, preds: {i: max_over_golds(fn, preds[i], golds[i]) for i in ids}
+    drop = lambda i: na_probs is not None and na_probs[i] > na_threshold
+    final = {i: "" if drop(i) else predictions[i] for i in ids}
+    per_question = {"exact": score(exact_match, final), "f1": score(token_f1, final)}
+    out = {k: 100.0 * np.mean(list(v.values())) for k, v in per_question.items()}
+    has_answer, no_answer = [i for i in ids if golds[i]], [i for i in ids if not golds[i]]
     if no_answer:
-        out["HasAns_exact"] = 100.0 * np.mean([em[i] for i in has_answer]) if has_answer else 0.0
-        out["HasAns_f1"] = 100.0 * np.mean([f1[i] for i in has_answer]) if has_answer else 0.0
-        out["NoAns_exact"] = 100.0 * np.mean([em[i] for i in no_answer])
-        out["NoAns_f1"] = 100.0 * np.mean([f1[i] for i in no_answer])
+        for name, subset in (("HasAns", has_answer), ("NoAns", no_answer)):
+            for k, v in per_question.items():
+                out[f"{name}_{k}"] = 100.0 * np.mean([v[i] for i in subset]) if subset else 0.0
     if na_probs is not None:
-        raw_em = {i: max_over_golds(exact_match, predictions[i], golds[i]) for i in ids}
-        raw_f1 = {i: max_over_golds(token_f1, predictions[i], golds[i]) for i in ids}
-        for name, raw in (("exact", raw_em), ("f1", raw_f1)):
-            best, thresh = best_threshold(predictions, raw, na_probs, golds)
-            out[f"best_{name}"], out[f"best_{name}_thresh"] = best, thresh
+        for k, fn in (("exact", exact_match), ("f1", token_f1)):
+            raw = score(fn, predictions)
+            best = best_threshold(predictions, raw, na_probs, golds)
+            out[f"best_{k}"], out[f"best_{k}_thresh"] = best
     return {k: float(v) for k, v in out.items()}
 
 

@@ -1,8 +1,8 @@
 """Readers: GLUE TSV files (the original's layout), SQuAD JSON files, and TFDS as a fallback.
 
-A malformed row stops the run with one line naming the file, the line and the fix; with
-`skip_malformed` such rows are skipped and counted instead (`ReadResult.skipped`). Files are
-read as the original does: UTF-8, split on tabs, no quoting.
+Files are read as the original does: UTF-8, split on tabs, no quoting. A malformed row stops the
+run with one line naming the file, the row and the fix; with `skip_malformed` it is skipped and
+counted instead (`ReadResult.skipped`).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from electra_jax.errors import UserError
@@ -51,11 +52,36 @@ class MalformedRow(UserError):
     """A data row that does not fit the task's layout."""
 
 
-# --------------------------------------------------------------------------- GLUE TSV
+def _parse_all(
+    path: str, rows: Iterable[tuple[str, Any]], parse: Callable[[Any], Any], skip: bool,
+    nothing: str,
+) -> ReadResult:  # fmt: skip
+    """Parses each (location, row); a MalformedRow stops the run naming its location, or with
+    `skip` is counted. `nothing` completes the error when no row is usable."""
+    result = ReadResult([])
+    for where, row in rows:
+        try:
+            result.examples.append(parse(row))
+        except MalformedRow as e:
+            if not skip:
+                raise MalformedRow(f"{where}: {e}; {SKIP_HINT}") from None
+            result.skipped += 1
+    if not result.examples:
+        raise UserError(f"{path} has no usable {nothing}")
+    return result
+
+
+def _read_text(path: str, missing_hint: str) -> str:
+    if not os.path.isfile(path):
+        raise UserError(f"{path} does not exist; {missing_hint}")
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text ({e.reason}); re-save it as UTF-8") from e
 
 
 def _parse_glue_row(fields: list[str], spec: TaskSpec, is_test: bool, guid: str) -> Example:
-    """One split row -> Example; raises MalformedRow (without location) on a bad row."""
     columns = spec.test_text_columns if is_test else spec.text_columns
     needed = list(columns) + ([] if is_test or spec.label_column is None else [spec.label_column])
     width = max(c + 1 if c >= 0 else -c for c in needed)
@@ -66,85 +92,32 @@ def _parse_glue_row(fields: list[str], spec: TaskSpec, is_test: bool, guid: str)
     texts = [fields[c].strip() for c in columns]
     if any(not t for t in texts):
         raise MalformedRow(f"empty text in column(s) {list(columns)}")
-    label: int | float | None = None
-    if not is_test:
-        raw = fields[spec.label_column].strip()
-        if spec.kind == "regression":
-            try:
-                label = float(raw)
-            except ValueError:
-                raise MalformedRow(f"label {raw!r} is not a number") from None
-        elif raw in spec.labels:
-            label = spec.labels.index(raw)
-        else:
-            raise MalformedRow(f"label {raw!r} is not one of {list(spec.labels)}")
     if is_test:
-        guid = fields[0].strip()
-    return Example(guid, texts[0], texts[1] if len(texts) > 1 else None, label)
+        return Example(fields[0].strip(), *texts)
+    raw = fields[spec.label_column].strip()
+    if spec.kind == "regression":
+        try:
+            return Example(guid, *texts, label=float(raw))
+        except ValueError:
+            raise MalformedRow(f"label {raw!r} is not a number") from None
+    if raw not in spec.labels:
+        raise MalformedRow(f"label {raw!r} is not one of {list(spec.labels)}")
+    return Example(guid, *texts, label=spec.labels.index(raw))
 
 
 def read_glue_tsv(
     path: str, spec: TaskSpec, is_test: bool = False, skip_malformed: bool = False
 ) -> ReadResult:
     """Reads one GLUE-layout TSV file. Test files always have a header and an index column."""
-    if not os.path.isfile(path):
-        raise UserError(
-            f"{path} does not exist; put the {spec.name} files under --config.data_dir "
-            f"as {spec.dir_name}/{{train,dev,test}}.tsv (the original's layout)"
-        )
-    result = ReadResult([])
+    where = f"{spec.dir_name}/{{train,dev,test}}.tsv (the original's layout)"
+    text = _read_text(path, f"put the {spec.name} files under --config.data_dir as {where}")
     split = os.path.splitext(os.path.basename(path))[0]
-    with open(path, encoding="utf-8", errors="strict", newline="") as f:
-        try:
-            lines = f.read().split("\n")
-        except UnicodeDecodeError as e:
-            raise UserError(f"{path}: not UTF-8 text ({e.reason}); re-save it as UTF-8") from e
-    skip_header = is_test or spec.header
-    for line_no, line in enumerate(lines, start=1):
-        line = line.rstrip("\r")
-        if (skip_header and line_no == 1) or not line.strip():
-            continue
-        try:
-            result.examples.append(
-                _parse_glue_row(line.split("\t"), spec, is_test, f"{split}-{line_no}")
-            )
-        except MalformedRow as e:
-            if not skip_malformed:
-                raise MalformedRow(f"{path}:{line_no}: {e}; {SKIP_HINT}") from None
-            result.skipped += 1
-    if not result.examples:
-        raise UserError(f"{path} has no usable rows; check that it is the {spec.name} layout")
-    return result
-
-
-# --------------------------------------------------------------------------- SQuAD JSON
-
-
-def _squad_error(path: str, where: str, problem: str) -> MalformedRow:
-    return MalformedRow(f"{path}: {where}: {problem}; {SKIP_HINT}")
-
-
-def parse_squad(
-    data: Any, path: str, is_test: bool = False, skip_malformed: bool = False
-) -> ReadResult:
-    """SQuAD v1.1 / v2.0 JSON (already decoded) -> SquadExamples; problems name the JSON path."""
-    result = ReadResult([])
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise UserError(f"{path}: expected a SQuAD v1.1 / v2.0 JSON object with a 'data' list")
-    for a, article in enumerate(data["data"]):
-        for p, paragraph in enumerate(article.get("paragraphs", []) or []):
-            context = paragraph.get("context")
-            for q, qa in enumerate(paragraph.get("qas", []) or []):
-                where = f"data[{a}].paragraphs[{p}].qas[{q}]"
-                try:
-                    result.examples.append(_parse_squad_qa(qa, context, is_test))
-                except MalformedRow as e:
-                    if not skip_malformed:
-                        raise _squad_error(path, where, str(e)) from None
-                    result.skipped += 1
-    if not result.examples:
-        raise UserError(f"{path} has no usable questions; expected SQuAD v1.1 / v2.0 JSON")
-    return result
+    first = 2 if is_test or spec.header else 1
+    lines = enumerate((line.rstrip("\r") for line in text.split("\n")), start=1)
+    rows = [(f"{path}:{n}", (n, line)) for n, line in lines if n >= first and line.strip()]
+    parse = lambda row: _parse_glue_row(row[1].split("\t"), spec, is_test, f"{split}-{row[0]}")
+    return _parse_all(path, rows, parse, skip_malformed,
+                      f"rows; check that it is the {spec.name} layout")  # fmt: skip
 
 
 def _parse_squad_qa(qa: Any, context: Any, is_test: bool) -> SquadExample:
@@ -167,17 +140,22 @@ def _parse_squad_qa(qa: Any, context: Any, is_test: bool) -> SquadExample:
 
 
 def read_squad_json(path: str, is_test: bool = False, skip_malformed: bool = False) -> ReadResult:
-    if not os.path.isfile(path):
-        raise UserError(f"{path} does not exist; put SQuAD JSON files under --config.data_dir")
+    """SQuAD v1.1 / v2.0 JSON -> SquadExamples; a problem names its JSON path."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        data = json.loads(_read_text(path, "put SQuAD JSON files under --config.data_dir"))
+    except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e}); expected SQuAD v1.1 / v2.0 JSON") from e
-    return parse_squad(data, path, is_test, skip_malformed)
-
-
-# --------------------------------------------------------------------------- dispatch
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise UserError(f"{path}: expected a SQuAD v1.1 / v2.0 JSON object with a 'data' list")
+    rows = [
+        (f"{path}: data[{a}].paragraphs[{p}].qas[{q}]", (qa, paragraph.get("context")))
+        for a, article in enumerate(data["data"])
+        for p, paragraph in enumerate(article.get("paragraphs", []) or [])
+        for q, qa in enumerate(paragraph.get("qas", []) or [])
+    ]
+    parse = lambda row: _parse_squad_qa(*row, is_test)
+    return _parse_all(path, rows, parse, skip_malformed,
+                      "questions; expected SQuAD v1.1 / v2.0 JSON")  # fmt: skip
 
 
 def split_path(data_dir: str, spec: TaskSpec, stem: str) -> str:
@@ -197,8 +175,6 @@ def read_split(
     return read_glue_tsv(path, spec, is_test, skip_malformed)
 
 
-# --------------------------------------------------------------------------- TFDS fallback
-
 # TFDS feature names of each GLUE task's text fields.
 _TFDS_TEXT = {
     "cola": ("sentence",), "sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"),
@@ -208,50 +184,39 @@ _TFDS_TEXT = {
 }  # fmt: skip
 
 
-def _tfds_split(stem: str) -> str:
-    return {"dev": "validation"}.get(stem, stem.replace("dev_", "validation_"))
-
-
 def read_tfds(spec: TaskSpec, stem: str) -> ReadResult:
     """GLUE / SQuAD from TensorFlow Datasets (needs tensorflow-datasets and its prepared data)."""
     if not spec.tfds_name:
         raise UserError(f"task {spec.name} has no TFDS source; pass --config.data_dir")
-    try:
+    try:  # a local import: tensorflow-datasets is a heavy optional dependency
         import tensorflow_datasets as tfds
     except ImportError as e:
         raise UserError(
             f"no --config.data_dir given and tensorflow-datasets is not installed; pass "
             f"--config.data_dir with {spec.dir_name}/ files or `pip install tensorflow-datasets`"
         ) from e
-    split = _tfds_split(stem)
+    split = {"dev": "validation"}.get(stem, stem.replace("dev_", "validation_"))
     try:
         dataset, info = tfds.load(spec.tfds_name, split=split, with_info=True)
     except Exception as e:  # tfds raises many types (not prepared, no network)
         raise UserError(f"cannot load TFDS {spec.tfds_name}:{split} ({type(e).__name__})") from e
-    rows = tfds.as_numpy(dataset)
-    decode = lambda v: v.decode("utf-8") if isinstance(v, bytes) else v  # noqa: E731
+    decode = lambda v: v.decode("utf-8") if isinstance(v, bytes) else v
+    examples: list = []
     if spec.kind == "span":
-        examples = []
-        for row in rows:
+        for row in tfds.as_numpy(dataset):
             texts = [decode(t) for t in row["answers"]["text"]]
-            starts = [int(s) for s in row["answers"]["answer_start"]]
-            examples.append(
-                SquadExample(decode(row["id"]), decode(row["question"]), decode(row["context"]),
-                             tuple(zip(texts, starts, strict=True)), not texts)
-            )  # fmt: skip
+            answers = tuple(zip(texts, map(int, row["answers"]["answer_start"]), strict=True))
+            examples.append(SquadExample(decode(row["id"]), decode(row["question"]),
+                                         decode(row["context"]), answers, not texts))  # fmt: skip
         return ReadResult(examples)
     names = getattr(info.features["label"], "names", None)
-    examples = []
-    for row in rows:
-        texts = [decode(row[k]) for k in _TFDS_TEXT[spec.name]]
-        label: int | float | None = None
-        raw = row["label"]
+    for row in tfds.as_numpy(dataset):
+        raw, label = row["label"], None
         if spec.kind == "regression":
             label = None if stem.startswith("test") else float(raw)
         elif int(raw) >= 0:
             name = names[int(raw)] if names else str(int(raw))
             label = spec.labels.index(name) if name in spec.labels else int(raw)
-        examples.append(
-            Example(str(int(row["idx"])), texts[0], texts[1] if len(texts) > 1 else None, label)
-        )
+        texts = [decode(row[k]) for k in _TFDS_TEXT[spec.name]]
+        examples.append(Example(str(int(row["idx"])), *texts, label=label))
     return ReadResult(examples)

@@ -1,14 +1,7 @@
-"""SQuAD featurisation (doc-stride windows, answer-span mapping) and answer decoding.
-
-Follows the original (BERT's run_squad, ELECTRA's qa_tasks): the context is split on
-whitespace into words, each word into sub-words; a window is [CLS] question [SEP] context-part
-[SEP] with the question cut to `max_query_len` tokens and windows `doc_stride` tokens apart. A
-training answer is mapped to sub-word positions (tightened to the answer's own tokenisation);
-a window that does not contain it, or an impossible question, points at [CLS] (position 0) and
-is a "no answer" window for the answerability classifier. Decoding takes the top-k starts and
-the top-k ends per start over every window (n-best 20, answers at most 30 tokens, only from a
-window where the start token has its maximal context), then maps the sub-word span back to the
-original characters.
+"""SQuAD featurization (doc-stride windows, answer spans) and answer decoding, as the original
+(BERT's run_squad, ELECTRA's qa_tasks): whitespace words split into sub-words; windows
+[CLS] question [SEP] context-part [SEP]; a window without the answer points at [CLS]. Decoding
+takes the top-k starts x top-k ends of every window where the start has its maximal context.
 """
 
 from __future__ import annotations
@@ -19,6 +12,7 @@ import unicodedata
 import numpy as np
 
 from electra_jax.data.tokenizer import Tokenizer
+from electra_jax.finetune.features import pad_rows
 from electra_jax.finetune.readers import SquadExample
 
 
@@ -37,28 +31,14 @@ def split_words(context: str) -> tuple[list[str], list[int]]:
     char_to_word: list[int] = []
     previous_space = True
     for ch in context:
-        if ch.isspace() or ord(ch) in (0x202F,):
-            previous_space = True
-        else:
-            if previous_space:
-                words.append(ch)
-            else:
-                words[-1] += ch
-            previous_space = False
+        space = ch.isspace() or ch == "\u202f"
+        if not space and previous_space:
+            words.append(ch)
+        elif not space:
+            words[-1] += ch
+        previous_space = space
         char_to_word.append(max(len(words) - 1, 0))
     return words, char_to_word
-
-
-def _improve_span(
-    doc_ids: list[int], start: int, end: int, tokenizer: Tokenizer, answer: str
-) -> tuple[int, int]:
-    """The tightest sub-span whose tokens equal the answer's own tokenisation."""
-    answer_ids = tokenizer.encode(answer)
-    for new_start in range(start, end + 1):
-        for new_end in range(end, new_start - 1, -1):
-            if doc_ids[new_start : new_end + 1] == answer_ids:
-                return new_start, new_end
-    return start, end
 
 
 def _max_context(spans: list[tuple[int, int]], span_index: int, position: int) -> bool:
@@ -66,95 +46,78 @@ def _max_context(spans: list[tuple[int, int]], span_index: int, position: int) -
     best_score, best_index = None, None
     for index, (start, length) in enumerate(spans):
         end = start + length - 1
-        if position < start or position > end:
-            continue
-        score = min(position - start, end - position) + 0.01 * length
-        if best_score is None or score > best_score:
-            best_score, best_index = score, index
+        if start <= position <= end:
+            score = min(position - start, end - position) + 0.01 * length
+            if best_score is None or score > best_score:
+                best_score, best_index = score, index
     return best_index == span_index
 
 
+def _answer_tokens(
+    example: SquadExample, char_to_word: list[int], word_to_token: list[int],
+    doc_ids: list[int], tokenizer: Tokenizer,
+) -> tuple[int, int] | None:  # fmt: skip
+    """The first answer's (first, last) sub-word position in the context, None if impossible;
+    tightened to the smallest sub-span equal to the answer's own tokenization (the original)."""
+    if not example.answers or example.is_impossible:
+        return None
+    text, char_start = example.answers[0]
+    start = word_to_token[char_to_word[char_start]]
+    next_word = char_to_word[char_start + len(text) - 1] + 1
+    end = (word_to_token[next_word] if next_word < len(word_to_token) else len(doc_ids)) - 1
+    answer_ids = tokenizer.encode(text)
+    for new_start in range(start, end + 1):
+        for new_end in range(end, new_start - 1, -1):
+            if doc_ids[new_start : new_end + 1] == answer_ids:
+                return new_start, new_end
+    return start, end
+
+
 def featurize(
-    examples: list[SquadExample],
-    tokenizer: Tokenizer,
-    max_seq_len: int,
-    doc_stride: int = 128,
-    max_query_len: int = 64,
-    is_training: bool = False,
-) -> tuple[dict[str, np.ndarray], list[WindowMeta]]:
+    examples: list[SquadExample], tokenizer: Tokenizer, max_seq_len: int, doc_stride: int = 128,
+    max_query_len: int = 64, is_training: bool = False,
+) -> tuple[dict[str, np.ndarray], list[WindowMeta]]:  # fmt: skip
     """Examples -> window arrays (inputs, answer mask, targets) and per-window metadata."""
-    rows: list[dict] = []
+    rows: list[tuple[list[int], list[int]]] = []
+    targets: list[tuple[int, int]] = []
     metas: list[WindowMeta] = []
     questions = tokenizer.encode_batch([e.question for e in examples])
     for example_index, example in enumerate(examples):
         query = questions[example_index][:max_query_len]
         words, char_to_word = split_words(example.context)
-        word_ids = tokenizer.encode_batch(words) if words else []
-        token_to_word_all, word_to_token, doc_ids = [], [], []
-        for w, ids in enumerate(word_ids):
+        word_to_token, token_to_word_all, doc_ids = [], [], []
+        for w, ids in enumerate(tokenizer.encode_batch(words) if words else []):
             word_to_token.append(len(doc_ids))
             token_to_word_all.extend([w] * len(ids))
             doc_ids.extend(ids)
-        answer_start = answer_end = None
-        if is_training and example.answers and not example.is_impossible:
-            text, char_start = example.answers[0]
-            first_word = char_to_word[char_start]
-            last_word = char_to_word[char_start + len(text) - 1]
-            answer_start = word_to_token[first_word]
-            next_word = last_word + 1
-            answer_end = (word_to_token[next_word] if next_word < len(words) else len(doc_ids)) - 1
-            answer_start, answer_end = _improve_span(doc_ids, answer_start, answer_end,
-                                                     tokenizer, text)  # fmt: skip
-        room = max_seq_len - len(query) - 3
-        spans: list[tuple[int, int]] = []
-        offset = 0
-        while offset < len(doc_ids) or not spans:
-            length = min(len(doc_ids) - offset, room)
-            spans.append((offset, length))
-            if offset + length >= len(doc_ids):
-                break
-            offset += min(length, doc_stride)
+        answer = None
+        if is_training:
+            answer = _answer_tokens(example, char_to_word, word_to_token, doc_ids, tokenizer)
+        room = max_seq_len - len(query) - 3  # windows start `stride` tokens apart
+        stride, n = min(room, doc_stride), len(doc_ids)
+        spans = [(o, min(n - o, room)) for o in range(0, max(n - room, 0) + stride, stride)]
         for span_index, (span_start, length) in enumerate(spans):
-            ids = [tokenizer.cls_id, *query, tokenizer.sep_id]
-            context_offset = len(ids)
-            ids += doc_ids[span_start : span_start + length] + [tokenizer.sep_id]
-            segments = [0] * context_offset + [1] * (length + 1)
-            token_to_word = {context_offset + i: token_to_word_all[span_start + i]
-                             for i in range(length)}  # fmt: skip
-            is_max = {context_offset + i: _max_context(spans, span_index, span_start + i)
-                      for i in range(length)}  # fmt: skip
-            start = end = 0
-            if (
-                answer_start is not None
-                and span_start <= answer_start
-                and (answer_end < span_start + length)
-            ):
-                start = answer_start - span_start + context_offset
-                end = answer_end - span_start + context_offset
-            rows.append({"ids": ids, "segments": segments, "start": start, "end": end,
-                         "impossible": int(start == 0)})  # fmt: skip
+            context_offset = len(query) + 2  # after [CLS] question [SEP]
+            shift = context_offset - span_start  # context token t sits at position t + shift
+            ids = [tokenizer.cls_id, *query, tokenizer.sep_id,
+                   *doc_ids[span_start : span_start + length], tokenizer.sep_id]  # fmt: skip
+            rows.append((ids, [0] * context_offset + [1] * (length + 1)))
+            at = range(context_offset, context_offset + length)
+            token_to_word = {p: token_to_word_all[p - shift] for p in at}
+            is_max = {p: _max_context(spans, span_index, p - shift) for p in at}
             metas.append(WindowMeta(example_index, token_to_word, is_max))
-    N, L = len(rows), max_seq_len
-    arrays = {
-        "input_ids": np.full((N, L), tokenizer.pad_id, np.int32),
-        "input_mask": np.zeros((N, L), np.int32),
-        "segment_ids": np.zeros((N, L), np.int32),
-        "start_positions": np.array([r["start"] for r in rows], np.int32),
-        "end_positions": np.array([r["end"] for r in rows], np.int32),
-        "is_impossible": np.array([r["impossible"] for r in rows], np.int32),
-    }
-    for i, row in enumerate(rows):
-        n = len(row["ids"])
-        arrays["input_ids"][i, :n] = row["ids"]
-        arrays["input_mask"][i, :n] = 1
-        arrays["segment_ids"][i, :n] = row["segments"]
-    mask = arrays["input_mask"] * arrays["segment_ids"]
-    mask[:, 0] = 1
-    arrays["answer_mask"] = mask
+            inside = answer and span_start <= answer[0] and answer[1] < span_start + length
+            targets.append((answer[0] + shift, answer[1] + shift) if inside else (0, 0))
+    arrays = pad_rows(rows, max_seq_len, tokenizer.pad_id)
+    arrays["start_positions"] = np.array([s for s, _ in targets], np.int32)
+    arrays["end_positions"] = np.array([e for _, e in targets], np.int32)
+    arrays["is_impossible"] = (arrays["start_positions"] == 0).astype(np.int32)
+    arrays["answer_mask"] = arrays["input_mask"] * arrays["segment_ids"]
+    arrays["answer_mask"][:, 0] = 1  # context tokens and [CLS] (no answer)
     return arrays, metas
 
 
-def _normalised_chars(text: str) -> tuple[str, list[int]]:
+def _normalized_chars(text: str) -> tuple[str, list[int]]:
     """Lower-cased, accent-stripped, space-free characters and each one's index in `text`."""
     chars, index = [], []
     for i, ch in enumerate(text):
@@ -170,8 +133,8 @@ def _normalised_chars(text: str) -> tuple[str, list[int]]:
 def final_text(predicted: str, original: str) -> str:
     """Cuts the original words' text down to the predicted sub-word text (BERT's
     `get_final_text` idea): the words may carry punctuation that the sub-words do not."""
-    pred, _ = _normalised_chars(predicted)
-    orig, index = _normalised_chars(original)
+    pred, _ = _normalized_chars(predicted)
+    orig, index = _normalized_chars(original)
     at = orig.find(pred) if pred else -1
     if at < 0:
         return original
@@ -179,14 +142,9 @@ def final_text(predicted: str, original: str) -> str:
 
 
 def decode_answers(
-    examples: list[SquadExample],
-    metas: list[WindowMeta],
-    outputs: dict[str, np.ndarray],
-    tokenizer: Tokenizer,
-    input_ids: np.ndarray,
-    max_answer_len: int = 30,
-    n_best: int = 20,
-) -> tuple[dict[str, str], dict[str, float], dict[str, list[dict]]]:
+    examples: list[SquadExample], metas: list[WindowMeta], outputs: dict[str, np.ndarray],
+    tokenizer: Tokenizer, input_ids: np.ndarray, max_answer_len: int = 30, n_best: int = 20,
+) -> tuple[dict[str, str], dict[str, float], dict[str, list[dict]]]:  # fmt: skip
     """Best answer text per question, its no-answer score (the lowest answerable logit over
     windows, or -inf without a classifier), and the n-best lists."""
     candidates: list[list[tuple[float, int, int, int]]] = [[] for _ in examples]
@@ -200,29 +158,25 @@ def decode_answers(
             start = int(outputs["start_top_index"][w, i])
             for j in range(K):
                 end = int(outputs["end_top_index"][w, i, j])
-                if start not in meta.token_to_word or end not in meta.token_to_word:
+                valid = start in meta.token_to_word and end in meta.token_to_word
+                if not valid or not meta.token_is_max_context.get(start, False):
                     continue
-                if not meta.token_is_max_context.get(start, False) or end < start:
+                if end < start or end - start + 1 > max_answer_len:
                     continue
-                if end - start + 1 > max_answer_len:
-                    continue
-                score = float(outputs["start_top_log_probs"][w, i]) + float(
-                    outputs["end_top_log_probs"][w, i, j]
-                )
+                score = float(outputs["start_top_log_probs"][w, i])
+                score += float(outputs["end_top_log_probs"][w, i, j])
                 candidates[e].append((score, w, start, end))
-    predictions, nbest = {}, {}
+    predictions, nulls, nbest = {}, {}, {}
     for e, example in enumerate(examples):
         words, _ = split_words(example.context)
-        ranked = sorted(set(candidates[e]), reverse=True)[:n_best]
         entries = []
-        for score, w, start, end in ranked:
+        for score, w, start, end in sorted(set(candidates[e]), reverse=True)[:n_best]:
             first, last = metas[w].token_to_word[start], metas[w].token_to_word[end]
             predicted = tokenizer.decode([int(t) for t in input_ids[w, start : end + 1]])
             text = final_text(predicted.replace(" ##", "").replace("##", ""),
                               " ".join(words[first : last + 1]))  # fmt: skip
             entries.append({"text": text, "score": score})
         predictions[example.qid] = entries[0]["text"] if entries else ""
+        nulls[example.qid] = null_scores[e] if null_scores[e] != float("inf") else float("-inf")
         nbest[example.qid] = entries
-    nulls = {ex.qid: (s if s != float("inf") else float("-inf")) for ex, s in
-             zip(examples, null_scores, strict=True)}  # fmt: skip
     return predictions, nulls, nbest

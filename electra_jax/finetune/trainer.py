@@ -1,10 +1,8 @@
 """The fine-tuning trainer: `run(config, workdir)`, called by the entry point, tests, notebooks.
 
-Banner sections: setup, model and tokeniser, input, update, seeds (train + evaluate), outputs.
-Several seeds train together under `jax.vmap` (one compiled step over a leading seed axis: each
-seed has its own head initialisation, dropout and data order) when their parameters fit
-`vectorize_budget`; otherwise groups run one after another. Every seed starts from the same
-pre-trained encoder.
+Seeds train together under `jax.vmap` (one compiled step over a leading seed axis; each seed has
+its own head initialization, dropout and data order) as far as `vectorize_budget` allows, all
+from the same pre-trained encoder.
 """
 
 from __future__ import annotations
@@ -22,23 +20,26 @@ import ml_collections
 import numpy as np
 import optax
 
-from electra_jax.data.tokenizer import Tokenizer
+from electra_jax.config_fields import build
+from electra_jax.data.dataset import ensure_builtin_dataset
+from electra_jax.data.dataset_format import META_FILE, read_meta
+from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer, load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.files.run_files import MetricsLogger
-from electra_jax.files.storage import make_workdir
-from electra_jax.finetune import metrics as ft_metrics
-from electra_jax.finetune import outputs as ft_outputs
+from electra_jax.files.model_io import MODEL_JSON, load_model
+from electra_jax.files.run_files import CONFIG_FILE, RESULTS_FILE, MetricsLogger, write_results
+from electra_jax.files.storage import make_workdir, write_json
+from electra_jax.finetune import metrics, outputs, squad
+from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
 from electra_jax.finetune.features import double_unordered, encode_examples
 from electra_jax.finetune.heads import FinetuneModel, task_loss
 from electra_jax.finetune.layerwise import layerwise_multipliers
 from electra_jax.finetune.readers import read_split, split_path
-from electra_jax.finetune.squad import decode_answers, featurize
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
 from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 
-RESULTS_FILE = "results.json"
+Config = ml_collections.ConfigDict
 
 
 @dataclasses.dataclass
@@ -48,26 +49,14 @@ class EvalSet:
     name: str
     arrays: dict[str, np.ndarray]
     examples: list
-    windows: list | None = None  # SQuAD window metadata
-    leaderboard_file: str = ""  # test sets only
+    windows: list | None  # SQuAD window metadata
+    file_name: str  # the median seed's predictions file; "" for none (GLUE dev sets)
     has_labels: bool = True
 
 
-@dataclasses.dataclass
-class TaskData:
-    train: dict[str, np.ndarray]
-    evals: list[EvalSet]
-    tests: list[EvalSet]
-    skipped_rows: dict[str, int]
-
-
-# ----------------------------------------------------------------------------- setup
-
-
-def validate_config(config: ml_collections.ConfigDict) -> None:
+def validate_config(config: Config) -> None:
     """Fails fast, before any data or compile work, on inconsistent settings."""
-    positive = ("seeds", "batch_size", "eval_batch_size", "max_seq_len", "log_every")
-    for field in positive:
+    for field in ("seeds", "batch_size", "eval_batch_size", "max_seq_len", "log_every"):
         if config[field] < 1:
             raise UserError(f"config.{field}={config[field]} must be at least 1")
     if config.num_epochs <= 0:
@@ -78,116 +67,75 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise UserError(f"config.dtype={config.dtype!r}; expected float32, bfloat16 or float16")
 
 
-# ----------------------------------------------------------------------------- model, tokeniser
-
-
-def resolve_init_dir(path: str) -> str:
-    """An exported model dir, or a pre-training workdir (its `export/`)."""
-    if not os.path.isfile(os.path.join(path, "model.json")) and os.path.isfile(
-        os.path.join(path, "export", "model.json")
+def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
+    """(model config, pre-trained params or None, the checkpoint's own tokenizer)."""
+    if not config.init_from:
+        vocab_dir = config.vocab_dir or ensure_builtin_dataset(vocab_size=8192, max_seq_len=128)
+        if os.path.isfile(os.path.join(vocab_dir, META_FILE)):  # a prepared dataset
+            tokenizer = load_tokenizer(vocab_dir, read_meta(vocab_dir)["tokenizer"])
+        else:
+            tokenizer = WordPieceTokenizer(os.path.join(vocab_dir, "vocab.txt"))
+        try:
+            return preset(config.size, vocab_size=tokenizer.vocab_size), None, tokenizer
+        except ValueError as e:
+            raise UserError(str(e)) from e
+    directory = config.init_from  # an exported model, or a pre-training workdir (its export/)
+    exported = os.path.join(directory, "export")
+    if not os.path.isfile(os.path.join(directory, MODEL_JSON)) and os.path.isfile(
+        os.path.join(exported, MODEL_JSON)
     ):
-        return os.path.join(path, "export")
-    return path
+        directory = exported
+    model_cfg, params, tokenizer = load_model(directory)
+    if tokenizer is None:
+        raise UserError(f"init_from {directory} has no tokenizer; re-export it with its vocab.txt")
+    if not model_cfg.electra_objective and "generator" in params:
+        # A BERT-baseline run: its one full-size masked-LM tower is the encoder to fine-tune.
+        params = {**params, "discriminator": params["generator"]}
+        model_cfg = model_cfg.replace(electra_objective=True)
+    gdes = ["gdes"] if model_cfg.embedding_sharing == "gdes" else []
+    needed = ["embeddings", "discriminator", *gdes]
+    missing = [g for g in needed if g not in params]
+    if missing:
+        raise UserError(f"init_from {directory} lacks parameter group(s) {missing}")
+    check_param_shapes(model_cfg, params, f"init_from {directory}")  # before any compile
+    return model_cfg, params, tokenizer
 
 
-def load_encoder(config: ml_collections.ConfigDict) -> tuple[ModelConfig, dict | None, Tokenizer]:
-    """(model config, pre-trained params or None, the checkpoint's own tokeniser)."""
-    from electra_jax.files.model_io import load_model
-
-    if config.init_from:
-        directory = resolve_init_dir(config.init_from)
-        model_cfg, params, tokenizer = load_model(directory)
-        if tokenizer is None:
-            raise UserError(
-                f"init_from {directory} has no tokeniser; re-export it with its vocab.txt"
-            )
-        if not model_cfg.electra_objective and "generator" in params:
-            # A BERT-baseline run: its one full-size masked-LM tower is the encoder to fine-tune.
-            params = {**params, "discriminator": params["generator"]}
-            model_cfg = model_cfg.replace(electra_objective=True)
-        missing = [g for g in ("embeddings", "discriminator") if g not in params]
-        if missing:
-            raise UserError(f"init_from {directory} lacks parameter group(s) {missing}")
-        check_param_shapes(model_cfg, params, f"init_from {directory}")  # before any compile
-        return model_cfg, params, tokenizer
-    tokenizer = random_init_tokenizer(config.vocab_dir)
-    try:
-        model_cfg = preset(config.size, vocab_size=tokenizer.vocab_size)
-    except ValueError as e:
-        raise UserError(str(e)) from e
-    return model_cfg, None, tokenizer
-
-
-def random_init_tokenizer(vocab_dir: str) -> Tokenizer:
-    """A prepared dataset dir (its meta.json settings), a dir with vocab.txt, or the built-in."""
-    from electra_jax.data.loader import read_meta
-    from electra_jax.data.tokenizer import WordPieceTokenizer, load_tokenizer
-
-    if not vocab_dir:
-        from electra_jax.data.dataset import ensure_builtin_dataset
-
-        vocab_dir = ensure_builtin_dataset(vocab_size=8192, max_seq_len=128)
-    if os.path.isfile(os.path.join(vocab_dir, "meta.json")):
-        return load_tokenizer(vocab_dir, read_meta(vocab_dir)["tokenizer"])
-    return WordPieceTokenizer(os.path.join(vocab_dir, "vocab.txt"))
-
-
-# ----------------------------------------------------------------------------- input
-
-
-def resolve_data_dir(config: ml_collections.ConfigDict, spec: TaskSpec) -> str:
-    if config.data_dir or spec.name not in BUILTIN_TASKS:
-        return config.data_dir
-    from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
-
-    b = config.builtin
-    return ensure_builtin_tasks(train=b.train, dev=b.dev, test=b.test)
-
-
-def featurise(
-    config: ml_collections.ConfigDict, spec: TaskSpec, examples: list, tokenizer: Tokenizer,
-    is_training: bool,
-) -> tuple[dict[str, np.ndarray], list | None]:  # fmt: skip
-    if spec.kind == "span":
-        s = config.squad
-        return featurize(examples, tokenizer, config.max_seq_len, s.doc_stride,
-                         s.max_query_len, is_training)  # fmt: skip
-    if is_training and spec.double_unordered:
-        examples = double_unordered(examples)
-    arrays = encode_examples(examples, tokenizer, config.max_seq_len, spec.kind == "regression")
-    return arrays, None
-
-
-def load_task_data(
-    config: ml_collections.ConfigDict, spec: TaskSpec, tokenizer: Tokenizer
-) -> TaskData:
-    """Reads, checks and featurises train, dev and (when present) test sets."""
-    data_dir = resolve_data_dir(config, spec)
+def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tuple:
+    """(train arrays, dev sets + test sets, skipped rows by file): read, checked, featurized."""
+    data_dir = config.data_dir
+    if not data_dir and spec.name in BUILTIN_TASKS:
+        b = config.builtin
+        data_dir = ensure_builtin_tasks(train=b.train, dev=b.dev, test=b.test)
     skipped: dict[str, int] = {}
 
-    def read(stem: str, is_test: bool = False) -> list:
+    def featurized(stem: str, is_test: bool = False, is_training: bool = False) -> tuple:
+        """(arrays, examples, SQuAD windows or None) of one split."""
         result = read_split(data_dir, spec, stem, is_test, config.skip_malformed)
         if result.skipped:
             skipped[split_path(data_dir, spec, stem) if data_dir else stem] = result.skipped
-        return result.examples
+        examples = result.examples
+        if is_training and config.max_train_examples > 0:
+            examples = examples[: config.max_train_examples]
+        if spec.kind == "span":
+            s = config.squad
+            arrays, windows = squad.featurize(
+                examples, tokenizer, config.max_seq_len, s.doc_stride, s.max_query_len, is_training
+            )
+            return arrays, examples, windows
+        if is_training and spec.double_unordered:
+            examples = double_unordered(examples)
+        regression = spec.kind == "regression"
+        return encode_examples(examples, tokenizer, config.max_seq_len, regression), examples, None
 
-    train_examples = read("train")
-    if config.max_train_examples > 0:
-        train_examples = train_examples[: config.max_train_examples]
-    train, _ = featurise(config, spec, train_examples, tokenizer, is_training=True)
-    evals = []
-    for name, stem in spec.dev_sets:
-        examples = read(stem)
-        arrays, windows = featurise(config, spec, examples, tokenizer, is_training=False)
-        evals.append(EvalSet(name, arrays, examples, windows))
-    tests = []
-    for name, stem, leaderboard in spec.test_sets:
-        if data_dir and not os.path.isfile(split_path(data_dir, spec, stem)):
-            continue  # test files are optional: no submission without them
-        examples = read(stem, is_test=True)
-        arrays, windows = featurise(config, spec, examples, tokenizer, is_training=False)
-        tests.append(EvalSet(name, arrays, examples, windows, leaderboard, has_labels=False))
-    return TaskData(train, evals, tests, skipped)
+    train = featurized("train", is_training=True)[0]
+    span_file = "{}_predictions.json" if spec.kind == "span" else ""
+    evals = [EvalSet(name, *featurized(stem), span_file.format(name))
+             for name, stem in spec.dev_sets]  # fmt: skip
+    tests = [EvalSet(name, *featurized(stem, is_test=True), leaderboard, has_labels=False)
+             for name, stem, leaderboard in spec.test_sets  # test files are optional
+             if not data_dir or os.path.isfile(split_path(data_dir, spec, stem))]  # fmt: skip
+    return train, evals + tests, skipped
 
 
 def seed_orders(seed: int, num_examples: int, num_indices: int) -> np.ndarray:
@@ -197,62 +145,36 @@ def seed_orders(seed: int, num_examples: int, num_indices: int) -> np.ndarray:
     return np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])[:num_indices]
 
 
-# ----------------------------------------------------------------------------- update
-
-
-def make_model(config: ml_collections.ConfigDict, spec: TaskSpec, model_cfg: ModelConfig):
-    return FinetuneModel(
-        model_cfg, spec.kind, num_labels=max(spec.num_labels, 1), squad_v2=spec.squad_v2,
-        beam_size=config.squad.n_best, dtype=jnp.dtype(config.dtype),
-    )  # fmt: skip
-
-
-def make_tx(
-    config: ml_collections.ConfigDict, num_steps: int, num_layers: int
-) -> tuple[optax.GradientTransformation, OptimizerConfig]:
-    """The original's AdamW and schedule with layer-wise LR decay (optimizer.make_optimizer)."""
-    o = config.optimizer
-    opt_cfg = OptimizerConfig(
-        learning_rate=config.learning_rate, num_train_steps=num_steps,
-        warmup_steps=int(num_steps * config.warmup_proportion), weight_decay=config.weight_decay,
-        b1=o.b1, b2=o.b2, eps=o.eps, clip_norm=o.clip_norm or None,
-        bias_correction=o.bias_correction, schedule=o.schedule,
-    )  # fmt: skip
+def make_tx(config: Config, num_steps: int, num_layers: int) -> tuple[Any, optax.Schedule]:
+    """The original's AdamW and schedule (also returned, for logging), layer-wise LR decay."""
+    opt_cfg = build(OptimizerConfig, config.optimizer, "config.optimizer",
+                    learning_rate=config.learning_rate, num_train_steps=num_steps,
+                    warmup_steps=int(num_steps * config.warmup_proportion),
+                    weight_decay=config.weight_decay)  # fmt: skip
+    schedule = learning_rate_schedule(opt_cfg)
     decay, fix = config.layerwise_lr_decay, config.layerwise_fix
-    scale = lambda tree: layerwise_multipliers(tree, num_layers, decay, fix)  # noqa: E731
-    return make_optimizer(opt_cfg, lr_scale=scale), opt_cfg
+    scale = lambda tree: layerwise_multipliers(tree, num_layers, decay, fix)
+    return make_optimizer(opt_cfg, lr_scale=scale, schedule=schedule), schedule
 
 
 def init_seed_params(
     model: FinetuneModel, seeds: list[int], example: dict[str, np.ndarray],
     pretrained: dict | None,
 ) -> Any:  # fmt: skip
-    """Parameters with a leading seed axis: fresh heads per seed, the shared pre-trained encoder."""
+    """Parameters with a leading seed axis: fresh heads per seed, the shared pre-trained encoder
+    (load_encoder checked its groups and shapes)."""
     dummy = {k: jnp.asarray(v[:2]) for k, v in example.items()}
-
-    def init_one(rng: jax.Array) -> Any:
-        return nn.unbox(model.init({"params": rng}, dummy, deterministic=True)["params"])
-
-    rngs = jnp.stack([jax.random.key(s) for s in seeds])
-    params_S = jax.jit(jax.vmap(init_one))(rngs)
+    init = lambda rng: nn.unbox(model.init({"params": rng}, dummy, deterministic=True)["params"])
+    params_S = jax.jit(jax.vmap(init))(jnp.stack([jax.random.key(s) for s in seeds]))
     if pretrained is None:
         return params_S
-    encoder = dict(params_S["electra"])
-    for group in encoder:
-        if group not in pretrained:
-            raise UserError(f"init_from lacks parameter group {group!r} that the encoder needs")
-        source = jax.tree.map(np.shape, pretrained[group])
-        target = jax.tree.map(lambda x: x.shape[1:], encoder[group])
-        if source != target:
-            raise UserError(f"init_from: parameter group {group!r} has other shapes than the model")
-        encoder[group] = jax.tree.map(
-            lambda x, like: jnp.broadcast_to(jnp.asarray(x, like.dtype), like.shape),
-            pretrained[group], encoder[group],
-        )  # fmt: skip
+    broadcast = lambda x, like: jnp.broadcast_to(jnp.asarray(x, like.dtype), like.shape)
+    encoder = {group: jax.tree.map(broadcast, pretrained[group], like)
+               for group, like in params_S["electra"].items()}  # fmt: skip
     return {**params_S, "electra": encoder}
 
 
-def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: ml_collections.ConfigDict):
+def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: Config) -> tuple:
     """Jitted train and predict functions over a leading seed axis."""
 
     def train_step(params: Any, opt_state: Any, batch: dict, key: jax.Array, step: Any) -> tuple:
@@ -267,23 +189,20 @@ def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: ml_collect
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 
-    def predict(params: Any, batch: dict) -> dict:
-        return model.apply({"params": params}, batch, deterministic=True)
-
+    predict = lambda params, batch: model.apply({"params": params}, batch, deterministic=True)
     train = jax.jit(jax.vmap(train_step, in_axes=(0, 0, 0, 0, None)), donate_argnums=(0, 1))
     return train, jax.jit(jax.vmap(predict, in_axes=(0, None)))
 
 
 def train_group(
-    config: ml_collections.ConfigDict, tx: Any, train_step: Any, schedule: Any,
+    config: Config, tx: Any, train_step: Any, schedule: optax.Schedule,
     train: dict[str, np.ndarray], params_S: Any, seeds: list[int], num_steps: int,
     logger: MetricsLogger,
 ) -> Any:  # fmt: skip
     """Trains one group of seeds together (a leading seed axis); returns their parameters."""
     B = config.batch_size
-    num_train = len(train["input_ids"])
     opt_S = jax.jit(jax.vmap(tx.init))(params_S)
-    orders = [seed_orders(s, num_train, num_steps * B) for s in seeds]
+    orders = [seed_orders(s, len(train["input_ids"]), num_steps * B) for s in seeds]
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     t0 = time.perf_counter()
     for step in range(num_steps):
@@ -303,16 +222,10 @@ def train_group(
     return params_S
 
 
-# ----------------------------------------------------------------------------- evaluation
-
-
-def predict_all(
-    predict: Any, params_S: Any, arrays: dict, batch_size: int
-) -> dict[str, np.ndarray]:
+def predict_all(predict: Any, params_S: Any, arrays: dict, batch_size: int) -> dict:
     """Model outputs [S, N, ...] for every row; the last batch is padded (one compile)."""
-    N = len(arrays["input_ids"])
     chunks: list[dict] = []
-    for start in range(0, N, batch_size):
+    for start in range(0, len(arrays["input_ids"]), batch_size):
         batch = {k: v[start : start + batch_size] for k, v in arrays.items()}
         n = len(batch["input_ids"])
         if n < batch_size:
@@ -323,25 +236,19 @@ def predict_all(
     return {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
 
 
-def point_predictions(spec: TaskSpec, out: dict[str, np.ndarray]) -> np.ndarray:
-    """One seed's GLUE predictions: class ids, or STS-B scores on the 0-5 scale."""
-    if spec.kind == "regression":
-        return out["predictions"] * 5.0
-    return np.argmax(out["logits"], axis=-1)
-
-
 def score_seed(
-    config: ml_collections.ConfigDict, spec: TaskSpec, eval_set: EvalSet,
-    out: dict[str, np.ndarray], tokenizer: Tokenizer,
+    config: Config, spec: TaskSpec, eval_set: EvalSet, out: dict[str, np.ndarray],
+    tokenizer: Tokenizer,
 ) -> tuple[dict[str, float] | None, Any]:  # fmt: skip
-    """(metrics or None for a test set, predictions) of one seed on one set."""
+    """(metrics, or None for a test set; predictions) of one seed on one set. GLUE predictions
+    are class ids or STS-B scores on the 0-5 scale; SQuAD's (answers, null scores)."""
     if spec.kind != "span":
-        preds = point_predictions(spec, out)
+        preds = out["predictions"] * 5.0 if spec.kind == "regression" else out["logits"].argmax(-1)
         if not eval_set.has_labels:
             return None, preds
-        return ft_metrics.glue_metrics(spec.metric, eval_set.arrays["labels"], preds), preds
+        return metrics.glue_metrics(spec.metric, eval_set.arrays["labels"], preds), preds
     s = config.squad
-    answers, nulls, _ = decode_answers(
+    answers, nulls, _ = squad.decode_answers(
         eval_set.examples, eval_set.windows, out, tokenizer, eval_set.arrays["input_ids"],
         s.max_answer_len, s.n_best,
     )  # fmt: skip
@@ -350,124 +257,88 @@ def score_seed(
     if not eval_set.has_labels:
         return None, (answers, nulls)
     golds = {e.qid: [text for text, _ in e.answers] for e in eval_set.examples}
-    scores = ft_metrics.squad_scores(answers, golds, nulls if spec.squad_v2 else None, float("inf"))
+    scores = metrics.squad_scores(answers, golds, nulls if spec.squad_v2 else None, float("inf"))
     return {**scores, "score": scores["f1"]}, (answers, nulls)
 
 
-# ----------------------------------------------------------------------------- run
-
-
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def run(config: Config, workdir: str) -> dict[str, Any]:
     """Fine-tunes `config.seeds` runs on `config.task`; writes results.json and predictions."""
     validate_config(config)
     spec = get_task(config.task)
     make_workdir(workdir)  # config.json is written once the inputs are checked
     run_start = time.perf_counter()
-
-    # ---- model and tokeniser
     model_cfg, pretrained, tokenizer = load_encoder(config)
     if config.max_seq_len > model_cfg.max_position_embeddings:
         raise UserError(
             f"max_seq_len={config.max_seq_len} exceeds the model's max_position_embeddings="
             f"{model_cfg.max_position_embeddings}; lower --config.max_seq_len"
         )
-
-    # ---- input
-    data = load_task_data(config, spec, tokenizer)
-    ft_outputs.write_json(os.path.join(workdir, "config.json"), config.to_dict())
-    num_train = len(data.train["input_ids"])
+    train, eval_sets, skipped_rows = load_task_data(config, spec, tokenizer)
+    write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+    num_train = len(train["input_ids"])
     num_steps = max(1, int(num_train * config.num_epochs / config.batch_size))
-    for path, count in data.skipped_rows.items():
+    for path, count in skipped_rows.items():
         print(f"data: skipped {count} malformed row(s) in {path}")
+    dev_names = [e.name for e in eval_sets if e.has_labels]
     print(f"data: {spec.name}: {num_train} training rows, {num_steps} steps of "
-          f"{config.batch_size}; eval sets {[e.name for e in data.evals]}, "
-          f"test sets {[t.name for t in data.tests]}")  # fmt: skip
+          f"{config.batch_size}; eval sets {dev_names}, "
+          f"test sets {[e.name for e in eval_sets if not e.has_labels]}")  # fmt: skip
 
-    # ---- update
-    model = make_model(config, spec, model_cfg)
-    tx, opt_cfg = make_tx(config, num_steps, model_cfg.num_layers)
-    schedule = learning_rate_schedule(opt_cfg)
+    model = FinetuneModel(model_cfg, spec.kind, num_labels=len(spec.labels),
+                          squad_v2=spec.squad_v2, beam_size=config.squad.n_best,
+                          dtype=jnp.dtype(config.dtype))  # fmt: skip
+    tx, schedule = make_tx(config, num_steps, model_cfg.num_layers)
     train_step, predict = make_steps(model, spec, tx, config)
     seeds = [config.seed + i for i in range(config.seeds)]
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(
-        jax.eval_shape(lambda: init_seed_params(model, [0], data.train, None))))  # fmt: skip
+        jax.eval_shape(lambda: init_seed_params(model, [0], train, None))))  # fmt: skip
     group = config.seeds_per_group or max(1, int(config.vectorize_budget // max(n_params, 1)))
     group = min(group, len(seeds))
-    init_note = config.init_from or "random init"
-    print(f"model: {config.size} ({n_params / 1e6:.2f}M params) from {init_note}; "
-          f"{len(seeds)} seed(s), {group} at a time under vmap")  # fmt: skip
+    print(f"model: {config.size} ({n_params / 1e6:.2f}M params) from "
+          f"{config.init_from or 'random init'}; {len(seeds)} seed(s), {group} at a time under "
+          "vmap")  # fmt: skip
 
-    # ---- seeds: train, then evaluate every dev and test set
+    # Each group of seeds: train, then predict every dev and test set.
     logger = MetricsLogger(workdir, num_steps)
-    dev_scores: dict[str, list[dict]] = {e.name: [] for e in data.evals}
-    predictions: dict[str, list] = {e.name: [] for e in data.evals + data.tests}
+    dev_scores: dict[str, list[dict]] = {name: [] for name in dev_names}
+    predictions: dict[str, list] = {e.name: [] for e in eval_sets}
     try:
         for g in range(0, len(seeds), group):
             group_seeds = seeds[g : g + group]
-            params_S = init_seed_params(model, group_seeds, data.train, pretrained)
-            params_S = train_group(config, tx, train_step, schedule, data.train, params_S,
+            params_S = init_seed_params(model, group_seeds, train, pretrained)
+            params_S = train_group(config, tx, train_step, schedule, train, params_S,
                                    group_seeds, num_steps, logger)  # fmt: skip
-            for eval_set in data.evals + data.tests:
+            for eval_set in eval_sets:
                 out_S = predict_all(predict, params_S, eval_set.arrays, config.eval_batch_size)
                 for i, seed in enumerate(group_seeds):
                     one = {k: v[i] for k, v in out_S.items()}
                     scores, preds = score_seed(config, spec, eval_set, one, tokenizer)
                     predictions[eval_set.name].append(preds)
-                    if scores is None:
-                        continue
-                    dev_scores[eval_set.name].append({"seed": seed, **scores})
-                    shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
-                    print(f"eval: seed {seed} {eval_set.name}: {shown}")
+                    if scores is not None:
+                        dev_scores[eval_set.name].append({"seed": seed, **scores})
+                        shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
+                        print(f"eval: seed {seed} {eval_set.name}: {shown}")
     finally:
         logger.close()
 
-    # ---- outputs: results.json (per seed + median) and the median seed's predictions
-    first = data.evals[0].name
-    headline = [m["score"] for m in dev_scores[first]]
-    chosen = ft_outputs.median_seed_index(headline)
+    # results.json (per seed and the median) and the median seed's predictions.
+    headline = [m["score"] for m in dev_scores[dev_names[0]]]
+    chosen = outputs.median_seed_index(headline)
     results: dict[str, Any] = {
         "task": spec.name, "size": config.size, "init_from": config.init_from,
         "seeds": seeds, "seeds_per_group": group, "num_train_examples": num_train,
-        "num_train_steps": num_steps, "skipped_rows": data.skipped_rows,
-        "dev": {name: {"per_seed": per_seed, "median": median_of(per_seed)}
+        "num_train_steps": num_steps, "skipped_rows": skipped_rows,
+        "dev": {name: {"per_seed": per_seed, "median": outputs.median_summary(per_seed)}
                 for name, per_seed in dev_scores.items()},
         "score": float(np.median(headline)), "median_seed": seeds[chosen],
         "seconds": round(time.perf_counter() - run_start, 1),
     }  # fmt: skip
-    if config.write_predictions:
-        results["predictions"] = write_predictions(workdir, spec, data, predictions, chosen)
-    ft_outputs.write_json(os.path.join(workdir, RESULTS_FILE), results)
+    if config.write_predictions:  # test sets first, then SQuAD's dev sets
+        results["predictions"] = outputs.write_predictions(
+            os.path.join(workdir, "predictions"), spec,
+            sorted(eval_sets, key=lambda e: e.has_labels), predictions, chosen)  # fmt: skip
+    write_results(workdir, results)
     print(f"done: {spec.name} median dev score {results['score']:.2f} over {len(seeds)} seed(s) "
           f"({[round(s, 2) for s in headline]}) in {results['seconds']:.0f}s; "
           f"{os.path.join(workdir, RESULTS_FILE)}")  # fmt: skip
     return results
-
-
-def median_of(per_seed: list[dict]) -> dict[str, float]:
-    return ft_outputs.median_summary(
-        [{k: v for k, v in m.items() if k != "seed"} for m in per_seed]
-    )
-
-
-def write_predictions(
-    workdir: str, spec: TaskSpec, data: TaskData, predictions: dict, chosen: int
-) -> list[str]:
-    """Files of the median seed: GLUE leaderboard TSVs for test sets; SQuAD predictions JSON
-    (and null odds for 2.0) for dev and test sets, the official evaluation script's input."""
-    written = []
-    directory = os.path.join(workdir, "predictions")
-    sets = [(t, t.leaderboard_file) for t in data.tests]
-    if spec.kind == "span":
-        sets += [(e, f"{e.name}_predictions.json") for e in data.evals]
-    for test, file_name in sets:
-        preds = predictions[test.name][chosen]
-        path = os.path.join(directory, file_name)
-        if spec.kind == "span":
-            answers, nulls = preds
-            ft_outputs.write_json(path, answers)
-            if spec.squad_v2:
-                ft_outputs.write_json(path.replace(".json", "_null_odds.json"), nulls)
-        else:
-            ft_outputs.write_glue_submission(path, spec, [e.guid for e in test.examples], preds)
-        written.append(path)
-    return written
