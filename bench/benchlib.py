@@ -1,7 +1,12 @@
-"""Helpers shared by the step benchmarks (ours and the PyTorch peer): shapes, data, timing.
+"""Helpers shared by the step benchmarks (ours and the PyTorch peer): the config flags, shapes,
+data, timing.
 
-Both sides train on the same synthetic batch layout and are timed by the same function, so a
-ratio between them compares the steps, not the harnesses.
+Every benchmark that builds a model takes the trainer's config, `--config=configs/pretrain.py:ARG`
+(default tiny) with `--config.FIELD=VALUE` overrides, so a row times what that config trains:
+model, global batch (`batch_size`), `max_seq_len`, `dtype`, `remat`, `rng_impl`,
+`steps_per_call`, `mesh` (data and FSDP axes) and the rest. Both sides train on the same
+synthetic batch layout and are timed by the same function, so a ratio between them compares the
+steps, not the harnesses.
 """
 
 from __future__ import annotations
@@ -12,53 +17,109 @@ import os
 import platform
 import statistics
 import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import ml_collections
 import numpy as np
 
+from electra_jax import cli
+from electra_jax.errors import UserError
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PRETRAIN_CONFIG = "configs/pretrain.py"
+DEFAULT_CONFIG = f"{PRETRAIN_CONFIG}:tiny"
 
 # Special token ids of the synthetic batches (BERT-like layout; any vocabulary works).
 PAD_ID, CLS_ID, SEP_ID, MASK_ID = 0, 2, 3, 4
 FIRST_WORD_ID = 5
+SPECIAL_IDS = {"cls_id": CLS_ID, "sep_id": SEP_ID, "mask_id": MASK_ID}  # for the objective
 
-# Per-device (batch, seq) defaults: the paper's shapes where one device can hold them.
-# tiny is ours (CPU tests); large trained at batch 2048 on a TPU pod, so 64 per device here.
-DEFAULT_SHAPES: dict[str, tuple[int, int]] = {
-    "tiny": (32, 128),
-    "small": (128, 128),
-    "small++": (128, 128),
-    "base": (256, 512),
-    "large": (64, 512),
-}
-# RECIPE.md: large masks 25% of tokens, the others 15%.
-MASK_PROB: dict[str, float] = {"large": 0.25}
+
+# ----------------------------------------------------------------------------- configs
+
+
+def config_parser(
+    script: str, description: str, several: bool = False, default: str = DEFAULT_CONFIG
+) -> cli.ArgumentParser:
+    """A bench script's parser with the trainer's config flags: `--config=FILE:ARG` (default
+    `default`) and `--config.FIELD=VALUE` overrides (`parse_config_args` takes those).
+    `several`: `--config` may repeat, and `--sizes=small,base` is short for
+    `--config=configs/pretrain.py:small --config=configs/pretrain.py:base`."""
+    parser = cli.ArgumentParser(
+        prog=f"python bench/{script}",
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    parser.add_argument("-h", "--help", action="store_true", help="this message and the fields")
+    spec = f"config file and argument (default {default})"
+    if several:
+        parser.add_argument("--config", action="append", default=[], help=spec + "; repeatable")
+        parser.add_argument(
+            "--sizes", default="", help=f"comma list: --config={PRETRAIN_CONFIG}:SIZE for each"
+        )
+    else:
+        parser.add_argument("--config", default=default, help=spec)
+    parser.set_defaults(default_config=default)
+    return parser
+
+
+def parse_config_args(
+    parser: cli.ArgumentParser, argv: Sequence[str] | None
+) -> tuple[argparse.Namespace, list[tuple[str, ml_collections.ConfigDict]]]:
+    """(flags, [(spec, config), ...]): every config with the `--config.FIELD=VALUE` overrides
+    applied. `--help` lists the flags and the (first) config's fields, then exits 0; a bad flag,
+    config or override is one line and exit status 2."""
+    overrides, rest = cli.split_overrides(list(sys.argv[1:] if argv is None else argv))
+    args = parser.parse_args(rest)
+    args.overrides = overrides
+    specs = [args.config] if isinstance(args.config, str) else list(args.config)
+    specs += [f"{PRETRAIN_CONFIG}:{size}" for size in getattr(args, "sizes", "").split(",") if size]
+    specs = specs or [args.default_config]
+    if args.help:
+        cli.print_config_help(parser, specs[0])
+        sys.exit(0)
+    try:
+        return args, [(spec, cli.load_config(spec, overrides)) for spec in specs]
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def step_configs(config: ml_collections.ConfigDict) -> tuple[Any, Any, Any]:
+    """(ModelConfig, ObjectiveConfig, OptimizerConfig) as the trainer builds them from `config`,
+    the objective with the synthetic batches' special ids."""
+    from electra_jax.train.trainer import build_configs
+
+    return build_configs(config, SPECIAL_IDS)
+
+
+def mesh_size(config: ml_collections.ConfigDict, device_count: int) -> int:
+    """How many devices the config's mesh takes (`mesh.num_devices`, -1: all)."""
+    n = config.mesh.num_devices
+    return min(n, device_count) if n > 0 else device_count
 
 
 @dataclasses.dataclass(frozen=True)
 class Shape:
-    """What one benchmark row measures: model size, per-device batch, sequence length."""
+    """What one benchmark row measures: model size, global batch, sequence length, mask rate."""
 
     size: str
     batch: int
     seq: int
-
-    @property
-    def mask_prob(self) -> float:
-        return MASK_PROB.get(self.size, 0.15)
+    mask_prob: float = 0.15
 
     @property
     def tokens_per_step(self) -> int:
         return self.batch * self.seq
 
 
-def default_shape(size: str, batch: int | None = None, seq: int | None = None) -> Shape:
-    """The size's default shape with optional overrides."""
-    if size not in DEFAULT_SHAPES:
-        raise ValueError(f"unknown size {size!r}; expected one of {sorted(DEFAULT_SHAPES)}")
-    default_batch, default_seq = DEFAULT_SHAPES[size]
-    return Shape(size, batch or default_batch, seq or default_seq)
+def shape_of(config: ml_collections.ConfigDict) -> Shape:
+    """The config's size, `batch_size` (global), `max_seq_len` and `objective.mask_prob`."""
+    return Shape(config.size, config.batch_size, config.max_seq_len, config.objective.mask_prob)
 
 
 def synthetic_batch(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -149,7 +210,8 @@ class StepRunner:
 
     `call` runs `steps_per_call` optimiser steps on the resident batch, `sync` waits for the
     device, `last_loss` returns the most recent total loss (host array), `peak_memory_bytes`
-    the device's peak allocation so far (None where the backend does not say).
+    the first device's peak allocation so far (None where the backend does not say);
+    `num_devices` share the step (TFLOP/s and MFU are per device).
     """
 
     impl: str
@@ -163,6 +225,7 @@ class StepRunner:
     peak_flops: float | None
     device: str
     steps_per_call: int = 1
+    num_devices: int = 1
     info: dict = dataclasses.field(default_factory=dict)
 
     def warm_up(self, calls: int) -> None:
@@ -177,10 +240,11 @@ class StepRunner:
 
 
 def summarize(runner: StepRunner, step_seconds: list[float]) -> dict:
-    """The row of one runner: median over repeats of tokens/s, TFLOP/s, MFU, memory, loss."""
+    """The row of one runner: median over repeats of tokens/s, TFLOP/s and MFU per device,
+    memory, loss."""
     seconds = median(step_seconds)
     tokens_per_s = runner.shape.tokens_per_step / seconds
-    tflops = tokens_per_s * runner.flops_per_token / 1e12
+    tflops = tokens_per_s * runner.flops_per_token / runner.num_devices / 1e12
     loss = np.asarray(runner.last_loss())
     peak = runner.peak_memory_bytes()
     return {
@@ -190,6 +254,7 @@ def summarize(runner: StepRunner, step_seconds: list[float]) -> dict:
         "seq": runner.shape.seq,
         "dtype": runner.dtype,
         "device": runner.device,
+        "devices": runner.num_devices,
         "steps_per_call": runner.steps_per_call,
         "step_ms": seconds * 1e3,
         "tokens_per_s": tokens_per_s,
@@ -212,13 +277,9 @@ def run_benchmark(
     return summarize(runner, [runner.measure(steps, window) for _ in range(repeats)])
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Shape, precision and timing flags shared by every benchmark script."""
-    parser.add_argument("--batch", type=int, default=None, help="default: the size's shape")
-    parser.add_argument("--seq", type=int, default=None, help="default: the size's shape")
-    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
+def add_timing_args(parser: argparse.ArgumentParser) -> None:
+    """Timing flags shared by the step benchmarks (what is timed comes from --config)."""
     parser.add_argument("--steps", type=int, default=20, help="timed calls per repeat")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls after compiling")
     parser.add_argument("--repeats", type=int, default=3, help="medians over this many runs")
     parser.add_argument("--window", type=int, default=1, help="calls between synchronisations")
-    parser.add_argument("--peak-flops", type=float, default=None, help="override, FLOP/s")

@@ -1,16 +1,21 @@
 """Our pre-training step side by side with the Hugging Face PyTorch peer, in one process.
 
-    python bench/compare.py --sizes=small [--batch=128 --seq=128] [--dtype=auto]
-        [--steps=20 --warmup=3 --repeats=3 --window=1] [--no-compile] [--threads=N]
-        [--steps-per-call=1,4] [--attention-impl=auto,fused] [--rng-impl=threefry2x32,rbg]
-        [--remat] [--write] [--json=PATH]
+    python bench/compare.py [--config=configs/pretrain.py:small ...] [--sizes=small,base]
+        [--config.FIELD=VALUE ...] [--steps=20 --warmup=3 --repeats=3 --window=1]
+        [--no-compile] [--no-peer] [--threads=N] [--steps-per-call=1,4]
+        [--attention-impl=auto,fused] [--rng-impl=threefry2x32,rbg] [--packing=off,on]
+        [--write] [--json=PATH]
 
-For each size: the peer in eager mode, the peer under torch.compile (unless --no-compile), then
-our step (one row per --attention-impl x --steps-per-call x --rng-impl variant), each built,
-warmed up and timed `--repeats` times on the same device kind, shapes and precision
-(bench/benchlib.py). Prints a table of tokens/s, MFU and the ratios ours / peer. `--write`
-appends one row per variant to BENCHMARKS.md (device, date, commit, the exact command, ours,
-peer, ratio, MFU).
+For each config (`--config`, repeatable; `--sizes=small,base` is short for
+`--config=configs/pretrain.py:small --config=configs/pretrain.py:base`; default tiny; the
+`--config.FIELD=VALUE` overrides apply to each, e.g. `--config.batch_size=64
+--config.dtype=float32`): the peer in eager mode, the peer under torch.compile (unless
+--no-compile; the peer runs on one device, so a config whose mesh spans more has no peer rows),
+then our step (one row per --attention-impl x --steps-per-call x --rng-impl x --packing
+variant; each list defaults to the config's own value), each built, warmed up and timed
+`--repeats` times on the same device kind, shapes and precision (bench/benchlib.py). Prints a
+table of tokens/s, MFU and the ratios ours / peer. `--write` appends one row per variant to
+BENCHMARKS.md (device, date, commit, the exact command, ours, peer, ratio, MFU).
 """
 
 from __future__ import annotations
@@ -25,9 +30,11 @@ import shlex
 import sys
 from collections.abc import Callable
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ml_collections
 
-import benchlib  # noqa: E402
+from bench import benchlib
+from electra_jax.errors import UserError, exit_on_user_error
+from electra_jax.train.step import RNG_IMPLS
 
 BENCHMARKS = os.path.join(benchlib.REPO, "BENCHMARKS.md")
 SECTION = "## Pre-training step side by side: {kind} (bench/compare.py)"
@@ -39,21 +46,43 @@ TABLE_HEAD = (
 )
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="tiny", help="comma list: tiny,small,base,large")
-    benchlib.add_common_args(parser)
-    parser.add_argument("--steps-per-call", default="1", help="comma list of K for ours")
-    parser.add_argument(
-        "--attention-impl", default="auto", help="comma list: auto,exact,fused,cudnn"
-    )
+def comma_list(kind: Callable[[str], object], choices: tuple[str, ...] = ()) -> Callable:
+    """An argparse type: "a,b" -> [kind(a), kind(b)], each among `choices` when given."""
+
+    def parse(text: str) -> list:
+        expected = f"{text!r}: expected a comma list of " + (
+            ",".join(choices) if choices else f"{kind.__name__} values"
+        )
+        try:
+            values = [kind(v) for v in text.split(",") if v]
+        except ValueError:
+            raise argparse.ArgumentTypeError(expected) from None
+        if not values or any(choices and v not in choices for v in values):
+            raise argparse.ArgumentTypeError(expected)
+        return values
+
+    return parse
+
+
+def parse_args(
+    argv: list[str] | None,
+) -> tuple[argparse.Namespace, list[tuple[str, ml_collections.ConfigDict]]]:
+    """The flags and every (spec, config) to compare."""
+    parser = benchlib.config_parser("compare.py", __doc__, several=True)
+    benchlib.add_timing_args(parser)
+    variants = "for ours, one row each (default: the config's"
+    parser.add_argument("--steps-per-call", type=comma_list(int), default=None,
+                        help=f"comma list of K {variants} steps_per_call)")  # fmt: skip
+    parser.add_argument("--attention-impl", default=None,
+                        type=comma_list(str, ("auto", "exact", "fused", "cudnn")),
+                        help=f"comma list {variants} model.attention_impl)")  # fmt: skip
+    parser.add_argument("--rng-impl", type=comma_list(str, RNG_IMPLS), default=None,
+                        help=f"comma list {variants} rng_impl): {','.join(RNG_IMPLS)}")  # fmt: skip
+    parser.add_argument("--packing", type=comma_list(str, ("off", "on")), default=["off"],
+                        help="comma list for ours: off,on (on: two examples per row, "
+                        "per-example attention and positions)")  # fmt: skip
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile peer")
-    parser.add_argument("--remat", action="store_true", help="ours: rematerialise each layer")
-    parser.add_argument("--rng-impl", default="threefry2x32", help="comma list for ours: "
-                        "threefry2x32,rbg,unsafe_rbg")  # fmt: skip
     parser.add_argument("--no-peer", action="store_true", help="time ours only")
-    parser.add_argument("--packing", default="off", help="comma list for ours: off,on (on: two "
-                        "examples per row, per-example attention and positions)")  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=0, help="CPU threads per side (0: library defaults)"
     )
@@ -61,7 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--note", default="", help="free text for the notes column")
     parser.add_argument("--json", default="", help="also write every row to this file")
     parser.add_argument("--benchmarks-file", default=BENCHMARKS, help="where --write appends")
-    return parser.parse_args(argv)
+    return benchlib.parse_config_args(parser, argv)
 
 
 def configure_environment(threads: int) -> None:
@@ -107,49 +136,59 @@ def measure_or_skip(
         return None
 
 
-def compare_size(size: str, args: argparse.Namespace, keep: Callable[[dict], None]) -> None:
-    """Every row of one size: peer eager, peer compiled, then each of our variants; `keep`
+def our_variants(
+    config: ml_collections.ConfigDict, args: argparse.Namespace
+) -> list[tuple[ml_collections.ConfigDict, bool]]:
+    """(config, packed) per --attention-impl x --steps-per-call x --rng-impl x --packing row;
+    a list not given keeps the config's value."""
+    grid = itertools.product(
+        args.attention_impl or [config.model.attention_impl],
+        args.steps_per_call or [config.steps_per_call],
+        args.rng_impl or [config.rng_impl],
+        args.packing,
+    )
+    variants = []
+    for impl, k, rng, packing in grid:
+        variant = config.copy_and_resolve_references()
+        variant.model.attention_impl, variant.steps_per_call, variant.rng_impl = impl, k, rng
+        variants.append((variant, packing == "on"))
+    return variants
+
+
+def compare_config(
+    spec: str,
+    config: ml_collections.ConfigDict,
+    args: argparse.Namespace,
+    keep: Callable[[dict], None],
+) -> None:
+    """Every row of one config: peer eager, peer compiled, then each of our variants; `keep`
     receives each row as soon as it is measured."""
     import jax
-    import pretrain_step
-    import torch_peer
 
-    shape = benchlib.default_shape(size, args.batch, args.seq)
-    dtype = pretrain_step.resolve_dtype(args.dtype)
-    unknown = set(args.rng_impl.split(",")) - set(pretrain_step.RNG_IMPLS)
-    if unknown:
-        raise SystemExit(
-            f"--rng-impl: unknown {sorted(unknown)}; expected {pretrain_step.RNG_IMPLS}"
-        )
-    if set(args.packing.split(",")) - {"off", "on"}:
-        raise SystemExit(f"--packing={args.packing}: expected a comma list of off, on")
+    from bench import pretrain_step, torch_peer
+
     peer_device = torch_peer.torch_device().type
     if (jax.default_backend() == "cpu") != (peer_device == "cpu"):
-        raise SystemExit(
+        raise UserError(
             f"jax runs on {jax.default_backend()} but torch on {peer_device}: a side-by-side "
             "needs both on the same device kind (install the matching CUDA builds)"
         )
+    devices = benchlib.mesh_size(config, jax.device_count())
     peer_modes = [] if args.no_peer else [False] + ([] if args.no_compile else [True])
+    if peer_modes and devices > 1:
+        print(f"  {spec}: no peer rows (the peer runs on one device, this mesh on {devices})")
+        peer_modes = []
     for compiled in peer_modes:
-        build = lambda c=compiled: torch_peer.build_peer(shape, dtype, c, args.peak_flops)
-        row = measure_or_skip(f"{size} peer compiled={compiled}", build, args)
+        build = lambda c=compiled: torch_peer.build_peer(config, c)
+        row = measure_or_skip(f"{spec} peer compiled={compiled}", build, args)
         if row:
-            keep(row)
-    variants = itertools.product(
-        args.attention_impl.split(","),
-        (int(v) for v in args.steps_per_call.split(",")),
-        args.rng_impl.split(","),
-        args.packing.split(","),
-    )
-    for impl, k, rng, packing in variants:
-        options = pretrain_step.StepOptions(
-            dtype=dtype, steps_per_call=k, attention_impl=impl, remat=args.remat, rng_impl=rng,
-            packed=packing == "on",
-        )  # fmt: skip
-        build = lambda o=options: pretrain_step.build_ours(shape, o, args.peak_flops)
-        row = measure_or_skip(f"{size} ours {impl} K={k} {rng} packing={packing}", build, args)
+            keep({"config": spec, **row})
+    for variant, packed in our_variants(config, args):
+        build = lambda v=variant, p=packed: pretrain_step.build_ours(v, p)
+        label = pretrain_step.variant_label(variant, packed)
+        row = measure_or_skip(f"{spec} {label} {variant.model.attention_impl}", build, args)
         if row:
-            keep(row)
+            keep({"config": spec, **row})
 
 
 def ours_rows(rows: list[dict]) -> list[dict]:
@@ -169,12 +208,16 @@ def fmt(value: float | None, spec: str = ",.0f", suffix: str = "") -> str:
 
 
 def variant(row: dict) -> str:
-    """How our row was run: attention implementation, steps per call, PRNG if not the default."""
+    """How our row was run: attention implementation, steps per call, and what is not the
+    default: PRNG, remat, packing, an FSDP axis."""
     rng = row.get("rng_impl", "threefry2x32")
+    fsdp = row.get("mesh", {}).get("fsdp", 1)
     return (
         f"attention={row['attention']}, K={row['steps_per_call']}"
         + ("" if rng == "threefry2x32" else f", rng={rng}")
+        + (", remat" if row.get("remat") else "")
         + (", packed" if row.get("packed") else "")
+        + ("" if fsdp == 1 else f", fsdp={fsdp} on {row['devices']} devices")
     )
 
 
@@ -195,12 +238,12 @@ def print_table(rows: list[dict]) -> None:
         f"\n{'size':<6} {'shape':<9} {'ours':<38} {'ours tok/s':>12} {'eager tok/s':>12} "
         f"{'compiled':>12} {'x eager':>8} {'x comp':>8} {'MFU':>6}"
     )
-    for size in dict.fromkeys(r["size"] for r in rows):
-        of_size = [r for r in rows if r["size"] == size]
-        eager, compiled = peer_row(of_size, "peer eager"), peer_row(of_size, "peer compiled")
-        for ours in ours_rows(of_size):
+    for spec in dict.fromkeys(r["config"] for r in rows):
+        of_config = [r for r in rows if r["config"] == spec]
+        eager, compiled = peer_row(of_config, "peer eager"), peer_row(of_config, "peer compiled")
+        for ours in ours_rows(of_config):
             print(
-                f"{size:<6} {ours['batch']}x{ours['seq']:<6} {variant(ours):<38} "
+                f"{ours['size']:<6} {ours['batch']}x{ours['seq']:<6} {variant(ours):<38} "
                 f"{fmt(ours['tokens_per_s']):>12} {fmt(eager and eager['tokens_per_s']):>12} "
                 f"{fmt(compiled and compiled['tokens_per_s']):>12} "
                 f"{fmt(ratio(ours, eager), '.2f', 'x'):>8} "
@@ -209,18 +252,18 @@ def print_table(rows: list[dict]) -> None:
 
 
 def markdown_rows(rows: list[dict], command: str, note: str) -> list[str]:
-    """BENCHMARKS.md rows, one per our variant and size."""
+    """BENCHMARKS.md rows, one per our variant and config."""
     date, commit = datetime.date.today().isoformat(), benchlib.git_commit()
     lines = []
-    for size in dict.fromkeys(r["size"] for r in rows):
-        of_size = [r for r in rows if r["size"] == size]
-        eager, compiled = peer_row(of_size, "peer eager"), peer_row(of_size, "peer compiled")
-        for ours in ours_rows(of_size):
+    for spec in dict.fromkeys(r["config"] for r in rows):
+        of_config = [r for r in rows if r["config"] == spec]
+        eager, compiled = peer_row(of_config, "peer eager"), peer_row(of_config, "peer compiled")
+        for ours in ours_rows(of_config):
             cells = [
                 ours["device"],
                 date,
                 commit,
-                size,
+                ours["size"],
                 f"{ours['batch']} x {ours['seq']}",
                 ours["dtype"],
                 variant(ours),
@@ -267,9 +310,10 @@ def notes(args: argparse.Namespace, device_kind: str) -> str:
     return "; ".join(parts)
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = parse_args(argv)
-    configure_environment(args.threads)
+    args, configs = parse_args(argv)
+    configure_environment(args.threads)  # the configs import jax, but start no backend
     import jax
     import torch
 
@@ -285,8 +329,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=2)
 
-    for size in args.sizes.split(","):
-        compare_size(size, args, keep)
+    for spec, config in configs:
+        compare_config(spec, config, args, keep)
     print_table(rows)
     kind = "CPU" if jax.default_backend() == "cpu" else "GPU"
     if args.write:

@@ -11,12 +11,9 @@ an attention bug from the slow start of small post-LN BERT models (both sides pl
 
 from __future__ import annotations
 
-import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from electra_jax.cli import ArgumentParser
 
 VOCAB, HALF, BATCH, MASK_ID = 512, 31, 32, 4
 
@@ -89,7 +86,7 @@ def run_hf(steps: int, lr: float, dropout: float) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python bench/copy_task.py", description=__doc__.splitlines()[0])
     parser.add_argument("--side", choices=["ours", "hf"], default="ours")
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1e-3)

@@ -18,7 +18,6 @@ Prints a table; --write appends the rows to BENCHMARKS.md (device, date, commit,
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import os
 import shutil
@@ -27,18 +26,13 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from benchlib import cpu_name, git_commit  # noqa: E402
-
-from electra_jax.data import dataset, shard_workers  # noqa: E402
-from electra_jax.data.dataset_format import read_meta  # noqa: E402
-from electra_jax.data.loader import make_train_loader  # noqa: E402
-from electra_jax.data.sources import Blob  # noqa: E402
-from electra_jax.data.tokenizer import load_tokenizer  # noqa: E402
+from bench.benchlib import REPO, cpu_name, git_commit
+from electra_jax.cli import ArgumentParser
+from electra_jax.data import dataset, shard_workers
+from electra_jax.data.dataset_format import read_meta
+from electra_jax.data.loader import make_train_loader
+from electra_jax.data.sources import Blob
+from electra_jax.data.tokenizer import load_tokenizer
 
 TABLE_MARKER = "## Data pipeline (bench/data_throughput.py)"
 TABLE_HEADER = [
@@ -181,7 +175,9 @@ def write_rows(rows, command: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(
+        prog="python bench/data_throughput.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--loader-batches", type=int, default=100)

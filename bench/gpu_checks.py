@@ -2,7 +2,11 @@
 path computes, forward and gradients, on padded and on packed rows (whose [B, 1, L, L] mask
 cuDNN takes as a bias). Exits non-zero on a mismatch.
 
-    python bench/gpu_checks.py [--size=small] [--batch=8] [--seq=128]
+    python bench/gpu_checks.py [--config=configs/pretrain.py:small] [--config.batch_size=8]
+        [--config.FIELD=VALUE ...]
+
+The model and the rows' shape (`batch_size` x `max_seq_len`) come from the config (default
+small); its dtype and attention_impl do not: the check compares fixed ones.
 
 The CPU test suite cannot run cuDNN; `gpu_session.sh attention` runs this before timing it.
 Criterion: against a float32 exact reference, the bfloat16 cuDNN logits (and parameter
@@ -12,7 +16,6 @@ path's own error plus 0.01.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import flax.linen as nn
@@ -20,7 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from electra_jax.model.config import preset
+from bench import benchlib
+from electra_jax.errors import exit_on_user_error
+from electra_jax.model.config import ModelConfig
 from electra_jax.model.electra import ElectraModel, init_params
 
 
@@ -37,10 +42,11 @@ def rows(vocab_size: int, batch: int, seq: int, packed: bool) -> dict[str, np.nd
     return out
 
 
-def logits_and_gradient(size: str, impl: str, dtype, inputs: dict) -> tuple[np.ndarray, np.ndarray]:
+def logits_and_gradient(
+    model_cfg: ModelConfig, impl: str, dtype, inputs: dict
+) -> tuple[np.ndarray, np.ndarray]:
     """Discriminator logits [B, L] and the flattened parameter gradient of their masked sum."""
-    cfg = preset(size, vocab_size=1024, attention_impl=impl)
-    model = ElectraModel(cfg, dtype=dtype)
+    model = ElectraModel(model_cfg.replace(attention_impl=impl), dtype=dtype)
     params = nn.unbox(init_params(model, jax.random.key(0)))
 
     def logits(p):
@@ -58,24 +64,23 @@ def logits_and_gradient(size: str, impl: str, dtype, inputs: dict) -> tuple[np.n
     return np.asarray(out[0], np.float32), flat
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", default="small")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq", type=int, default=128)
-    args = parser.parse_args(argv)
+    parser = benchlib.config_parser("gpu_checks.py", __doc__, default="configs/pretrain.py:small")
+    _, [(_, config)] = benchlib.parse_config_args(parser, argv)
+    model_cfg = benchlib.step_configs(config)[0]
     if jax.default_backend() != "gpu":
         print(f"gpu_checks: needs a GPU (backend is {jax.default_backend()})", file=sys.stderr)
         return 2
     failures = 0
     for packed in (False, True):
-        inputs = rows(1024, args.batch, args.seq, packed)
+        inputs = rows(model_cfg.vocab_size, config.batch_size, config.max_seq_len, packed)
         real_BxL = inputs["mask"] > 0
-        ref_logits, ref_grad = logits_and_gradient(args.size, "exact", jnp.float32, inputs)
+        ref_logits, ref_grad = logits_and_gradient(model_cfg, "exact", jnp.float32, inputs)
         errors = {}
         for impl in ("exact", "cudnn"):
             try:
-                logits, grad = logits_and_gradient(args.size, impl, jnp.bfloat16, inputs)
+                logits, grad = logits_and_gradient(model_cfg, impl, jnp.bfloat16, inputs)
             except Exception as e:  # an unsupported cuDNN configuration is a failure to report
                 print(f"{'packed' if packed else 'padded'} rows, {impl}: FAIL ({e!r:.300})")
                 failures += 1

@@ -1,96 +1,59 @@
 """Times our jitted ELECTRA pre-training step: tokens/s, TFLOP/s, MFU and peak device memory.
 
-    python bench/pretrain_step.py --size=small [--batch=128 --seq=128] [--dtype=auto]
-        [--steps=50 --warmup=5 --repeats=3 --window=10] [--steps-per-call=1]
-        [--attention-impl=auto|exact|fused] [--remat] [--rng-impl=threefry2x32|rbg|unsafe_rbg]
-        [--peak-flops=FLOP/s] [--compile-only]
+    python bench/pretrain_step.py [--config=configs/pretrain.py:small] [--config.FIELD=VALUE ...]
+        [--steps=50 --warmup=5 --repeats=3 --window=10] [--packed] [--compile-only]
 
-The step is electra_jax's own (`make_train_step`, `make_multi_step`, `make_optimizer`), compiled
-as the trainer compiles it: one `jax.jit` with the train state donated. The batch is synthetic
-and resident on the device (no input pipeline in the timing). Timing excludes compilation and
+What is timed is the config, as `python -m electra_jax.pretrain` would train it (default
+`configs/pretrain.py:tiny`): the model, `batch_size` (global) x `max_seq_len`, `dtype`, `remat`,
+`rng_impl`, `steps_per_call`, `grad_accum_steps`, `model.attention_impl`, the mesh
+(`mesh.data` x `mesh.fsdp`, `mesh.num_devices`) and `peak_flops`; e.g.
+`--config=configs/pretrain.py:base --config.batch_size=64 --config.mesh.fsdp=8` times Base under
+FSDP on 8 devices. The step is electra_jax's own (`make_train_step`, `make_multi_step`,
+`make_optimizer`), compiled as the trainer compiles it: one `jax.jit` over the mesh with the
+train state donated. The batch is synthetic and resident on the devices (no input pipeline in
+the timing); `--packed` makes it rows of two packed examples. Timing excludes compilation and
 warm-up, synchronises with `block_until_ready` and reports the median over windows of calls and
-then over repeats. MFU counts 6 x matmul parameters + attention FLOPs (model/flops.py) over
-the device's dense bf16 peak: null on CPU unless --peak-flops is given.
+then over repeats. MFU counts 6 x matmul parameters + attention FLOPs (model/flops.py) per
+device over the device's dense bf16 peak: null on CPU unless --config.peak_flops is set.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import os
-import sys
 import time
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import benchlib  # noqa: E402
-from benchlib import Shape, StepRunner  # noqa: E402
-
-from electra_jax.model.config import ModelConfig, preset  # noqa: E402
-from electra_jax.model.electra import ElectraModel, init_params  # noqa: E402
-from electra_jax.model.flops import device_peak_flops, train_flops_per_token  # noqa: E402
-from electra_jax.model.layers import use_fused_attention  # noqa: E402
-from electra_jax.train.objective import ObjectiveConfig  # noqa: E402
-from electra_jax.train.optimizer import (  # noqa: E402
-    OptimizerConfig,
-    learning_rate_schedule,
-    make_optimizer,
-)
-from electra_jax.train.step import (  # noqa: E402
-    RNG_IMPLS,
-    StepConfig,
-    create_train_state,
-    make_multi_step,
-    make_train_step,
-)
+from bench import benchlib
+from bench.benchlib import Shape, StepRunner
+from electra_jax.errors import exit_on_user_error
+from electra_jax.model.config import ModelConfig
+from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.model.flops import device_peak_flops, train_flops_per_token
+from electra_jax.model.layers import use_fused_attention
+from electra_jax.train import sharding as shd
+from electra_jax.train.objective import ObjectiveConfig
+from electra_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from electra_jax.train.step import StepConfig, create_train_state, make_multi_step, make_train_step
+from electra_jax.train.trainer import check_attention_backend, validate_config
 
 
-def resolve_dtype(dtype: str) -> str:
-    """ "auto": bfloat16 on an accelerator, float32 on CPU."""
-    if dtype == "auto":
-        return "float32" if jax.default_backend() == "cpu" else "bfloat16"
-    return dtype
-
-
-def model_config(shape: Shape, attention_impl: str | None = None) -> ModelConfig:
-    """The preset, with room for the sequence length and an optional attention override."""
-    overrides: dict[str, Any] = {}
-    base = preset(shape.size)
-    if shape.seq > base.max_position_embeddings:
-        overrides["max_position_embeddings"] = shape.seq
-    if attention_impl:
-        overrides["attention_impl"] = attention_impl
-    return base.replace(**overrides)
-
-
-def objective_config(shape: Shape) -> ObjectiveConfig:
-    """The original's objective on the synthetic batch's special ids."""
-    return ObjectiveConfig(
-        cls_id=benchlib.CLS_ID,
-        sep_id=benchlib.SEP_ID,
-        mask_id=benchlib.MASK_ID,
-        mask_prob=shape.mask_prob,
-    )
-
-
-def device_batch(
+def host_batch(
     vocab_size: int, shape: Shape, steps_per_call: int, packed: bool = False
-) -> dict[str, jax.Array]:
-    """The synthetic batch on the default device, stacked [K, B, L] for K steps per call;
-    `packed`: two examples per row with `packing_ids`."""
+) -> dict[str, np.ndarray]:
+    """The synthetic batch, stacked [K, B, L] for K steps per call; `packed`: two examples per
+    row with `packing_ids`."""
     make = benchlib.packed_synthetic_batch if packed else benchlib.synthetic_batch
     batch = make(vocab_size, shape.batch, shape.seq)
     if steps_per_call > 1:
         batch = {k: np.stack([v] * steps_per_call) for k, v in batch.items()}
-    return jax.device_put(batch)
+    return batch
 
 
 def peak_memory_bytes() -> int | None:
@@ -99,69 +62,82 @@ def peak_memory_bytes() -> int | None:
     return stats.get("peak_bytes_in_use")
 
 
-@dataclasses.dataclass(frozen=True)
-class StepOptions:
-    """How our step is built beyond its shape: the variants the benchmarks compare."""
-
-    dtype: str = "auto"
-    steps_per_call: int = 1
-    attention_impl: str | None = None  # None: the preset's (auto)
-    remat: bool = False
-    rng_impl: str = "threefry2x32"
-    packed: bool = False  # two examples per row, with packing_ids
-    seed: int = 0
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> StepOptions:
-        """The options parsed by `add_ours_args` (and `--dtype` from benchlib)."""
-        return cls(
-            dtype=args.dtype, steps_per_call=args.steps_per_call,
-            attention_impl=args.attention_impl, remat=args.remat, rng_impl=args.rng_impl,
-            packed=args.packed,
-        )  # fmt: skip
+def check_step_config(config: ml_collections.ConfigDict) -> None:
+    """The trainer's checks of the config, less the loop's: only the step is timed here, so
+    log_every, eval_every, ... need not be multiples of steps_per_call."""
+    step_only = config.copy_and_resolve_references()
+    for field in ("log_every", "eval_every", "checkpoint_every", "num_train_steps"):
+        step_only[field] = config.steps_per_call
+    validate_config(step_only)
+    check_attention_backend(config)
 
 
 @dataclasses.dataclass
 class CompiledStep:
-    """Our step compiled for one shape, with its donated state and resident batch."""
+    """Our step compiled for one config, with its donated state and resident batch."""
 
     compiled: Any
     state: Any
     batch: dict[str, jax.Array]
-    config: ModelConfig
+    model: ModelConfig
     objective: ObjectiveConfig
-    dtype: str
+    mesh: jax.sharding.Mesh
     compile_s: float
 
 
-def compile_ours(shape: Shape, options: StepOptions = StepOptions()) -> CompiledStep:
-    """Compiles our train step for `shape` as the trainer does (one jit, state donated)."""
-    dtype = resolve_dtype(options.dtype)
-    cfg = model_config(shape, options.attention_impl)
-    objective = objective_config(shape)
-    model = ElectraModel(cfg, dtype=jnp.dtype(dtype), remat=options.remat)
-    opt_cfg = OptimizerConfig()
-    tx = make_optimizer(opt_cfg)
-    params = jax.jit(lambda r: nn.unbox(init_params(model, r)))(jax.random.key(options.seed))
+def compile_ours(config: ml_collections.ConfigDict, packed: bool = False) -> CompiledStep:
+    """Compiles our train step for `config` as the trainer does: the mesh and shardings of
+    train/sharding.py, one jit with the state donated."""
+    check_step_config(config)
+    model_cfg, objective, opt_cfg = benchlib.step_configs(config)
+    devices = jax.devices()[: config.mesh.num_devices] if config.mesh.num_devices > 0 else None
+    mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, devices)
+    model = ElectraModel(model_cfg, dtype=jnp.dtype(config.dtype), remat=config.remat)
+    init_rng = jax.random.key(config.seed)
+    abstract = jax.eval_shape(lambda r: init_params(model, r), init_rng)
+    param_sh = shd.param_shardings(abstract, mesh)
+    params = jax.jit(lambda r: nn.unbox(init_params(model, r)), out_shardings=param_sh)(init_rng)
+    schedule = learning_rate_schedule(opt_cfg)
+    tx = make_optimizer(opt_cfg, schedule=schedule)
     state = jax.jit(lambda p: create_train_state(p, tx), donate_argnums=0)(params)
-    step_cfg = StepConfig(seed=options.seed, rng_impl=options.rng_impl)
-    step = make_train_step(model, objective, tx, step_cfg, learning_rate_schedule(opt_cfg))
-    K = options.steps_per_call
-    jitted = jax.jit(make_multi_step(step, K), donate_argnums=0)
-    batch = device_batch(cfg.vocab_size, shape, K, options.packed)
+    state_sh = jax.tree.map(lambda x: x.sharding, state)
+    K = config.steps_per_call
+    step_cfg = StepConfig(
+        seed=config.seed, grad_accum_steps=config.grad_accum_steps, rng_impl=config.rng_impl
+    )
+    step = make_multi_step(make_train_step(model, objective, tx, step_cfg, schedule), K)
+    batch_sh = shd.batch_sharding(mesh, extra_leading_dims=1 if K > 1 else 0)
+    jitted = jax.jit(
+        step,
+        in_shardings=(state_sh, batch_sh),
+        out_shardings=(state_sh, shd.replicated(mesh)),
+        donate_argnums=0,
+    )
+    batch = host_batch(model_cfg.vocab_size, benchlib.shape_of(config), K, packed)
+    batch = jax.device_put(batch, batch_sh)
     start = time.perf_counter()
     compiled = jitted.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
-    return CompiledStep(compiled, state, batch, cfg, objective, dtype, compile_s)
+    return CompiledStep(compiled, state, batch, model_cfg, objective, mesh, compile_s)
 
 
-def build_ours(
-    shape: Shape, options: StepOptions = StepOptions(), peak_flops: float | None = None
-) -> StepRunner:
-    """Compiles our train step for `shape` with the state donated; returns it ready to time."""
-    ours = compile_ours(shape, options)
-    K, rng_impl = options.steps_per_call, options.rng_impl
-    compiled, batch, cfg = ours.compiled, ours.batch, ours.config
+def variant_label(config: ml_collections.ConfigDict, packed: bool) -> str:
+    """`ours` and how this row differs from the plain step: K, remat, PRNG, packing, FSDP."""
+    K, rng_impl, fsdp = config.steps_per_call, config.rng_impl, config.mesh.fsdp
+    return (
+        "ours"
+        + ("" if K == 1 else f" K={K}")
+        + (" remat" if config.remat else "")
+        + ("" if rng_impl == "threefry2x32" else f" {rng_impl}")
+        + (" packed" if packed else "")
+        + ("" if fsdp == 1 else f" fsdp={fsdp}")
+    )
+
+
+def build_ours(config: ml_collections.ConfigDict, packed: bool = False) -> StepRunner:
+    """Compiles our train step for `config` with the state donated; returns it ready to time."""
+    ours = compile_ours(config, packed)
+    compiled, batch, cfg = ours.compiled, ours.batch, ours.model
     holder = {"state": ours.state, "metrics": None}
 
     def call() -> None:
@@ -171,35 +147,34 @@ def build_ours(
         jax.block_until_ready((holder["state"], holder["metrics"]))
 
     device = jax.devices()[0]
+    shape = benchlib.shape_of(config)
     num_predictions = ours.objective.num_predictions(shape.seq)
     return StepRunner(
-        impl="ours"
-        + ("" if K == 1 else f" K={K}")
-        + (" remat" if options.remat else "")
-        + ("" if rng_impl == "threefry2x32" else f" {rng_impl}")
-        + (" packed" if options.packed else ""),
+        impl=variant_label(config, packed),
         shape=shape,
-        dtype=ours.dtype,
+        dtype=config.dtype,
         call=call,
         sync=sync,
         last_loss=lambda: np.asarray(jax.device_get(holder["metrics"]["loss"])),
         peak_memory_bytes=peak_memory_bytes,
         flops_per_token=train_flops_per_token(cfg, shape.seq, num_predictions),
-        peak_flops=device_peak_flops(device, peak_flops),
+        peak_flops=device_peak_flops(device, config.peak_flops or None),
         device=describe_device(device),
-        steps_per_call=K,
+        steps_per_call=config.steps_per_call,
+        num_devices=ours.mesh.size,
         info={
             "attention": (
                 ("cudnn" if cfg.attention_impl == "cudnn" else "fused")
                 if use_fused_attention(cfg, deterministic=False)
                 else "exact"
             ),
+            "mesh": dict(ours.mesh.shape),
             "compile_s": ours.compile_s,
             "xla_memory_mib": xla_memory_bytes(compiled) / 2**20,
             "xla_temp_mib": xla_temp_bytes(compiled) / 2**20,
-            "remat": options.remat,
-            "rng_impl": rng_impl,
-            "packed": options.packed,
+            "remat": config.remat,
+            "rng_impl": config.rng_impl,
+            "packed": packed,
         },
     )
 
@@ -226,15 +201,12 @@ def describe_device(device: jax.Device) -> str:
 
 
 def bench_ours(
-    size: str,
-    batch: int | None = None,
-    seq: int | None = None,
-    options: StepOptions = StepOptions(),
+    config: ml_collections.ConfigDict,
+    packed: bool = False,
     steps: int = 20,
     warmup: int = 3,
     repeats: int = 1,
     window: int = 1,
-    peak_flops: float | None = None,
     compile_only: bool = False,
 ) -> dict:
     """One benchmark row for our step (see the module docstring); `steps` timed calls.
@@ -242,39 +214,27 @@ def bench_ours(
     `compile_only`: no timing, only the compile time and XLA's memory analysis (on any backend,
     e.g. to see on CPU how a change moves the temporary memory of a shape that OOMs on a GPU).
     """
-    shape = benchlib.default_shape(size, batch, seq)
-    runner = build_ours(shape, options, peak_flops)
+    runner = build_ours(config, packed)
     if compile_only:
-        return {"impl": runner.impl, "size": size, "batch": shape.batch, "seq": shape.seq,
+        shape = runner.shape
+        return {"impl": runner.impl, "size": shape.size, "batch": shape.batch, "seq": shape.seq,
                 "dtype": runner.dtype, "device": runner.device, **runner.info}  # fmt: skip
     return benchlib.run_benchmark(runner, steps, warmup, repeats, window)
 
 
-def add_ours_args(parser: argparse.ArgumentParser) -> None:
-    """Flags of our step only (compare.py has them too)."""
-    parser.add_argument("--steps-per-call", type=int, default=1, help="K steps per jitted call")
-    parser.add_argument(
-        "--attention-impl", choices=("auto", "exact", "fused", "cudnn"), default=None
-    )
-    parser.add_argument("--remat", action="store_true", help="rematerialise each layer")
-    parser.add_argument("--rng-impl", default="threefry2x32", choices=RNG_IMPLS, help="PRNG")
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    parser = benchlib.config_parser("pretrain_step.py", __doc__)
+    benchlib.add_timing_args(parser)
     parser.add_argument("--packed", action="store_true",
                         help="two examples per row: time the packed attention path")  # fmt: skip
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", default="tiny", help="tiny, small, small++, base, large")
-    benchlib.add_common_args(parser)
-    add_ours_args(parser)
     parser.add_argument("--compile-only", action="store_true",
                         help="print compile time and XLA memory analysis, no timing")  # fmt: skip
-    args = parser.parse_args(argv)
+    args, [(spec, config)] = benchlib.parse_config_args(parser, argv)
     row = bench_ours(
-        args.size, args.batch, args.seq, StepOptions.from_args(args), args.steps, args.warmup,
-        args.repeats, args.window, args.peak_flops, args.compile_only,
-    )  # fmt: skip
-    print(json.dumps(row, indent=2))
+        config, args.packed, args.steps, args.warmup, args.repeats, args.window, args.compile_only
+    )
+    print(json.dumps({"config": spec, "overrides": args.overrides, **row}, indent=2))
 
 
 if __name__ == "__main__":

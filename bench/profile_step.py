@@ -1,40 +1,36 @@
 """Where our pre-training step spends its device time: a profile broken down by model part.
 
-    python bench/profile_step.py --size=small [--batch=128 --seq=128] [--dtype=auto]
-        [--steps=10] [--steps-per-call=1] [--attention-impl=auto|exact|fused] [--remat]
-        [--rng-impl=threefry2x32|rbg|unsafe_rbg]
-        [--top=15] [--json=PATH] [--trace-dir=DIR]
+    python bench/profile_step.py [--config=configs/pretrain.py:small] [--config.FIELD=VALUE ...]
+        [--steps=10] [--packed] [--top=15] [--json=PATH] [--trace-dir=DIR]
 
-Compiles the step as `pretrain_step.py` does, warms it up, records `--steps` calls with
-`jax.profiler` (a Perfetto trace) and attributes every device op (a GPU kernel; an XLA thunk on
-CPU) to a part of the step through the op's source scope in the compiled HLO's metadata: which
-tower, forward or backward, and which component (attention, feed-forward, dropout, optimiser,
-...). It prints milliseconds per step for each component, the busy fraction of the device
-(well below 100% means the step is bound by launches and the host, not by the kernels) and the
-ops that cost most. A fusion counts wholly towards its root op's scope. Kernels run inside an
-XLA command buffer (CUDA graph) may carry no HLO op in the trace: for a full attribution on a GPU
+Compiles the config's step as `pretrain_step.py` does (default `configs/pretrain.py:tiny`; e.g.
+`--config.batch_size=8 --config.steps_per_call=4 --config.rng_impl=rbg`), warms it up, records
+`--steps` calls with `jax.profiler` (a Perfetto trace) and attributes every device op (a GPU kernel;
+an XLA thunk on CPU) to a part of the step through the op's source scope in the compiled HLO's
+metadata: which tower, forward or backward, and which component (attention, feed-forward, dropout,
+optimiser, ...). It prints milliseconds per step for each component, the busy fraction of the device
+(well below 100% means the step is bound by launches and the host, not by the kernels) and the ops
+that cost most. A fusion counts wholly towards its root op's scope. Kernels run inside an XLA
+command buffer (CUDA graph) may carry no HLO op in the trace: for a full attribution on a GPU
 profile with `XLA_FLAGS=--xla_gpu_enable_command_buffer=` and compare the wall time without it.
 """
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import gzip
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Iterable
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ml_collections
 
-import benchlib  # noqa: E402
-import pretrain_step  # noqa: E402
+from bench import benchlib, pretrain_step
+from electra_jax.errors import exit_on_user_error
 
 # First match wins: (component, regex over the op's source scope; the named scopes of
 # objective.py and train_step.py appear as "/name/" or, under autodiff, "jvp(name)/").
@@ -237,10 +233,8 @@ def summarise(
 
 
 def profile(
-    size: str,
-    batch: int | None = None,
-    seq: int | None = None,
-    options: pretrain_step.StepOptions = pretrain_step.StepOptions(),
+    config: ml_collections.ConfigDict,
+    packed: bool = False,
     steps: int = 10,
     warmup: int = 3,
     top: int = 15,
@@ -249,9 +243,9 @@ def profile(
     """Compiles, warms up, traces `steps` calls and returns the summary (see the docstring)."""
     import jax
 
-    shape = benchlib.default_shape(size, batch, seq)
-    ours = pretrain_step.compile_ours(shape, options)
-    steps_per_call = options.steps_per_call
+    shape = benchlib.shape_of(config)
+    ours = pretrain_step.compile_ours(config, packed)
+    steps_per_call = config.steps_per_call
     hlo_text = ours.compiled.as_text()
     state = ours.state
     for _ in range(warmup):
@@ -270,16 +264,17 @@ def profile(
     optimizer_steps = steps * steps_per_call
     summary = summarise(events, hlo_ops(hlo_text), optimizer_steps, wall_s, top)
     return {
-        "size": size,
+        "size": shape.size,
         "batch": shape.batch,
         "seq": shape.seq,
-        "dtype": ours.dtype,
+        "dtype": config.dtype,
         "device": pretrain_step.describe_device(jax.devices()[0]),
+        "mesh": dict(ours.mesh.shape),
         "steps_per_call": steps_per_call,
-        "attention_impl": ours.config.attention_impl,
-        "remat": options.remat,
-        "rng_impl": options.rng_impl,
-        "packed": options.packed,
+        "attention_impl": ours.model.attention_impl,
+        "remat": config.remat,
+        "rng_impl": config.rng_impl,
+        "packed": packed,
         "steps": optimizer_steps,
         "tokens_per_s": shape.tokens_per_step / (summary["wall_ms_per_step"] / 1e3),
         "trace_dir": trace_dir,
@@ -320,23 +315,21 @@ def print_summary(result: dict) -> None:
         )
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", default="tiny", help="tiny, small, small++, base, large")
-    parser.add_argument("--batch", type=int, default=None)
-    parser.add_argument("--seq", type=int, default=None)
-    parser.add_argument("--dtype", default="auto", help="auto (bf16 on accelerators), float32...")
+    parser = benchlib.config_parser("profile_step.py", __doc__)
     parser.add_argument("--steps", type=int, default=10, help="calls recorded in the trace")
-    parser.add_argument("--warmup", type=int, default=3)
-    pretrain_step.add_ours_args(parser)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls after compiling")
+    parser.add_argument("--packed", action="store_true", help="rows of two packed examples")
     parser.add_argument("--top", type=int, default=15, help="how many of the costliest ops")
     parser.add_argument("--json", default="", help="also write the summary to this file")
     parser.add_argument("--trace-dir", default=None, help="keep the trace here (TensorBoard)")
-    args = parser.parse_args(argv)
-    result = profile(
-        args.size, args.batch, args.seq, pretrain_step.StepOptions.from_args(args), args.steps,
-        args.warmup, args.top, args.trace_dir,
-    )  # fmt: skip
+    args, [(spec, config)] = benchlib.parse_config_args(parser, argv)
+    result = {
+        "config": spec,
+        "overrides": args.overrides,
+        **profile(config, args.packed, args.steps, args.warmup, args.top, args.trace_dir),
+    }
     print_summary(result)
     if args.json:
         with open(args.json, "w") as f:

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
+from electra_jax.cli import ArgumentParser
+from electra_jax.files.run_files import read_metrics
+from launch.kill_campaign import tiny_pretrain_cli
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 EVAL_BATCHES = 8
 
@@ -47,20 +48,13 @@ def run_ours(args: argparse.Namespace) -> list[dict]:
         "eval_every": args.eval_every, "eval_batches": EVAL_BATCHES, "log_every": args.eval_every,
         "checkpoint_every": 10 * args.steps, "export": False, "data.dir": data_dir(args.seq),
     }  # fmt: skip
-    command = [
-        sys.executable, "-m", "electra_jax.pretrain", "--config=configs/pretrain.py:tiny",
-        f"--workdir={workdir}", *(f"--config.{k}={v}" for k, v in overrides.items()),
-    ]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": REPO}
-    subprocess.run(command, cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)
-    rows = []
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            if "eval/disc_auc" in record:
-                rows.append({"step": record["step"], "eval_mlm": record["eval/masked_lm_loss"],
-                             "eval_auc": record["eval/disc_auc"]})  # fmt: skip
-    return rows
+    command = tiny_pretrain_cli(workdir, overrides)
+    subprocess.run(command, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+    return [
+        {"step": r["step"], "eval_mlm": r["eval/masked_lm_loss"], "eval_auc": r["eval/disc_auc"]}
+        for r in read_metrics(workdir)
+        if "eval/disc_auc" in r
+    ]
 
 
 def run_hf(args: argparse.Namespace) -> list[dict]:
@@ -68,8 +62,8 @@ def run_hf(args: argparse.Namespace) -> list[dict]:
     import numpy as np
     import torch
     from sklearn.metrics import roc_auc_score
-    from torch_peer import DISC_WEIGHT, build_models, peer_outputs, unique_parameters
 
+    from bench.torch_peer import DISC_WEIGHT, build_models, peer_outputs, unique_parameters
     from electra_jax.data.loader import make_eval_batches, make_train_loader
     from electra_jax.model.config import preset
 
@@ -133,7 +127,9 @@ def run_hf(args: argparse.Namespace) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = ArgumentParser(
+        prog="python bench/tiny_learning.py", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--side", choices=("ours", "hf", "both"), default="both")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--eval-every", type=int, default=250)

@@ -1,11 +1,13 @@
 """The PyTorch peer: the same ELECTRA pre-training step on Hugging Face's ELECTRA models.
 
-    python bench/torch_peer.py --size=small [--batch=128 --seq=128] [--dtype=auto]
+    python bench/torch_peer.py [--config=configs/pretrain.py:small] [--config.FIELD=VALUE ...]
         [--steps=20 --warmup=3 --repeats=3 --window=1] [--compile]
 
-What a user of `transformers` would write for RECIPE.md's objective:
+What a user of `transformers` would write for RECIPE.md's objective, on one device, for the
+config's model, `batch_size` x `max_seq_len`, `objective.mask_prob` and `dtype` (default
+`configs/pretrain.py:tiny`):
   * generator `ElectraForMaskedLM` and discriminator `ElectraForPreTraining` built from the
-    same shapes as our preset (default attention implementation, dropout 0.1 everywhere);
+    same shapes as our model (default attention implementation, dropout 0.1 everywhere);
     `generator.electra.embeddings = discriminator.electra.embeddings` (word, position, type
     tables and the embedding LayerNorm) and the generator's LM head tied to the shared table;
   * masking on the device as the original: N = int((p + 0.005) L) positions per row drawn with
@@ -17,35 +19,30 @@ What a user of `transformers` would write for RECIPE.md's objective:
   * Gumbel-max sampling in float32 under `no_grad`, samples written into the input, labels
     where they differ, discriminator loss over real tokens; loss = MLM + 50 x disc;
   * gradient clipping at global norm 1.0 and `torch.optim.AdamW(lr=5e-4, weight_decay=0.01)`;
-  * bf16 autocast on CUDA (float32 on CPU); eager, or the loss function under torch.compile.
+  * autocast to the config's dtype unless float32; eager, or the loss under torch.compile.
 Timing, summaries and FLOP counting are shared with bench/pretrain_step.py (benchlib).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
-import os
-import sys
 import time
 import types
 from collections.abc import Callable
 
+import ml_collections
 import torch
 from torch.nn import functional
 from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import benchlib  # noqa: E402
-from benchlib import Shape, StepRunner  # noqa: E402
-
-from electra_jax.convert.names import hf_config_fields  # noqa: E402
-from electra_jax.model.config import EncoderConfig, ModelConfig, preset  # noqa: E402
-from electra_jax.model.flops import device_peak_flops, train_flops_per_token  # noqa: E402
-from electra_jax.train.objective import max_predictions_per_seq  # noqa: E402
+from bench import benchlib
+from bench.benchlib import StepRunner
+from electra_jax.convert.names import hf_config_fields
+from electra_jax.errors import exit_on_user_error
+from electra_jax.model.config import EncoderConfig, ModelConfig
+from electra_jax.model.flops import device_peak_flops, train_flops_per_token
+from electra_jax.train.objective import max_predictions_per_seq
 
 DISC_WEIGHT = 50.0
 LEARNING_RATE, WEIGHT_DECAY, CLIP_NORM = 5e-4, 0.01, 1.0
@@ -54,13 +51,6 @@ AutocastFactory = Callable[[], contextlib.AbstractContextManager]
 
 def torch_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> str:
-    """ "auto": bfloat16 (autocast) on CUDA, float32 on CPU."""
-    if dtype == "auto":
-        return "bfloat16" if device.type == "cuda" else "float32"
-    return dtype
 
 
 def hf_config(cfg: ModelConfig, tower: EncoderConfig) -> ElectraConfig:
@@ -179,20 +169,12 @@ def peak_memory_fn(device: torch.device) -> Callable[[], int | None]:
     return lambda: None
 
 
-def build_peer(
-    shape: Shape,
-    dtype: str = "auto",
-    compile: bool = False,
-    peak_flops: float | None = None,
-    seed: int = 0,
-) -> StepRunner:
-    """The HF step for `shape`, eager or with the loss under torch.compile, ready to time."""
-    torch.manual_seed(seed)
+def build_peer(config: ml_collections.ConfigDict, compile: bool = False) -> StepRunner:
+    """The HF step for `config` on one device, eager or with the loss under torch.compile,
+    ready to time."""
+    torch.manual_seed(config.seed)
     device = torch_device()
-    dtype = resolve_dtype(dtype, device)
-    cfg = preset(shape.size)
-    if shape.seq > cfg.max_position_embeddings:
-        cfg = cfg.replace(max_position_embeddings=shape.seq)
+    dtype, shape, cfg = config.dtype, benchlib.shape_of(config), benchlib.step_configs(config)[0]
     generator, discriminator = build_models(cfg, device)
     params = unique_parameters(generator, discriminator)
     optimizer = torch.optim.AdamW(params, lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
@@ -235,7 +217,9 @@ def build_peer(
         # The same useful FLOPs as ours (the peer's extra full-sequence LM head not counted):
         # MFU ratios then equal tokens/s ratios.
         flops_per_token=train_flops_per_token(cfg, shape.seq, num_predictions),
-        peak_flops=device_peak_flops(types.SimpleNamespace(device_kind=name), peak_flops),
+        peak_flops=device_peak_flops(
+            types.SimpleNamespace(device_kind=name), config.peak_flops or None
+        ),
         device=name,
         info={
             "attention": generator.config._attn_implementation,
@@ -245,42 +229,15 @@ def build_peer(
     )
 
 
-def bench_peer(
-    size: str,
-    batch: int | None = None,
-    seq: int | None = None,
-    dtype: str = "auto",
-    steps: int = 20,
-    compile: bool = False,
-    warmup: int = 3,
-    repeats: int = 1,
-    window: int = 1,
-    peak_flops: float | None = None,
-) -> dict:
-    """One benchmark row for the PyTorch peer (see the module docstring); `steps` timed steps."""
-    runner = build_peer(benchlib.default_shape(size, batch, seq), dtype, compile, peak_flops)
-    return benchlib.run_benchmark(runner, steps, warmup, repeats, window)
-
-
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--size", default="tiny", help="tiny, small, small++, base, large")
-    benchlib.add_common_args(parser)
+    parser = benchlib.config_parser("torch_peer.py", __doc__)
+    benchlib.add_timing_args(parser)
     parser.add_argument("--compile", action="store_true", help="the loss under torch.compile")
-    args = parser.parse_args(argv)
-    row = bench_peer(
-        args.size,
-        args.batch,
-        args.seq,
-        args.dtype,
-        args.steps,
-        args.compile,
-        args.warmup,
-        args.repeats,
-        args.window,
-        args.peak_flops,
-    )
-    print(json.dumps(row, indent=2))
+    args, [(spec, config)] = benchlib.parse_config_args(parser, argv)
+    runner = build_peer(config, args.compile)
+    row = benchlib.run_benchmark(runner, args.steps, args.warmup, args.repeats, args.window)
+    print(json.dumps({"config": spec, "overrides": args.overrides, **row}, indent=2))
 
 
 if __name__ == "__main__":

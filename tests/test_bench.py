@@ -34,8 +34,8 @@ def test_compare_runs_both_sides_on_cpu(tmp_path):
     rows = run_compare(
         tmp_path,
         "--sizes=tiny",
-        "--batch=4",
-        "--seq=32",
+        "--config.batch_size=4",
+        "--config.max_seq_len=32",
         "--steps=2",
         "--warmup=1",
         "--repeats=1",

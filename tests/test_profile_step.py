@@ -9,10 +9,9 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(REPO, "bench"))
+from bench import profile_step
 
-import profile_step  # noqa: E402
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize(
@@ -96,8 +95,9 @@ def test_gpu_trace_counts_stream_kernels_once_and_maps_kernel_names_to_hlo_ops()
 def test_profile_of_a_tiny_step_on_cpu(tmp_path):
     out = tmp_path / "profile.json"
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_backend_optimization_level=0")
-    command = [sys.executable, os.path.join(REPO, "bench", "profile_step.py"), "--size=tiny",
-               "--batch=4", "--seq=32", "--steps=2", "--warmup=1", f"--json={out}",
+    command = [sys.executable, os.path.join(REPO, "bench", "profile_step.py"),
+               "--config=configs/pretrain.py:tiny", "--config.batch_size=4",
+               "--config.max_seq_len=32", "--steps=2", "--warmup=1", f"--json={out}",
                f"--trace-dir={tmp_path / 'trace'}"]  # fmt: skip
     printed = subprocess.run(
         command, check=True, env=env, cwd=REPO, timeout=300, capture_output=True, text=True
