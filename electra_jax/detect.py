@@ -59,8 +59,7 @@ def detect(
     replaced_prob, replaced, threshold, notes (+ generator_top5 with a generator and tokeniser)."""
     params = nn.unbox(params)
     disc_parts = {"embeddings", "discriminator", "discriminator_head"}
-    if config.embedding_sharing == "gdes":
-        disc_parts.add("gdes")
+    disc_parts |= {"gdes"} if config.embedding_sharing == "gdes" else set()
     if not (config.electra_objective and disc_parts <= set(params)):
         raise UserError(
             f"the checkpoint has no discriminator parameters (parts: {sorted(params)}); "
@@ -124,13 +123,11 @@ def format_result(result: dict[str, Any], color: bool) -> str:
     rows = list(zip(result["tokens"], result["replaced_prob"], result["replaced"], strict=True))
     mark = lambda tok: f"\033[1;31m{tok}\033[0m" if color else f"*{tok}*"
     lines = [" ".join(mark(tok) if hit else tok for tok, _, hit in rows), ""]
-    lines.append(f"{'pos':>4}  {'token':<16} {'p(replaced)':>11}")
+    lines += [f"{'pos':>4}  {'token':<16} {'p(replaced)':>11}"]
     for pos, (tok, prob, hit) in enumerate(rows):
         lines.append(f"{pos:>4}  {tok:<16} {prob:>11.3f}{'  <- replaced?' if hit else ''}")
     for fill in result.get("generator_top5", []):
-        guesses = ", ".join(
-            f"{t} {p:.2f}" for t, p in zip(fill["tokens"], fill["probs"], strict=True)
-        )
+        guesses = ", ".join(map("{} {:.2f}".format, fill["tokens"], fill["probs"]))
         lines.append(f"generator at {fill['position']}: {guesses}")
     lines.append(
         f"legend: {'highlighted' if color else '*token*'} = p(replaced) >= "
@@ -145,9 +142,8 @@ def parse_ids(value: str) -> list[int]:
     try:
         return [int(part) for part in value.replace(" ", "").split(",") if part]
     except ValueError as e:
-        raise argparse.ArgumentTypeError(
-            f"--input-ids must be comma-separated integers, got {value!r}"
-        ) from e
+        message = f"--input-ids must be comma-separated integers, got {value!r}"
+        raise argparse.ArgumentTypeError(message) from e
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -69,8 +69,7 @@ def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | No
                 "ElectraForMaskedLM (generator) directory there"
             )
         tokenizer = tokenizer or hf.read_hf_tokenizer(args.generator)
-    config, params = hf.hf_to_params(weights, gen_weights, cfg, gen_cfg, args.untied)
-    return config, params, tokenizer
+    return (*hf.hf_to_params(weights, gen_weights, cfg, gen_cfg, args.untied), tokenizer)
 
 
 def to_hf(args: argparse.Namespace) -> None:
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         config, params, tokenizer = from_hf(args)
     else:
         variables = tf.read_tf_checkpoint(args.input)
-        config, params = tf.tf_variables_to_params(variables, args.num_heads)
-        tokenizer = None
+        (config, params), tokenizer = tf.tf_variables_to_params(variables, args.num_heads), None
     if args.vocab:
         tokenizer = WordPieceTokenizer(args.vocab, args.lowercase, args.lowercase)
     if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:

@@ -84,37 +84,32 @@ def hf_to_model_config(
     disc_cfg: Mapping[str, Any] | None, gen_cfg: Mapping[str, Any] | None, untied: bool = False
 ) -> ModelConfig:
     """ModelConfig from one or two HF configs: the generator's shape becomes fractions (1.0
-    when it comes alone: its tower is then described as the discriminator shape)."""
-    if disc_cfg is None and gen_cfg is None:
+    when only one tower is given)."""
+    given = {"discriminator": disc_cfg, "generator": gen_cfg}
+    given = {side: cfg for side, cfg in given.items() if cfg is not None}
+    if not given:
         raise UserError("nothing to convert: pass a discriminator and/or a generator")
-    for cfg, what in ((disc_cfg, "discriminator config"), (gen_cfg, "generator config")):
-        if cfg is not None:
-            check_hf_config(cfg, what)
-    for key in SHARED_FIELDS.split() if disc_cfg is not None and gen_cfg is not None else ():
+    for side, cfg in given.items():
+        check_hf_config(cfg, f"{side} config")
+    for key in SHARED_FIELDS.split() if len(given) == 2 else ():
         if (disc_value := _hf(disc_cfg, key)) != (gen_value := _hf(gen_cfg, key)):
             raise UserError(
                 f"generator {key}={gen_value} differs from the discriminator's {disc_value}; "
                 "they must share one embedding block"
             )
-    base = disc_cfg if disc_cfg is not None else gen_cfg
-    fields, disc = hf_fields(base), hf_tower(base)
+    base = next(iter(given.values()))
+    fields, disc, gen = hf_fields(base), hf_tower(base), hf_tower(given.get("generator", base))
     if disc.num_heads == default_num_heads(disc.hidden_size):
         fields["num_heads"] = None  # the original's derived shape: kept implicit
     if disc.intermediate_size == 4 * disc.hidden_size:
         fields["intermediate_size"] = None
-    sharing = "untied" if untied else "tied"
     config = ModelConfig(
-        **fields, generator_hidden_size=1.0, generator_layers=1.0, embedding_sharing=sharing
+        **fields,
+        generator_hidden_size=gen.hidden_size / disc.hidden_size,
+        generator_layers=gen.num_layers / disc.num_layers,
+        embedding_sharing="untied" if untied else "tied",
     )
-    if gen_cfg is None:
-        return config
-    gen = hf_tower(gen_cfg)
-    if disc_cfg is not None:
-        config = config.replace(
-            generator_hidden_size=gen.hidden_size / disc.hidden_size,
-            generator_layers=gen.num_layers / disc.num_layers,
-        )
-    if config.generator != gen:
+    if gen_cfg is not None and config.generator != gen:
         raise UserError(
             f"generator shape {gen} is not the original's derived shape {config.generator} "
             "(heads = max(1, hidden // 64), FFN = 4 x hidden); it cannot be represented"

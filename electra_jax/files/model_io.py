@@ -46,18 +46,13 @@ def save_model(
     # cuDNN attention is this machine's run-time choice: an export must load anywhere.
     if config.attention_impl == "cudnn":
         config = config.replace(attention_impl="auto")
-    with atomic_directory(directory, overwrite) as tmp:
-        with ocp.StandardCheckpointer() as checkpointer:
-            checkpointer.save(os.path.join(tmp, "params"), params)
+    with atomic_directory(directory, overwrite) as tmp, ocp.StandardCheckpointer() as checkpointer:
+        checkpointer.save(os.path.join(tmp, "params"), params)
         if tokenizer is not None:
             tokenizer.save(tmp)
-        meta = {
-            "format": FORMAT,
-            "model": config.to_dict(),
-            "tokenizer": tokenizer.settings() if tokenizer is not None else None,
-            "parts": sorted(params),
-        }
-        write_json(os.path.join(tmp, MODEL_JSON), meta)
+        settings = tokenizer.settings() if tokenizer is not None else None
+        meta = {"format": FORMAT, "model": config.to_dict(), "tokenizer": settings}
+        write_json(os.path.join(tmp, MODEL_JSON), meta | {"parts": sorted(params)})
     return directory
 
 

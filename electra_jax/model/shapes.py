@@ -26,11 +26,8 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {"a/b/c": leaf}."""
     if not isinstance(tree, dict):
         return {prefix: tree}
-    return {
-        path: leaf
-        for key, value in tree.items()
-        for path, leaf in flatten(value, f"{prefix}/{key}" if prefix else str(key)).items()
-    }
+    flats = [flatten(v, f"{prefix}/{k}" if prefix else str(k)) for k, v in tree.items()]
+    return {path: leaf for flat in flats for path, leaf in flat.items()}
 
 
 def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
@@ -48,12 +45,9 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 def check_param_shapes(config: ModelConfig, params: Any, source: str) -> None:
     """Raises UserError naming the first missing, extra or mis-shaped parameter; only the
     top-level groups present are checked (a discriminator-only export is a valid subset)."""
-    expected = expected_shapes(config)
-    groups = set(params)
-    unknown = sorted(groups - {path.split("/")[0] for path in expected})
-    if unknown:
+    expected, groups, actual = expected_shapes(config), set(params), flatten(params)
+    if unknown := sorted(groups - {path.split("/")[0] for path in expected}):
         raise UserError(f"{source}: unexpected parameter group(s) {unknown}; {MISMATCH_FIX}")
-    actual = flatten(params)
     for path, shape in expected.items():
         if path.split("/")[0] not in groups:
             continue
