@@ -48,13 +48,14 @@ case "${1:-}" in
 profile)
     # Kernels inside command buffers may carry no HLO op in the trace: the per-component
     # attribution comes from runs without them; the default run gives wall and busy time.
-    run profile_small python bench/profile_step.py --size=small --steps=20 --top=10 \
-        --json="$OUT/profile_small.json"
+    run profile_small python bench/profile_step.py --config=configs/pretrain.py:small \
+        --steps=20 --top=10 --json="$OUT/profile_small.json"
     XLA_FLAGS=--xla_gpu_enable_command_buffer= run profile_small_nocb python \
-        bench/profile_step.py --size=small --steps=20 --top=25 --json="$OUT/profile_small_nocb.json"
+        bench/profile_step.py --config=configs/pretrain.py:small --steps=20 --top=25 \
+        --json="$OUT/profile_small_nocb.json"
     XLA_FLAGS=--xla_gpu_enable_command_buffer= run profile_base64_nocb python \
-        bench/profile_step.py --size=base --batch=64 --steps=5 --top=25 \
-        --json="$OUT/profile_base64_nocb.json"
+        bench/profile_step.py --config=configs/pretrain.py:base --config.batch_size=64 --steps=5 \
+        --top=25 --json="$OUT/profile_base64_nocb.json"
     ;;
 small)
     compare small --sizes=small --steps=40 --warmup=5 --repeats=3 --window=10 \
@@ -62,11 +63,12 @@ small)
     ;;
 base256)
     # XLA's memory count is in the rows' --json (xla_memory_mib, xla_temp_mib).
-    compare base256_remat --sizes=base --no-peer --remat --steps=10 --warmup=2 --repeats=2 \
-        --window=5 --rng-impl=threefry2x32,rbg
+    compare base256_remat --sizes=base --config.remat=true --no-peer --steps=10 --warmup=2 \
+        --repeats=2 --window=5 --rng-impl=threefry2x32,rbg
     ;;
 base64)
-    compare base64 --sizes=base --batch=64 --steps=10 --warmup=3 --repeats=2 --window=5
+    compare base64 --sizes=base --config.batch_size=64 --steps=10 --warmup=3 --repeats=2 \
+        --window=5
     ;;
 flags)
     # Command buffers (CUDA graphs) cut the launch cost of a step of thousands of small kernels:
@@ -74,17 +76,19 @@ flags)
     for flags in "" "--xla_gpu_enable_command_buffer=" \
         "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL,CUDNN,WHILE,CONDITIONAL"; do
         name=flags_$(echo "${flags:-default}" | tr -c 'A-Za-z0-9' _ | cut -c1-60)
-        XLA_FLAGS="$flags" run "$name" python bench/pretrain_step.py --size=small --steps=40 \
-            --warmup=5 --repeats=3 --window=10 --steps-per-call=4
+        XLA_FLAGS="$flags" run "$name" python bench/pretrain_step.py \
+            --config=configs/pretrain.py:small --config.steps_per_call=4 --steps=40 --warmup=5 \
+            --repeats=3 --window=10
     done
     ;;
 attention)
     # cuDNN flash attention (attention_impl=cudnn; "fused" is XLA's dot_product_attention):
     # first that it computes what the exact path computes, then its speed at base 64x512 (no
     # attention dropout in either fused row), and the cost of packed rows' [B, L, L] mask.
-    run gpu_checks python bench/gpu_checks.py --size=small
-    compare attention_base64 --sizes=base --batch=64 --no-peer --attention-impl=fused,cudnn \
-        --steps=10 --warmup=3 --repeats=2 --window=5
+    run gpu_checks python bench/gpu_checks.py --config=configs/pretrain.py:small \
+        --config.batch_size=8
+    compare attention_base64 --sizes=base --config.batch_size=64 --no-peer \
+        --attention-impl=fused,cudnn --steps=10 --warmup=3 --repeats=2 --window=5
     compare packing_small --sizes=small --no-peer --packing=off,on --attention-impl=auto,cudnn \
         --steps=40 --warmup=5 --repeats=3 --window=10
     ;;
