@@ -7,8 +7,8 @@ import pytest
 from data_fixtures import write_corpus, write_vocab
 
 from electra_jax.data.dataset import prepare_dataset
+from electra_jax.data.dataset_format import read_examples
 from electra_jax.data.loader import ReadBatch, make_eval_batches, make_train_loader
-from electra_jax.data.show import read_examples
 
 MAX_LEN = 32
 

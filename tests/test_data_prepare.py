@@ -11,7 +11,7 @@ import pytest
 from data_fixtures import write_corpus, write_vocab
 
 from electra_jax.data import dataset, shard_workers
-from electra_jax.data.show import read_examples
+from electra_jax.data.dataset_format import read_examples
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, load_tokenizer
 from electra_jax.errors import UserError
 
@@ -172,8 +172,7 @@ def test_bad_bytes_replaced_and_dropped_lines_counted(tmp_path):
 
 
 def test_vocab_training_is_deterministic_with_fixed_special_ids(tmp_path):
-    from electra_jax.data.sentencepiece_tokenizer import SentencePieceTokenizer
-    from electra_jax.data.tokenizer import WordPieceTokenizer
+    from electra_jax.data.tokenizer import SentencePieceTokenizer, WordPieceTokenizer
     from electra_jax.data.vocab_training import train_sentencepiece, train_wordpiece
 
     paths = write_corpus(str(tmp_path / "corpus"))

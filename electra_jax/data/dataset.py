@@ -2,9 +2,9 @@
 
 Work happens in `OUTPUT.partial/`: a manifest of the arguments, the vocabulary and the chunk
 shards of `shard_workers` (a restarted run with the same arguments keeps finished chunks). The
-held-out eval split is the last examples of the corpus (`eval_fraction` of them or
-`eval_examples`). On success the shards are renamed to `train-XXXXX-of-YYYYY.array_record` /
-`eval-...`, meta.json is written and the directory is renamed to OUTPUT.
+held-out eval split is the corpus tail (`eval_fraction` of the examples, or `eval_examples`).
+On success the shards become `train-XXXXX-of-YYYYY.array_record` / `eval-...`, meta.json is
+written and the directory is renamed to OUTPUT.
 """
 
 from __future__ import annotations
@@ -17,36 +17,22 @@ import sys
 import time
 from collections.abc import Sequence
 
-from electra_jax.data.dataset_format import (
-    FORMAT,
-    FORMAT_VERSION,
-    META_FILE,
-    PACKED_FORMAT_VERSION,
-    decode_records,
-    id_dtype_name,
-    read_meta,
-    read_records,
-    record_layout,
-    write_records,
-)
-from electra_jax.data.decode import DEFAULT_MAX_LINE_CHARS, CorpusStats, blob_documents
-from electra_jax.data.sentencepiece_tokenizer import SentencePieceTokenizer
+from electra_jax.data import dataset_format
 from electra_jax.data.shard_workers import ChunkTask, Progress, run_chunks
-from electra_jax.data.sources import BUILTIN_PYDOCS, Source, iter_chunks, parse_corpus
-from electra_jax.data.tokenizer import SPECIAL_TOKENS, Tokenizer, WordPieceTokenizer
-from electra_jax.data.tokenizer_protocol import file_sha256
-from electra_jax.data.vocab_training import (
-    SENTENCEPIECE_FILE,
-    WORDPIECE_FILE,
-    train_sentencepiece,
-    train_wordpiece,
+from electra_jax.data.sources import (
+    BUILTIN_PYDOCS,
+    DEFAULT_MAX_LINE_CHARS,
+    CorpusStats,
+    parse_corpus,
 )
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, file_sha256
+from electra_jax.data.vocab_training import VOCAB_FILES, load_or_train_tokenizer
 from electra_jax.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
 DEFAULT_SHARD_MB = 16.0
 DEFAULT_VOCAB_SAMPLE_MB = 100.0
-_TOTALS = ("examples", "tokens", "source_tokens", "truncated_tokens", "two_segment_examples")
+_CORPUS_COUNTS = ("source_tokens", "truncated_tokens", "two_segment_examples")
 
 
 def _validate(
@@ -56,7 +42,7 @@ def _validate(
     checks = [
         ((vocab is None) == (train_vocab is None),
          "pass exactly one of --vocab=PATH or --train-vocab=wordpiece|sentencepiece"),
-        (train_vocab not in (None, "wordpiece", "sentencepiece"),
+        (train_vocab not in (None, *VOCAB_FILES),
          f"--train-vocab={train_vocab}: expected wordpiece or sentencepiece"),
         (train_vocab is not None and not vocab_size,
          "--train-vocab needs --vocab-size=N (e.g. 30522 for BERT-sized)"),
@@ -81,8 +67,8 @@ def _check_existing_output(output: str, manifest: dict) -> dict | None:
         return None
     if not os.path.isdir(output):
         raise UserError(f"--output={output} is a file; pass a directory path")
-    if os.path.isfile(os.path.join(output, META_FILE)):
-        meta = read_meta(output)
+    if os.path.isfile(os.path.join(output, dataset_format.META_FILE)):
+        meta = dataset_format.read_meta(output)
         old = meta.get("manifest", {})
         if old == manifest:
             return meta
@@ -105,57 +91,20 @@ def _open_work_dir(work_dir: str, manifest: dict, log) -> None:
                 same = json.load(f) == manifest
         except (OSError, json.JSONDecodeError):
             same = False
-        if same:
-            log(f"resuming the unfinished run in {work_dir}")
-        else:
-            log(f"removing {work_dir}: an unfinished run with other arguments")
+        log(f"resuming the unfinished run in {work_dir}" if same else
+            f"removing {work_dir}: an unfinished run with other arguments")  # fmt: skip
+        if not same:
             shutil.rmtree(work_dir)
     os.makedirs(work_dir, exist_ok=True)
     with open(path, "w") as f:
         json.dump(manifest, f, indent=1)
 
 
-def _prepare_tokenizer(
-    sources: list[Source], work_dir: str, *, vocab: str | None, train_vocab: str | None,
-    vocab_size: int | None, lowercase: bool, vocab_sample_bytes: int, max_line_chars: int,
-    log,
-) -> Tokenizer:  # fmt: skip
-    """Loads `vocab`, or trains a vocabulary into `work_dir` (kept across restarts) on the
-    corpus's first `vocab_sample_bytes` of text."""
-    if train_vocab is not None:
-        kind = train_vocab
-        path = os.path.join(work_dir, WORDPIECE_FILE if kind == "wordpiece" else SENTENCEPIECE_FILE)
-        if not os.path.isfile(path):
-            stats = CorpusStats()
-            sentences: list[str] = []
-            for blobs in iter_chunks(sources, 1 << 20):
-                for blob in blobs:
-                    for document in blob_documents(blob, stats, max_line_chars):
-                        sentences.extend(document)
-                if stats.raw_bytes >= vocab_sample_bytes:
-                    break
-            log(f"training a {vocab_size}-token {kind} vocabulary on {len(sentences):,} lines")
-            train = train_wordpiece if kind == "wordpiece" else train_sentencepiece
-            train(sentences, vocab_size, work_dir, lowercase=lowercase)
-    else:
-        assert vocab is not None
-        kind = "sentencepiece" if vocab.endswith(".model") else "wordpiece"
-        path = vocab
-    if kind == "sentencepiece":
-        tokenizer: Tokenizer = SentencePieceTokenizer(path)
-    else:
-        tokenizer = WordPieceTokenizer(path, lowercase=lowercase, strip_accents=lowercase)
-    tokenizer.save(work_dir)
-    return tokenizer
-
-
 def _eval_count(n_examples: int, eval_fraction: float, eval_examples: int | None) -> int:
-    if eval_examples is not None:
-        count = eval_examples
-    else:
+    count = eval_examples
+    if count is None:
         count = round(eval_fraction * n_examples)
-        if eval_fraction > 0 and n_examples >= 2:
-            count = max(1, count)
+        count = max(1, count) if eval_fraction > 0 and n_examples >= 2 else count
     if count >= n_examples:
         raise UserError(
             f"the corpus gives only {n_examples} examples, too few for {count} held-out eval "
@@ -174,52 +123,41 @@ def _split_shards(
     for result in reversed(results):
         path, n = os.path.join(work_dir, result["file"]), result["examples"]
         if 0 < remaining < n:
-            records = read_records(path)
+            records = dataset_format.read_records(path)
             for split, part in (
                 ("eval", records[n - remaining :]),
                 ("train", records[: n - remaining]),
             ):
-                tokens = int(decode_records(part, max_seq_len, id_dtype)["input_mask"].sum())
-                parts[split].append((part, len(part), tokens))
+                tokens = dataset_format.decode_records(part, max_seq_len, id_dtype)[
+                    "input_mask"
+                ].sum()
+                parts[split].append((part, len(part), int(tokens)))
             remaining = 0
         elif n > 0:
             parts["eval" if remaining else "train"].append((path, n, result["tokens"]))
             remaining -= n if remaining else 0
     splits = {}
     for split, chunks in parts.items():
-        chunks.reverse()
         shards = [f"{split}-{i:05d}-of-{len(chunks):05d}.array_record" for i in range(len(chunks))]
-        for name, (content, _, _) in zip(shards, chunks, strict=True):
+        for name, (content, _, _) in zip(shards, reversed(chunks), strict=True):
             if isinstance(content, str):
                 os.replace(content, os.path.join(out_dir, name))
             else:
-                write_records(os.path.join(out_dir, name), content)
+                dataset_format.write_records(os.path.join(out_dir, name), content)
         examples, tokens = (sum(chunk[i] for chunk in chunks) for i in (1, 2))
         splits[split] = {"examples": examples, "tokens": tokens, "shards": shards}
     return splits
 
 
 def prepare_dataset(
-    corpus: str | Sequence[str],
-    output: str,
-    *,
-    vocab: str | None = None,
-    train_vocab: str | None = None,
-    vocab_size: int | None = None,
-    max_seq_len: int = 128,
-    seed: int = 0,
-    num_processes: int = 1,
-    eval_fraction: float = 0.01,
-    eval_examples: int | None = None,
-    lowercase: bool = True,
-    one_doc_per_file: bool = False,
-    shard_mb: float = DEFAULT_SHARD_MB,
-    max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
-    vocab_sample_mb: float = DEFAULT_VOCAB_SAMPLE_MB,
-    cache_dir: str | None = None,
-    progress: bool = True,
-    pack: bool = False,
-) -> dict:
+    corpus: str | Sequence[str], output: str, *, vocab: str | None = None,
+    train_vocab: str | None = None, vocab_size: int | None = None, max_seq_len: int = 128,
+    seed: int = 0, num_processes: int = 1, eval_fraction: float = 0.01,
+    eval_examples: int | None = None, lowercase: bool = True, one_doc_per_file: bool = False,
+    shard_mb: float = DEFAULT_SHARD_MB, max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+    vocab_sample_mb: float = DEFAULT_VOCAB_SAMPLE_MB, cache_dir: str | None = None,
+    progress: bool = True, pack: bool = False,
+) -> dict:  # fmt: skip
     """Builds a pre-training dataset in `output` and returns its meta.json contents.
 
     `vocab` is a BERT vocab.txt or a SentencePiece .model; or `train_vocab` ("wordpiece" /
@@ -237,22 +175,20 @@ def prepare_dataset(
     output = os.path.abspath(output)
     sources = parse_corpus(corpus, one_doc_per_file=one_doc_per_file, cache_dir=cache_dir)
     chunk_bytes = max(1, int(shard_mb * 1e6))
+    vocab_key = (
+        {"train": train_vocab, "vocab_size": vocab_size} if train_vocab
+        else {"file": os.path.abspath(vocab), "sha256": file_sha256(vocab)}  # type: ignore[arg-type]
+    )  # fmt: skip
     manifest = {  # the arguments that determine the dataset (not the process count)
-        "format_version": FORMAT_VERSION,
-        "corpus": [source.fingerprint() for source in sources],
-        "vocab": {"train": train_vocab, "vocab_size": vocab_size}
-        if train_vocab
-        else {"file": os.path.abspath(vocab), "sha256": file_sha256(vocab)},  # type: ignore[arg-type]
-        "max_seq_len": max_seq_len,
-        "seed": seed,
+        "format_version": dataset_format.FORMAT_VERSION,
+        "corpus": [source.fingerprint() for source in sources], "vocab": vocab_key,
+        "max_seq_len": max_seq_len, "seed": seed,
         "eval_fraction": None if eval_examples is not None else eval_fraction,
-        "eval_examples": eval_examples,
-        "lowercase": lowercase,
-        "one_doc_per_file": one_doc_per_file,
-        "chunk_bytes": chunk_bytes,
+        "eval_examples": eval_examples, "lowercase": lowercase,
+        "one_doc_per_file": one_doc_per_file, "chunk_bytes": chunk_bytes,
         "max_line_chars": max_line_chars,
         **({"pack": True} if pack else {}),  # absent when off: earlier manifests stay valid
-    }
+    }  # fmt: skip
     existing = _check_existing_output(output, manifest)
     if existing is not None:
         log(f"{output} already holds this dataset; nothing to do")
@@ -260,25 +196,22 @@ def prepare_dataset(
 
     work_dir = output + ".partial"
     _open_work_dir(work_dir, manifest, log)
-    tokenizer = _prepare_tokenizer(
+    tokenizer = load_or_train_tokenizer(
         sources, work_dir, vocab=vocab, train_vocab=train_vocab, vocab_size=vocab_size,
         lowercase=lowercase, vocab_sample_bytes=int(vocab_sample_mb * 1e6),
         max_line_chars=max_line_chars, log=log,
     )  # fmt: skip
     settings = tokenizer.settings()
-    template = ChunkTask(
-        -1, [], work_dir, settings, max_seq_len, seed, max_line_chars, work_dir, pack
-    )
-    bar = Progress(sources, progress)
-    started = time.monotonic()
+    task = ChunkTask(-1, [], work_dir, settings, max_seq_len, seed, max_line_chars, work_dir, pack)
+    bar, started = Progress(sources, progress), time.monotonic()
     try:
-        results = run_chunks(sources, template, chunk_bytes, num_processes, bar)
+        results = run_chunks(sources, task, chunk_bytes, num_processes, bar)
     finally:
         bar.close()
     seconds = time.monotonic() - started
 
     stats = CorpusStats(**{k: sum(r[k] for r in results) for k in CorpusStats().to_dict()})
-    totals = {key: sum(r.get(key, 0) for r in results) for key in _TOTALS}
+    totals = {k: sum(r.get(k, 0) for r in results) for k in ("examples", "tokens", *_CORPUS_COUNTS)}
     # Chunks finished before packing existed were unpacked: one example per record.
     totals["builder_examples"] = sum(r.get("builder_examples", r["examples"]) for r in results)
     spec = corpus if isinstance(corpus, str) else ",".join(corpus)
@@ -296,34 +229,26 @@ def prepare_dataset(
     out_dir = os.path.join(work_dir, "out")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
-    id_dtype = id_dtype_name(tokenizer.vocab_size)
+    id_dtype = dataset_format.id_dtype_name(tokenizer.vocab_size)
     splits = _split_shards(results, work_dir, out_dir, n_eval, max_seq_len, id_dtype)
     tokenizer.save(out_dir)
+    version = dataset_format.PACKED_FORMAT_VERSION if pack else dataset_format.FORMAT_VERSION
     padding_share = round(1 - totals["tokens"] / (totals["examples"] * max_seq_len), 4)
     meta = {
-        "format": FORMAT,
-        "format_version": PACKED_FORMAT_VERSION if pack else FORMAT_VERSION,
-        "source": spec,
-        "seed": seed,
-        "max_seq_len": max_seq_len,
-        "vocab_size": tokenizer.vocab_size,
-        "vocab_hash": tokenizer.vocab_hash,
+        "format": dataset_format.FORMAT,
+        "format_version": version,
+        "source": spec, "seed": seed, "max_seq_len": max_seq_len,
+        "vocab_size": tokenizer.vocab_size, "vocab_hash": tokenizer.vocab_hash,
         "vocab_file": settings["file"],
-        "special_ids": {
-            token: getattr(tokenizer, f"{token.strip('[]').lower()}_id") for token in SPECIAL_TOKENS
-        },
+        "special_ids": {t: getattr(tokenizer, f"{t[1:-1].lower()}_id") for t in SPECIAL_TOKENS},
         "tokenizer": settings,
-        "record": record_layout(max_seq_len, id_dtype, packed=pack),
+        "record": dataset_format.record_layout(max_seq_len, id_dtype, packed=pack),
         "splits": splits,
-        "corpus": {
-            **stats.to_dict(),
-            **{key: totals[key] for key in _TOTALS[2:]},
-            "builder_examples": totals["builder_examples"],
-            "padding_share": padding_share,
-        },
+        "corpus": {**stats.to_dict(), **{k: totals[k] for k in _CORPUS_COUNTS},
+                   "builder_examples": totals["builder_examples"], "padding_share": padding_share},
         "manifest": manifest,
-    }
-    with open(os.path.join(out_dir, META_FILE), "w") as f:
+    }  # fmt: skip
+    with open(os.path.join(out_dir, dataset_format.META_FILE), "w") as f:
         json.dump(meta, f, indent=1)
     if os.path.isdir(output):
         os.rmdir(output)  # empty (checked above)
@@ -344,33 +269,26 @@ def prepare_dataset(
 
 def default_cache_dir() -> str:
     """Where built-in datasets are cached: $ELECTRA_JAX_CACHE or ~/.cache/electra_jax."""
-    return os.environ.get(
-        "ELECTRA_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
-    )
+    default = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
+    return os.environ.get("ELECTRA_JAX_CACHE", default)
 
 
 def ensure_builtin_dataset(
-    cache_dir: str | None = None,
-    vocab_size: int = 8192,
-    max_seq_len: int = 128,
-    seed: int = 0,
+    cache_dir: str | None = None, vocab_size: int = 8192, max_seq_len: int = 128, seed: int = 0,
     pack: bool = False,
-) -> str:
-    """Prepares `builtin:pydocs` with a trained WordPiece vocabulary unless cached; returns its dir.
-
-    Offline; the first call takes ~15 s on a busy 2-core machine, later calls return at once. A
-    file lock serializes concurrent callers (local processes, pytest workers). Used by the `tiny`
-    pre-training config and the tests.
-    """
+) -> str:  # fmt: skip
+    """Prepares `builtin:pydocs` with a trained WordPiece vocabulary unless cached; returns its
+    dir. Offline: ~15 s on a busy 2-core machine the first time, at once later. A file lock
+    serializes concurrent callers (local processes, pytest workers)."""
     cache_dir = cache_dir or default_cache_dir()
     name = f"pydocs-wp{vocab_size}-len{max_seq_len}-seed{seed}" + ("-packed" if pack else "")
     data_dir = os.path.join(cache_dir, name)
-    if os.path.isfile(os.path.join(data_dir, META_FILE)):
+    if os.path.isfile(os.path.join(data_dir, dataset_format.META_FILE)):
         return data_dir
     os.makedirs(cache_dir, exist_ok=True)
     with open(os.path.join(cache_dir, ".builtin.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not os.path.isfile(os.path.join(data_dir, META_FILE)):
+        if not os.path.isfile(os.path.join(data_dir, dataset_format.META_FILE)):
             prepare_dataset(
                 BUILTIN_PYDOCS, data_dir, train_vocab="wordpiece", vocab_size=vocab_size,
                 max_seq_len=max_seq_len, seed=seed, shard_mb=1.0, cache_dir=cache_dir,

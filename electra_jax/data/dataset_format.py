@@ -5,9 +5,7 @@ then input_mask and segment_ids (max_seq_len x uint8 each), little-endian: 512 b
 max_seq_len=128, a third of three int32 arrays, and a batch decodes with one `np.frombuffer`.
 In a packed dataset (`prepare --pack`, meta.json `record.packed`) the input_mask byte holds each
 position's example number within the row (1, 2, ...; 0 = padding), decoded into `packing_ids`.
-
-meta.json is written by `electra_jax.prepare`, read once per run with `read_meta` and handed on;
-a mismatch with the model config stops with one line naming the file, field, values and fix.
+meta.json is read once per run (`read_meta`) and the dict handed on.
 """
 
 from __future__ import annotations
@@ -29,12 +27,9 @@ PACKED_FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (FORMAT_VERSION, PACKED_FORMAT_VERSION)
 _REQUIRED = ("format_version", "vocab_size", "max_seq_len", "record", "splits", "tokenizer")
 FEATURES = ("input_ids", "input_mask", "segment_ids")
-# ArrayRecord writer options: group_size:1 for grain's random access; uncompressed, as records
-# are small and mostly token ids, and decompression would cost loader throughput.
+# group_size:1 for grain's random access; uncompressed: records are small, mostly token ids,
+# and decompression would cost loader throughput.
 WRITER_OPTIONS = "group_size:1,uncompressed"
-
-
-# ----------------------------------------------------------------------------- meta.json
 
 
 def meta_path(data_dir: str) -> str:
@@ -66,7 +61,8 @@ def read_meta(data_dir: str) -> dict:
 
 
 def check_meta(meta: dict, data_dir: str, *, vocab_size: int, max_seq_len: int) -> None:
-    """Fails with one line if the dataset does not fit the model config."""
+    """Fails with one line naming the file, field, both values and the fix if the dataset does
+    not fit the model config."""
     path = meta_path(data_dir)
     if meta["vocab_size"] != vocab_size:
         raise UserError(
@@ -88,6 +84,11 @@ def special_ids(meta: dict) -> dict[str, int]:
     return {"cls_id": ids["[CLS]"], "sep_id": ids["[SEP]"], "mask_id": ids["[MASK]"]}
 
 
+def is_packed(meta: dict) -> bool:
+    """Whether a dataset's rows hold several examples (meta.json `record.packed`)."""
+    return bool(meta["record"].get("packed", False))
+
+
 def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
     """Absolute shard paths of a split, checking that they exist."""
     shards = meta["splits"].get(split, {}).get("shards", [])
@@ -101,14 +102,6 @@ def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
     return paths
 
 
-def is_packed(meta: dict) -> bool:
-    """Whether a dataset's rows hold several examples (meta.json `record.packed`)."""
-    return bool(meta["record"].get("packed", False))
-
-
-# ----------------------------------------------------------------------------- records
-
-
 def id_dtype_name(vocab_size: int) -> str:
     """The narrowest stored dtype for token ids of a vocabulary."""
     return "<u2" if vocab_size <= 1 << 16 else "<i4"
@@ -117,20 +110,15 @@ def id_dtype_name(vocab_size: int) -> str:
 def record_layout(max_seq_len: int, id_dtype: str, packed: bool = False) -> dict:
     """The record description stored in meta.json."""
     id_bytes = np.dtype(id_dtype).itemsize
-    return {
-        "features": list(FEATURES),
-        "dtypes": [id_dtype, "u1", "u1"],
-        "bytes": max_seq_len * (id_bytes + 2),
-        "packed": packed,
-    }
+    return {"features": list(FEATURES), "dtypes": [id_dtype, "u1", "u1"],
+            "bytes": max_seq_len * (id_bytes + 2), "packed": packed}  # fmt: skip
 
 
 def encode_record(
     token_ids: Sequence[int], mask_bytes: bytes, segment_bytes: bytes, max_seq_len: int,
     id_dtype: str,
 ) -> bytes:  # fmt: skip
-    """One record from an unpadded row: its ids, input_mask bytes and segment bytes, each
-    zero-padded to max_seq_len."""
+    """One record from an unpadded row (ids, input_mask bytes, segment bytes), zero-padded."""
     n_pad = max_seq_len - len(token_ids)
     return b"".join((
         np.asarray(token_ids, id_dtype).tobytes(), bytes(n_pad * np.dtype(id_dtype).itemsize),
@@ -157,6 +145,26 @@ def encode_row_record(
     return encode_record(token_ids, numbers, segments, max_seq_len, id_dtype)
 
 
+def decode_records(
+    records: Sequence[bytes], max_seq_len: int, id_dtype: str, packed: bool = False
+) -> dict:
+    """b records -> {input_ids, input_mask, segment_ids}: int32 arrays [b, L]; `packed` adds
+    `packing_ids` (each position's example number, 0 = padding), input_mask stays 0/1."""
+    id_bytes = np.dtype(id_dtype).itemsize * max_seq_len
+    raw_BxR = np.frombuffer(b"".join(records), np.uint8).reshape(len(records), -1)
+    if raw_BxR.shape[1] != id_bytes + 2 * max_seq_len:
+        raise ValueError(f"record of {raw_BxR.shape[1]} bytes does not match max_seq_len")
+    mask_bytes_BxL = raw_BxR[:, id_bytes : id_bytes + max_seq_len]
+    batch = {
+        "input_ids": raw_BxR[:, :id_bytes].copy().view(id_dtype).astype(np.int32),
+        "input_mask": (mask_bytes_BxL > 0).astype(np.int32),
+        "segment_ids": raw_BxR[:, id_bytes + max_seq_len :].astype(np.int32),
+    }
+    if packed:
+        batch["packing_ids"] = mask_bytes_BxL.astype(np.int32)
+    return batch
+
+
 def write_records(path: str, records: Iterable[bytes]) -> int:
     """Writes records into a new ArrayRecord file; returns how many."""
     from array_record.python.array_record_module import ArrayRecordWriter
@@ -181,21 +189,14 @@ def read_records(path: str, limit: int | None = None) -> list[bytes]:
         reader.close()
 
 
-def decode_records(
-    records: Sequence[bytes], max_seq_len: int, id_dtype: str, packed: bool = False
-) -> dict:
-    """b records -> {input_ids, input_mask, segment_ids}: int32 arrays [b, L]; `packed` adds
-    `packing_ids` (each position's example number, 0 = padding), input_mask stays 0/1."""
-    id_bytes = np.dtype(id_dtype).itemsize * max_seq_len
-    raw_BxR = np.frombuffer(b"".join(records), np.uint8).reshape(len(records), -1)
-    if raw_BxR.shape[1] != id_bytes + 2 * max_seq_len:
-        raise ValueError(f"record of {raw_BxR.shape[1]} bytes does not match max_seq_len")
-    mask_bytes_BxL = raw_BxR[:, id_bytes : id_bytes + max_seq_len]
-    batch = {
-        "input_ids": raw_BxR[:, :id_bytes].copy().view(id_dtype).astype(np.int32),
-        "input_mask": (mask_bytes_BxL > 0).astype(np.int32),
-        "segment_ids": raw_BxR[:, id_bytes + max_seq_len :].astype(np.int32),
-    }
-    if packed:
-        batch["packing_ids"] = mask_bytes_BxL.astype(np.int32)
-    return batch
+def read_examples(data_dir: str, n: int, split: str = "train", meta: dict | None = None) -> dict:
+    """The first `n` examples of a split in stored order: int32 arrays [n, max_seq_len]."""
+    meta = meta or read_meta(data_dir)
+    records: list[bytes] = []
+    for path in split_paths(meta, data_dir, split):
+        records += read_records(path, n - len(records)) if len(records) < n else []
+    if not records:
+        return {}
+    return decode_records(
+        records, meta["max_seq_len"], meta["record"]["dtypes"][0], is_packed(meta)
+    )

@@ -48,9 +48,7 @@ class PretrainExample:
 
     @property
     def input_ids(self) -> np.ndarray:
-        ids = np.zeros(self.max_seq_len, np.int32)
-        ids[: self.num_tokens] = self.token_ids
-        return ids
+        return np.pad(np.asarray(self.token_ids, np.int32), (0, self.max_seq_len - self.num_tokens))
 
     @property
     def input_mask(self) -> np.ndarray:
@@ -58,19 +56,13 @@ class PretrainExample:
 
     @property
     def segment_ids(self) -> np.ndarray:
-        positions = np.arange(self.max_seq_len)
-        return ((positions >= self.first_length) & (positions < self.num_tokens)).astype(np.int32)
+        return self.input_mask * (np.arange(self.max_seq_len) >= self.first_length)
 
 
 def make_example(
-    first_segment: Sequence[int],
-    second_segment: Sequence[int],
-    *,
-    cls_id: int,
-    sep_id: int,
-    max_seq_len: int,
-    truncated_tokens: int = 0,
-) -> PretrainExample:
+    first_segment: Sequence[int], second_segment: Sequence[int], *, cls_id: int, sep_id: int,
+    max_seq_len: int, truncated_tokens: int = 0,
+) -> PretrainExample:  # fmt: skip
     """Lays out [CLS] A [SEP] (B [SEP]); segment ids 1 from B on, zero padding to max_seq_len."""
     ids = [cls_id, *first_segment, sep_id]
     first_length = len(ids)
@@ -82,15 +74,12 @@ def make_example(
 
 
 class ExampleBuilder:
-    """Accumulates tokenised sentences and emits examples (stateful, seeded, deterministic)."""
+    """Accumulates tokenized sentences and emits examples (stateful, seeded, deterministic)."""
 
     def __init__(self, *, max_seq_len: int, cls_id: int, sep_id: int, rng: random.Random):
         if max_seq_len < MIN_SHORT_TARGET:
             raise ValueError(f"max_seq_len must be >= {MIN_SHORT_TARGET}, got {max_seq_len}")
-        self.max_seq_len = max_seq_len
-        self.cls_id = cls_id
-        self.sep_id = sep_id
-        self.rng = rng
+        self.max_seq_len, self.cls_id, self.sep_id, self.rng = max_seq_len, cls_id, sep_id, rng
         self.target_length = max_seq_len
         self._sentences: list[Sequence[int]] = []
         self._length = 0
@@ -127,8 +116,7 @@ class ExampleBuilder:
         total = len(first) + len(second)
         first = first[: self.max_seq_len - 2]
         second = second[: max(0, self.max_seq_len - len(first) - 3)]
-        self._sentences = []
-        self._length = 0
+        self._sentences, self._length = [], 0
         if rng.random() < SHORT_TARGET_PROB:
             self.target_length = rng.randint(MIN_SHORT_TARGET, self.max_seq_len)
         else:

@@ -10,26 +10,22 @@ Batch i of host p (of P, per-host batch b) holds the global stream positions
 g = (i * b + j) * P + p for j < b; position g is example perm_e[g mod n] of epoch e = g // n,
 where perm_e is a permutation of the n train examples seeded by (seed, e): every epoch is
 reshuffled, and in every epoch the hosts together read each example exactly once. The index
-arithmetic is vectorised (numpy) and the records of a batch are read with one batched ArrayRecord
-call and decoded with one `np.frombuffer`, which keeps per-example Python work out of the loop
-(grain's element-wise shuffle/slice/batch would cost ~40 us per example). The iterator's state
-is its position (a few integers): `it.get_state()` / `it.set_state(state)`, or orbax with
-`grain.checkpoint.CheckpointSave(it)` / `CheckpointRestore(it)`, restore the identical batches.
+arithmetic is vectorized and a batch's records are read with one ArrayRecord call and decoded
+with one `np.frombuffer`: no per-example Python work (grain's element-wise shuffle/slice/batch
+would cost ~40 us per example). The iterator's state is its position (a few integers):
+`it.get_state()` / `it.set_state(state)`, or orbax with `grain.checkpoint.CheckpointSave(it)` /
+`CheckpointRestore(it)`, restore the identical batches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
 
-from electra_jax.data.dataset_format import (
-    check_meta,
-    decode_records,
-    is_packed,
-    read_meta,
-    split_paths,
-)
+from electra_jax.data import dataset_format
+from electra_jax.data.dataset_format import check_meta, read_meta
 from electra_jax.errors import UserError
 
 # read_meta / check_meta are re-exported: the trainers read meta.json once and pass it on.
@@ -63,36 +59,32 @@ def _per_host_batch(global_batch_size: int, process_count: int) -> int:
 _ENDLESS = 1 << 62  # batches; "forever" for an index-based grain dataset
 
 
+@dataclasses.dataclass
 class ReadBatch:
     """Batch number -> decoded batch: shuffled (or in-order) example ids, read and decoded. A
     plain picklable callable, so grain can run it in reader threads or worker processes."""
 
-    def __init__(
-        self, paths: list[str], n_examples: int, *, batch_size: int, process_index: int,
-        process_count: int, seed: int | None, max_seq_len: int, id_dtype: str,
-        packed: bool = False,
-    ):  # fmt: skip
-        self.paths = paths
-        self.n = n_examples
-        self.batch_size = batch_size
-        self.process_index = process_index
-        self.process_count = process_count
-        self.seed = seed
-        self.max_seq_len = max_seq_len
-        self.id_dtype = id_dtype
-        self.packed = packed
+    paths: list[str]
+    n: int  # examples in the split
+    _: dataclasses.KW_ONLY
+    batch_size: int
+    process_index: int
+    process_count: int
+    seed: int | None  # None: stored order, no shuffling
+    max_seq_len: int
+    id_dtype: str
+    packed: bool = False
+
+    def __post_init__(self) -> None:
         self._source = None
         self._perms: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.update(_source=None, _perms={}, _lock=None)
-        return state
+        return {**self.__dict__, "_source": None, "_perms": {}, "_lock": None}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def _permutation(self, epoch: int) -> np.ndarray:
         with self._lock:
@@ -107,8 +99,9 @@ class ReadBatch:
     def example_ids(self, batch_index: int) -> np.ndarray:
         """The example ids (rows of the split) of this host's batch `batch_index`, in order."""
         j_B = np.arange(self.batch_size, dtype=np.int64)
-        positions_B = (batch_index * self.batch_size + j_B) * self.process_count
-        positions_B += self.process_index
+        positions_B = (
+            batch_index * self.batch_size + j_B
+        ) * self.process_count + self.process_index
         epochs_B, offsets_B = np.divmod(positions_B, self.n)
         if self.seed is None:
             return offsets_B
@@ -126,21 +119,19 @@ class ReadBatch:
         ids_B = self.example_ids(int(batch_index))
         order = np.argsort(ids_B, kind="stable")  # read in file order, then restore the shuffle
         items = self._source.__getitems__(ids_B[order].tolist())
-        restored = [b""] * len(items)
-        for position, item in zip(order.tolist(), items, strict=True):
-            restored[position] = item
-        return decode_records(restored, self.max_seq_len, self.id_dtype, self.packed)
+        restored = [items[k] for k in np.argsort(order)]
+        return dataset_format.decode_records(restored, self.max_seq_len, self.id_dtype, self.packed)
 
 
 def _read_batch(
     data_dir: str, split: str, meta: dict | None, global_batch_size: int,
     process_index: int | None, process_count: int | None, seed: int | None,
 ) -> ReadBatch:  # fmt: skip
-    """The batch reader of a split for this host (`meta` from `read_meta`, read here if None)."""
+    """The batch reader of a split for this host (reads meta.json if `meta` is None)."""
     index, count = host_position(process_index, process_count)
     batch_size = _per_host_batch(global_batch_size, count)
     meta = meta or read_meta(data_dir)
-    paths = split_paths(meta, data_dir, split)
+    paths = dataset_format.split_paths(meta, data_dir, split)
     n_examples = meta["splits"][split]["examples"]
     if not paths or n_examples == 0:
         raise UserError(
@@ -150,28 +141,20 @@ def _read_batch(
     return ReadBatch(
         paths, n_examples, batch_size=batch_size, process_index=index, process_count=count,
         seed=seed, max_seq_len=meta["max_seq_len"], id_dtype=meta["record"]["dtypes"][0],
-        packed=is_packed(meta),
+        packed=dataset_format.is_packed(meta),
     )  # fmt: skip
 
 
 def make_train_loader(
-    data_dir: str,
-    *,
-    global_batch_size: int,
-    seed: int,
-    process_index: int | None = None,
-    process_count: int | None = None,
-    worker_count: int = 0,
-    read_threads: int = DEFAULT_READ_THREADS,
-    prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
+    data_dir: str, *, global_batch_size: int, seed: int, process_index: int | None = None,
+    process_count: int | None = None, worker_count: int = 0,
+    read_threads: int = DEFAULT_READ_THREADS, prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
     meta: dict | None = None,
-):
-    """An endless, seeded, per-host iterator of training batches (a grain `DatasetIterator`).
-
-    Each element is {input_ids, input_mask, segment_ids}, plus `packing_ids` for a packed
-    dataset: int32 arrays [global_batch_size // process_count, max_seq_len]. `worker_count` > 0
-    adds grain worker processes (`mp_prefetch`); the batches are the same either way.
-    """
+):  # fmt: skip
+    """An endless, seeded, per-host iterator of training batches (a grain `DatasetIterator`):
+    {input_ids, input_mask, segment_ids} (+ `packing_ids` if packed), int32 arrays
+    [global_batch_size // process_count, max_seq_len]. `worker_count` > 0 adds grain worker
+    processes (`mp_prefetch`); the batches are the same either way. `meta`: from `read_meta`."""
     import grain
 
     read = _read_batch(
@@ -190,29 +173,20 @@ def make_train_loader(
 
         if not flags.FLAGS.is_parsed():  # grain's workers read absl flags (outside absl.app too)
             flags.FLAGS.mark_as_parsed()
-        iter_dataset = iter_dataset.mp_prefetch(
-            grain.MultiprocessingOptions(num_workers=worker_count)
-        )
+        options = grain.MultiprocessingOptions(num_workers=worker_count)
+        iter_dataset = iter_dataset.mp_prefetch(options)
     return iter(iter_dataset)
 
 
 def make_eval_batches(
-    data_dir: str,
-    *,
-    global_batch_size: int,
-    num_batches: int | None = None,
-    process_index: int | None = None,
-    process_count: int | None = None,
-    meta: dict | None = None,
-) -> list[dict[str, np.ndarray]]:
-    """The held-out split as a fixed list of per-host batches, in stored order.
-
-    `num_batches=None` gives as many full global batches as the split holds (at least one). A
-    split smaller than `num_batches` global batches wraps around, so every host gets the same
-    number of batches.
-    """
+    data_dir: str, *, global_batch_size: int, num_batches: int | None = None,
+    process_index: int | None = None, process_count: int | None = None, meta: dict | None = None,
+) -> list[dict[str, np.ndarray]]:  # fmt: skip
+    """The held-out split as a fixed list of per-host batches, in stored order. `num_batches=None`
+    gives as many full global batches as the split holds (at least one); a smaller split wraps
+    around, so every host gets the same number of batches."""
     read = _read_batch(
-        data_dir, "eval", meta, global_batch_size, process_index, process_count, seed=None
+        data_dir, "eval", meta, global_batch_size, process_index, process_count, None
     )
     if num_batches is None:
         num_batches = max(1, read.n // global_batch_size)

@@ -1,12 +1,10 @@
 """The built-in offline corpus `builtin:pydocs`: English prose from the Python standard library.
 
-Every Python installation carries a few MB of real English in its standard library: module,
-class and function docstrings, comment blocks, and the language reference topics in
-`pydoc_data/topics.py`. This module walks the stdlib source files in sorted order, parses each
-with `ast` (nothing is imported or executed), keeps prose paragraphs, splits them into sentences
-(one per line) and emits one document per module (documents separated by blank lines). The
-result is deterministic for a given Python version, so a fresh machine can pre-train a tiny model
-with no download.
+Every Python installation carries a few MB of real English: docstrings, comment blocks and the
+language reference topics in `pydoc_data/topics.py`. The stdlib files are parsed with `ast` in
+sorted order (nothing is imported or executed); prose paragraphs are split into sentences (one
+per line), one document per module, documents separated by blank lines. The result is fixed for
+a given Python version, so a fresh machine can pre-train a tiny model with no download.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import multiprocessing
 import os
 import re
 import sys
@@ -36,19 +35,17 @@ _TRIPLE_QUOTES = re.compile(r"\"\"\"|'''")
 
 
 def stdlib_dir() -> str:
-    """The directory holding this interpreter's pure-Python standard library."""
     return sysconfig.get_paths()["stdlib"]
 
 
-def stdlib_files(root: str | None = None) -> list[str]:
+def stdlib_files(root: str) -> list[str]:
     """Relative paths of the stdlib's .py files, sorted, tests and site-packages excluded."""
-    root = root or stdlib_dir()
     found = []
     for directory, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
-        for name in sorted(files):
-            if name.endswith(".py"):
-                found.append(os.path.relpath(os.path.join(directory, name), root))
+        found += [
+            os.path.relpath(os.path.join(directory, f), root) for f in files if f.endswith(".py")
+        ]
     return sorted(found)
 
 
@@ -62,11 +59,11 @@ def _prose(paragraph_lines: list[str]) -> str | None:
     if any(line.lstrip().startswith((">>>", "...")) for line in paragraph_lines):
         return None
     text = _WHITESPACE.sub(" ", " ".join(paragraph_lines)).strip()
-    if len(text.split()) < _MIN_WORDS:
-        return None
-    if len(_LETTERS.findall(text)) < 0.7 * len(text.replace(" ", "")):
-        return None
-    if len(_SYMBOLS.findall(text)) > 0.04 * len(text):
+    if (
+        len(text.split()) < _MIN_WORDS
+        or len(_LETTERS.findall(text)) < 0.7 * len(text.replace(" ", ""))
+        or len(_SYMBOLS.findall(text)) > 0.04 * len(text)
+    ):
         return None
     return text.removesuffix("::").rstrip() + ("." if text.endswith("::") else "")
 
@@ -75,19 +72,16 @@ def prose_sentences(text: str) -> list[str]:
     """Splits docstring-like text into paragraphs, keeps prose ones, returns one sentence each."""
     sentences: list[str] = []
     for paragraph in re.split(r"\n\s*\n", text):
-        lines = [line.rstrip() for line in paragraph.split("\n") if line.strip()]
-        prose = _prose(lines)
+        prose = _prose([line.rstrip() for line in paragraph.split("\n") if line.strip()])
         if prose:
             sentences.extend(s.strip() for s in _SENTENCE_END.split(prose) if s.strip())
     return sentences
 
 
 def _comment_blocks(source: str) -> list[tuple[int, str]]:
-    """Consecutive full-line comments, as (first line, text) paragraphs.
-
-    Lines inside triple-quoted strings are skipped by tracking the quote state line by line (a
-    cheap scan; walking the whole AST for string spans would triple the build time).
-    """
+    """Consecutive full-line comments as (first line, text) paragraphs. Lines inside
+    triple-quoted strings are skipped by tracking the quote state line by line (walking the AST
+    for string spans would triple the build time)."""
     blocks: list[tuple[int, str]] = []
     current: list[str] = []
     start_line = 0
@@ -95,15 +89,13 @@ def _comment_blocks(source: str) -> list[tuple[int, str]]:
     for number, line in enumerate(source.split("\n"), start=1):
         stripped = line.strip()
         is_comment = open_quote is None and stripped.startswith("#")
-        if not is_comment:
-            for quote in _TRIPLE_QUOTES.findall(line):
-                if open_quote is None:
-                    open_quote = quote
-                elif quote == open_quote:
-                    open_quote = None
+        for quote in [] if is_comment else _TRIPLE_QUOTES.findall(line):
+            if open_quote is None:
+                open_quote = quote
+            elif quote == open_quote:
+                open_quote = None
         if is_comment and not stripped.startswith(("#!", "# -*-")):
-            if not current:
-                start_line = number
+            start_line = start_line if current else number
             body = stripped.lstrip("#").strip()
             if body:
                 current.append(body)
@@ -111,14 +103,12 @@ def _comment_blocks(source: str) -> list[tuple[int, str]]:
         if current:
             blocks.append((start_line, "\n".join(current)))
             current = []
-    if current:
-        blocks.append((start_line, "\n".join(current)))
-    return blocks
+    return blocks + ([(start_line, "\n".join(current))] if current else [])
 
 
 def _docstrings(tree: ast.Module) -> list[tuple[int, str]]:
-    """(line, docstring) of the module and of every class and function, found via statement
-    bodies only (docstrings cannot hide inside expressions)."""
+    """(line, docstring) of the module and every class and function, found via statement bodies
+    only (docstrings cannot hide inside expressions)."""
     found: list[tuple[int, str]] = []
     stack: list[ast.AST] = [tree]
     while stack:
@@ -134,35 +124,25 @@ def _docstrings(tree: ast.Module) -> list[tuple[int, str]]:
     return found
 
 
-def _read_source(path: str) -> str | None:
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
-        return raw.decode(encoding)
-    except (SyntaxError, UnicodeDecodeError, LookupError):
-        return None
-
-
 def module_documents(root: str, relpath: str) -> list[str]:
     """The documents (sentences joined by newlines) contributed by one stdlib file."""
-    source = _read_source(os.path.join(root, relpath))
-    if source is None:
-        return []
+    with open(os.path.join(root, relpath), "rb") as f:
+        raw = f.read()
     try:
+        source = raw.decode(tokenize.detect_encoding(io.BytesIO(raw).readline)[0])
         tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    except (SyntaxError, UnicodeDecodeError, LookupError, ValueError):
         return []
     if relpath == _TOPICS_FILE:  # the language reference: one document per topic
-        documents = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Dict):
-                for value in node.values:
-                    if isinstance(value, ast.Constant) and isinstance(value.value, str):
-                        documents.append("\n".join(prose_sentences(value.value)))
+        documents = [
+            "\n".join(prose_sentences(value.value))
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Dict)
+            for value in node.values
+            if isinstance(value, ast.Constant) and isinstance(value.value, str)
+        ]
         return [d for d in documents if d]
-    items = _docstrings(tree) + _comment_blocks(source)
-    items.sort(key=lambda item: item[0])
+    items = sorted(_docstrings(tree) + _comment_blocks(source), key=lambda item: item[0])
     sentences = [s for _, text in items for s in prose_sentences(text)]
     return ["\n".join(sentences)] if sentences else []
 
@@ -176,8 +156,6 @@ def build_pydocs_text(num_processes: int = 1, root: str | None = None) -> str:
     root = root or stdlib_dir()
     tasks = [(root, relpath) for relpath in stdlib_files(root)]
     if num_processes > 1:
-        import multiprocessing
-
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
             per_file = list(pool.map(_file_documents, tasks, chunksize=16))
@@ -188,37 +166,30 @@ def build_pydocs_text(num_processes: int = 1, root: str | None = None) -> str:
 
 def pydocs_cache_key() -> str:
     """Identifies the interpreter whose stdlib the corpus comes from (corpus is per version)."""
-    ident = f"{sys.implementation.name}-{sys.version}-{stdlib_dir()}"
-    return (
-        f"{sys.implementation.name}{sys.version_info.major}.{sys.version_info.minor}-"
-        + (hashlib.sha256(ident.encode()).hexdigest()[:10])
-    )
+    ident = f"{sys.implementation.name}-{sys.version}-{stdlib_dir()}".encode()
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return f"{sys.implementation.name}{version}-{hashlib.sha256(ident).hexdigest()[:10]}"
 
 
 def pydocs_text(cache_dir: str | None = None, num_processes: int | None = None) -> str:
-    """The corpus text, read from `cache_dir` when built before (building takes ~6 s on one core).
-
-    `num_processes` > 1 parses files in spawned processes (the caller needs the usual
-    `if __name__ == "__main__":` guard); the default of one process needs none.
-    """
-    workers = num_processes or 1
-    if cache_dir is None:
-        return build_pydocs_text(workers)
-    path = os.path.join(cache_dir, f"pydocs-{pydocs_cache_key()}.txt")
-    if os.path.isfile(path):
+    """The corpus text, read from `cache_dir` when built before (building takes ~6 s on one
+    core). `num_processes` > 1 parses in spawned processes (the caller needs the usual
+    `if __name__ == "__main__":` guard)."""
+    path = (
+        None if cache_dir is None else os.path.join(cache_dir, f"pydocs-{pydocs_cache_key()}.txt")
+    )
+    if path and os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             return f.read()
-    text = build_pydocs_text(workers)
-    os.makedirs(cache_dir, exist_ok=True)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    text = build_pydocs_text(num_processes or 1)
+    if cache_dir is not None:
+        os.makedirs(cache_dir, exist_ok=True)
+        with open(f"{path}.tmp{os.getpid()}", "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(f"{path}.tmp{os.getpid()}", path)
     return text
 
 
 def iter_pydocs_documents(text: str) -> Iterator[str]:
     """Splits corpus text back into documents."""
-    for document in text.split("\n\n"):
-        if document.strip():
-            yield document
+    return (document for document in text.split("\n\n") if document.strip())

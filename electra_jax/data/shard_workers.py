@@ -1,10 +1,9 @@
 """Shard workers: each corpus chunk -> one ArrayRecord shard, in a process pool, resumable.
 
-Each chunk (about `shard_mb` MB of raw text ending on a document boundary) is decoded,
-tokenized and turned into examples by one worker with its own builder seeded from (seed, chunk
-index), so the output depends only on the arguments, not on the number of processes. A finished
-chunk leaves `chunk-XXXXX.array_record` and a `.json` marker in the work directory; a restarted
-run skips it.
+A chunk (about `shard_mb` MB of raw text ending on a document boundary) is decoded, tokenized
+and turned into examples by one worker whose builder is seeded from (seed, chunk index), so the
+output depends only on the arguments, never on the number of processes. A finished chunk leaves
+`chunk-XXXXX.array_record` and a `.json` marker in the work directory; a restarted run skips it.
 """
 
 from __future__ import annotations
@@ -29,10 +28,9 @@ from electra_jax.data.dataset_format import (
     id_dtype_name,
     write_records,
 )
-from electra_jax.data.decode import CorpusStats, blob_documents
 from electra_jax.data.example_builder import ExampleBuilder, PretrainExample
 from electra_jax.data.packing import pack_examples
-from electra_jax.data.sources import Blob, Source, grouped, iter_chunks
+from electra_jax.data.sources import Blob, CorpusStats, Source, blob_documents, grouped, iter_chunks
 from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 
 _ENCODE_BATCH = 4096  # sentences per `encode_batch` call (bounds worker memory)
@@ -58,18 +56,7 @@ def chunk_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
 
 
-def _chunk_name(index: int) -> str:
-    return f"chunk-{index:05d}"
-
-
 _TOKENIZERS: dict[str, Tokenizer] = {}  # per worker process: built once, memo kept warm
-
-
-def _worker_tokenizer(directory: str, settings: dict) -> Tokenizer:
-    key = json.dumps([directory, settings], sort_keys=True)
-    if key not in _TOKENIZERS:
-        _TOKENIZERS[key] = load_tokenizer(directory, settings)
-    return _TOKENIZERS[key]
 
 
 def _chunk_examples(
@@ -80,11 +67,7 @@ def _chunk_examples(
     builder = ExampleBuilder(
         max_seq_len=task.max_seq_len, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, rng=rng
     )
-    documents = (
-        document
-        for blob in task.blobs
-        for document in blob_documents(blob, stats, task.max_line_chars)
-    )
+    documents = (d for b in task.blobs for d in blob_documents(b, stats, task.max_line_chars))
     for batch in grouped(documents, _ENCODE_BATCH, len):
         ids = iter(
             tokenizer.encode_batch([sentence for document in batch for sentence in document])
@@ -104,34 +87,33 @@ def _chunk_examples(
 
 def process_chunk(task: ChunkTask) -> dict:
     """Worker: one chunk -> `work_dir/chunk-XXXXX.array_record` plus its `.json` result marker."""
-    tokenizer = _worker_tokenizer(task.tokenizer_dir, task.tokenizer_settings)
-    id_dtype = id_dtype_name(tokenizer.vocab_size)
+    key = json.dumps([task.tokenizer_dir, task.tokenizer_settings], sort_keys=True)
+    if key not in _TOKENIZERS:
+        _TOKENIZERS[key] = load_tokenizer(task.tokenizer_dir, task.tokenizer_settings)
+    tokenizer = _TOKENIZERS[key]
+    id_dtype, length = id_dtype_name(tokenizer.vocab_size), task.max_seq_len
     stats, counts = CorpusStats(), collections.Counter()
     examples = _chunk_examples(task, tokenizer, stats, counts)
     if task.pack:
-        records = (
-            encode_row_record(*row.features(), task.max_seq_len, id_dtype)
-            for row in pack_examples(examples, task.max_seq_len)
-        )
+        rows = pack_examples(examples, length)
+        records = (encode_row_record(*row.features(), length, id_dtype) for row in rows)
     else:
         records = (
-            encode_example_record(e.token_ids, e.first_length, task.max_seq_len, id_dtype)
-            for e in examples
+            encode_example_record(e.token_ids, e.first_length, length, id_dtype) for e in examples
         )
-    name = _chunk_name(task.index)
-    path = os.path.join(task.work_dir, f"{name}.array_record")
-    counts["examples"] = write_records(path + ".tmp", records)
-    os.replace(path + ".tmp", path)
-    result = {"index": task.index, "file": os.path.basename(path), **counts, **stats.to_dict()}
-    marker = os.path.join(task.work_dir, f"{name}.json")
-    with open(marker + ".tmp", "w") as f:
+    stem = os.path.join(task.work_dir, f"chunk-{task.index:05d}")
+    counts["examples"] = write_records(stem + ".array_record.tmp", records)
+    os.replace(stem + ".array_record.tmp", stem + ".array_record")
+    name = os.path.basename(stem) + ".array_record"
+    result = {"index": task.index, "file": name, **counts, **stats.to_dict()}
+    with open(stem + ".json.tmp", "w") as f:
         json.dump(result, f)
-    os.replace(marker + ".tmp", marker)
+    os.replace(stem + ".json.tmp", stem + ".json")  # the marker: this chunk is finished
     return result
 
 
 def _finished_chunk(work_dir: str, index: int) -> dict | None:
-    marker = os.path.join(work_dir, f"{_chunk_name(index)}.json")
+    marker = os.path.join(work_dir, f"chunk-{index:05d}.json")
     if not os.path.isfile(marker):
         return None
     with open(marker) as f:
@@ -143,9 +125,7 @@ class Progress:
     """A tqdm bar on stderr in MB with docs/s (tqdm adds MB/s and the ETA); silent if disabled."""
 
     def __init__(self, sources: list[Source], enabled: bool):
-        self.start = time.monotonic()
-        self.documents = 0
-        self.bar = None
+        self.start, self.documents, self.bar = time.monotonic(), 0, None
         if enabled:
             try:
                 from tqdm import tqdm

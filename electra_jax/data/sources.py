@@ -1,4 +1,4 @@
-"""Corpus sources: `--corpus` specs -> raw byte blobs that end on document boundaries.
+"""Corpus reading: `--corpus` specs -> byte blobs on document boundaries -> documents of sentences.
 
 A spec is a comma-separated list of
   * local files, directories or globs: one sentence per line, a blank line ends a document (or,
@@ -6,8 +6,11 @@ A spec is a comma-separated list of
   * `tfds:NAME[:SPLIT]` (e.g. `tfds:wikipedia/20230601.en`): each record's `text` is one
     document. Needs tensorflow-datasets, imported only here and only then;
   * `builtin:pydocs`: the offline corpus built from the standard library (see `pydocs`).
-Blobs are bytes, so decoding (and counting replaced bytes) happens in the worker processes; as
-every blob ends on a document boundary, chunks of blobs are processed independently.
+Blobs are bytes, so decoding happens in the worker processes; as every blob ends on a document
+boundary, chunks of blobs are processed independently. Decoding repairs rather than fails: each
+invalid UTF-8 byte becomes U+FFFD and is counted. Lines are stripped as in the original;
+whitespace-only lines end a document (or are dropped and counted, one document per file); lines
+over `max_line_chars` are dropped and counted (they would give only their first ~126 tokens).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import dataclasses
 import glob
 import io
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, TypeVar
 
@@ -23,8 +27,9 @@ from electra_jax.data import pydocs
 from electra_jax.errors import UserError
 
 T = TypeVar("T")
-
 BUILTIN_PYDOCS = "builtin:pydocs"
+DEFAULT_MAX_LINE_CHARS = 100_000
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,9 +54,7 @@ class Source:
         """Raw size for progress reporting (None when unknown, as for TFDS)."""
         if self.kind == "files":
             return sum(os.path.getsize(p) for p in self.paths)
-        if self.kind == "builtin":
-            return len(_builtin_bytes(self.cache_dir))
-        return None
+        return len(_builtin_bytes(self.cache_dir)) if self.kind == "builtin" else None
 
     def fingerprint(self) -> dict:
         """What identifies this source's content in a run manifest (restart / overwrite checks)."""
@@ -64,21 +67,19 @@ class Source:
 
     def blobs(self, target_bytes: int) -> Iterator[Blob]:
         """Yields the source's text as blobs of about `target_bytes` (or one per document)."""
-        if self.kind == "files":
-            for path in self.paths:
-                with open(path, "rb") as f:
-                    check_not_binary(path, f)
-                    if self.one_doc_per_file:
-                        yield Blob(f.read(), blank_line_ends_document=False)
-                    else:
-                        for data in split_at_blank_lines(f, target_bytes):
-                            yield Blob(data, blank_line_ends_document=True)
-        elif self.kind == "builtin":
-            stream = io.BytesIO(_builtin_bytes(self.cache_dir))
-            for data in split_at_blank_lines(stream, target_bytes):
-                yield Blob(data, blank_line_ends_document=True)
-        else:
+        if self.kind == "tfds":
             yield from _tfds_blobs(self.spec)
+        for path in self.paths:
+            with open(path, "rb") as f:
+                check_not_binary(path, f)
+                if self.one_doc_per_file:
+                    yield Blob(f.read(), blank_line_ends_document=False)
+                else:
+                    yield from split_at_blank_lines(f, target_bytes)
+        if self.kind == "builtin":
+            yield from split_at_blank_lines(
+                io.BytesIO(_builtin_bytes(self.cache_dir)), target_bytes
+            )
 
 
 def check_not_binary(path: str, f: BinaryIO) -> None:
@@ -111,10 +112,10 @@ def grouped(
         yield group
 
 
-def split_at_blank_lines(f: BinaryIO, target_bytes: int) -> Iterator[bytes]:
-    """Cuts a stream into pieces of at least `target_bytes` that end just after a blank line."""
+def split_at_blank_lines(f: BinaryIO, target_bytes: int) -> Iterator[Blob]:
+    """Cuts a stream into blobs of at least `target_bytes` that end just after a blank line."""
     for lines in grouped(f, target_bytes, len, lambda line: not line.strip()):
-        yield b"".join(lines)
+        yield Blob(b"".join(lines), blank_line_ends_document=True)
 
 
 _BUILTIN_CACHE: dict[str | None, bytes] = {}
@@ -174,7 +175,7 @@ def parse_corpus(
 def _tfds_blobs(spec: str) -> Iterator[Blob]:
     """Streams a TFDS text dataset, one record's `text` per blob (one document each)."""
     try:
-        import tensorflow_datasets as tfds
+        import tensorflow_datasets as tfds  # optional and heavy: imported only for tfds: specs
     except ImportError as e:
         raise UserError(
             f"--corpus={spec} needs TensorFlow Datasets: pip install tensorflow-datasets tensorflow"
@@ -189,9 +190,73 @@ def _tfds_blobs(spec: str) -> Iterator[Blob]:
         yield Blob(text if isinstance(text, bytes) else str(text).encode(), False)
 
 
+def sample_sentences(sources: list[Source], max_bytes: int, max_line_chars: int) -> list[str]:
+    """The sentences of the corpus's first `max_bytes` (whole 1 MB chunks): vocabulary input."""
+    stats, sentences = CorpusStats(), []
+    for blobs in iter_chunks(sources, 1 << 20):
+        sentences += [s for b in blobs for d in blob_documents(b, stats, max_line_chars) for s in d]
+        if stats.raw_bytes >= max_bytes:
+            break
+    return sentences
+
+
 def iter_chunks(sources: list[Source], chunk_bytes: int) -> Iterator[list[Blob]]:
     """Groups the sources' blobs into chunks of at least `chunk_bytes` (the last may be smaller).
     Chunks depend only on the corpus and `chunk_bytes`, never on the number of processes, so the
     examples (seeded per chunk) are the same however many processes build them."""
     blobs = (blob for source in sources for blob in source.blobs(chunk_bytes))
     return grouped(blobs, chunk_bytes, lambda blob: len(blob.data))
+
+
+@dataclasses.dataclass
+class CorpusStats:
+    """Counts reported in meta.json: what the corpus held and what was repaired or dropped."""
+
+    documents: int = 0
+    lines: int = 0
+    raw_bytes: int = 0
+    replaced_bytes: int = 0
+    dropped_blank_lines: int = 0
+    dropped_overlong_lines: int = 0
+    dropped_empty_lines: int = 0  # lines that tokenize to nothing (control characters etc.)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def decode_utf8(data: bytes, stats: CorpusStats) -> str:
+    """Decodes UTF-8, replacing each invalid byte with U+FFFD and counting it."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        text, replaced = _ESCAPED_BYTE.subn("\ufffd", data.decode("utf-8", "surrogateescape"))
+        stats.replaced_bytes += replaced
+        return text
+
+
+def blob_documents(
+    blob: Blob, stats: CorpusStats, max_line_chars: int = DEFAULT_MAX_LINE_CHARS
+) -> Iterator[list[str]]:
+    """Yields each document of a blob as its list of non-empty, stripped lines (sentences)."""
+    stats.raw_bytes += len(blob.data)
+    lines = decode_utf8(blob.data, stats).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    document: list[str] = []
+    for line in lines:
+        stats.lines += 1
+        line = line.strip()
+        if not line and blob.blank_line_ends_document:
+            if document:
+                stats.documents += 1
+                yield document
+                document = []
+        elif not line:
+            stats.dropped_blank_lines += 1
+        elif max_line_chars and len(line) > max_line_chars:
+            stats.dropped_overlong_lines += 1
+        else:
+            document.append(line)
+    if document:
+        stats.documents += 1
+        yield document

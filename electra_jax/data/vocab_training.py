@@ -19,11 +19,16 @@ import io
 import os
 from collections.abc import Iterable
 
-from electra_jax.data.tokenizer_protocol import SPECIAL_TOKENS
+from electra_jax.data.sources import Source, sample_sentences
+from electra_jax.data.tokenizer import (
+    SPECIAL_TOKENS,
+    SentencePieceTokenizer,
+    Tokenizer,
+    WordPieceTokenizer,
+)
 from electra_jax.errors import UserError
 
-WORDPIECE_FILE = "vocab.txt"
-SENTENCEPIECE_FILE = "spm.model"
+VOCAB_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "spm.model"}  # what each trainer writes
 LIMIT_ALPHABET = 1000  # as in BERT's WordPiece recipe
 
 
@@ -81,7 +86,7 @@ def train_wordpiece(
     tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
     assert tokens[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS), tokens[:8]
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, WORDPIECE_FILE)
+    path = os.path.join(output_dir, VOCAB_FILES["wordpiece"])
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write("\n".join(tokens) + "\n")
     os.replace(path + ".tmp", path)
@@ -131,8 +136,33 @@ def train_sentencepiece(
     except RuntimeError as e:
         raise UserError(f"SentencePiece training failed: {e}; try a smaller --vocab-size") from e
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, SENTENCEPIECE_FILE)
+    path = os.path.join(output_dir, VOCAB_FILES["sentencepiece"])
     with open(path + ".tmp", "wb") as f:
         f.write(model.getvalue())
     os.replace(path + ".tmp", path)
     return path
+
+
+def load_or_train_tokenizer(
+    sources: list[Source], work_dir: str, *, vocab: str | None, train_vocab: str | None,
+    vocab_size: int | None, lowercase: bool, vocab_sample_bytes: int, max_line_chars: int,
+    log,
+) -> Tokenizer:  # fmt: skip
+    """A dataset's tokenizer: `vocab` loaded, or a `train_vocab` vocabulary trained into
+    `work_dir` (kept across restarts) on the corpus's first `vocab_sample_bytes`; saved there."""
+    if train_vocab is not None:
+        kind, path = train_vocab, os.path.join(work_dir, VOCAB_FILES[train_vocab])
+        if not os.path.isfile(path):
+            sentences = sample_sentences(sources, vocab_sample_bytes, max_line_chars)
+            log(f"training a {vocab_size}-token {kind} vocabulary on {len(sentences):,} lines")
+            train = train_wordpiece if kind == "wordpiece" else train_sentencepiece
+            train(sentences, vocab_size, work_dir, lowercase=lowercase)
+    else:
+        assert vocab is not None
+        kind, path = ("sentencepiece" if vocab.endswith(".model") else "wordpiece"), vocab
+    tokenizer: Tokenizer = (
+        SentencePieceTokenizer(path) if kind == "sentencepiece"
+        else WordPieceTokenizer(path, lowercase=lowercase, strip_accents=lowercase)
+    )  # fmt: skip
+    tokenizer.save(work_dir)
+    return tokenizer
