@@ -1,11 +1,8 @@
-"""Which tokens look replaced? Runs an exported model's discriminator over a text or ids.
+"""Which tokens look replaced? p(replaced) = sigmoid(discriminator logit) for each token of
+[CLS] text [SEP] or of --input-ids as given; a generator's top-5 fillers at each [MASK].
 
   python -m electra_jax.detect --checkpoint=DIR --text="the chef ate the meal" [--json]
   python -m electra_jax.detect --checkpoint=DIR --input-ids=2,1996,3 [--threshold=0.5]
-
-Text is laid out as [CLS] text [SEP] (segment 0); --input-ids are used exactly as given. Each
-token gets p(replaced) = sigmoid(discriminator logit); tokens at or above --threshold are
-marked. When the checkpoint has a generator, [MASK] positions also get its top-5 fillers.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 r"""Convert checkpoints: Hugging Face or original TF -> an electra_jax model directory, and back.
 
   python -m electra_jax.convert --from=hf --input=HF_DISC --generator=HF_GEN --output=DIR
-  python -m electra_jax.convert --from=tf --input=MODEL_DIR/model.ckpt-N --vocab=vocab.txt \
-      --output=DIR
+  python -m electra_jax.convert --from=tf --input=TF_DIR/model.ckpt-N --vocab=vocab.txt --output=DIR
   python -m electra_jax.convert --to=hf --input=DIR --output=HF_DISC --generator-output=HF_GEN
 
 Outputs are written atomically and never replace an existing directory (unless --overwrite).
@@ -77,17 +76,15 @@ def to_hf(args: argparse.Namespace) -> None:
     config, params, tokenizer = load_model(args.input)
     pad_id = tokenizer.pad_id if tokenizer is not None else 0
     disc_sd, gen_sd, disc_cfg, gen_cfg = hf.params_to_hf(params, config, pad_id)
-    outputs = [(args.output, disc_sd, disc_cfg)]
-    if disc_sd is None:  # generator-only export, or the BERT baseline's masked-LM model
-        if gen_sd is None or args.generator_output:
-            raise UserError(
-                f"{args.input} has no discriminator"
-                + ("; its masked-LM model is written to --output alone" if gen_sd else "")
-            )
-        outputs = [(args.output, gen_sd, gen_cfg)]
-    elif args.generator_output and gen_sd is None:
+    if disc_sd is None and (gen_sd is None or args.generator_output):
+        raise UserError(  # the BERT baseline has only a masked-LM model
+            f"{args.input} has no discriminator"
+            + ("; its masked-LM model is written to --output alone" if gen_sd else "")
+        )
+    if args.generator_output and gen_sd is None:
         raise UserError(f"{args.input} has no generator parameters for --generator-output")
-    elif args.generator_output:
+    outputs = [(args.output, disc_sd, disc_cfg) if disc_sd else (args.output, gen_sd, gen_cfg)]
+    if args.generator_output:
         outputs.append((args.generator_output, gen_sd, gen_cfg))
     for directory, state_dict, hf_config in outputs:
         hf.write_hf_dir(directory, state_dict, hf_config, tokenizer, args.overwrite)

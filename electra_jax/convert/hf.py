@@ -48,18 +48,6 @@ def _read_side(
     keep = lambda key: not key.endswith(IGNORED_KEY_SUFFIXES)
     arrays = {k.removeprefix("electra."): to_numpy(v) for k, v in state_dict.items() if keep(k)}
     used = set()
-
-    def get(key: str, shape: tuple[int, ...]) -> np.ndarray:
-        key = key.removeprefix("electra.")
-        if key not in arrays:
-            raise UserError(f"{side}: weight {key!r} is missing (not an ELECTRA checkpoint?)")
-        if arrays[key].shape != shape:
-            raise UserError(
-                f"{side}: weight {key!r} has shape {arrays[key].shape}; its config implies {shape}"
-            )
-        used.add(key)
-        return arrays[key]
-
     roles = {"embeddings": "embeddings", side: "tower", f"{side}_head": f"{side}_head"}
     if side == "discriminator" and "discriminator_predictions.dense.weight" not in arrays:
         warn("discriminator has no discriminator_predictions head; converted the encoder only")
@@ -67,16 +55,24 @@ def _read_side(
     flat = {}
     for path, shape in expected.items():
         group, _, rest = path.partition("/")
-        if group in roles:
-            role_path = f"{roles[group]}/{rest}"
-            flat[path] = names.from_hf(role_path, get(*names.hf_layout(role_path, shape)), shape)
+        if group not in roles:
+            continue
+        key, hf_shape = names.hf_layout(f"{roles[group]}/{rest}", shape)
+        if (key := key.removeprefix("electra.")) not in arrays:
+            raise UserError(f"{side}: weight {key!r} is missing (not an ELECTRA checkpoint?)")
+        if (found := arrays[key].shape) != hf_shape:
+            raise UserError(
+                f"{side}: weight {key!r} has shape {found}; its config implies {hf_shape}"
+            )
+        used.add(key)
+        flat[path] = names.from_hf(path, arrays[key], shape)
     layers = getattr(config, side).num_layers
     if f"encoder.layer.{layers}.attention.self.query.weight" in arrays:
         raise UserError(f"{side}: has more than num_hidden_layers={layers} layers; fix config.json")
     if side == "generator" and "generator_lm_head.weight" in arrays:
-        word_VxE = flat["embeddings/word_embeddings"]
-        lm_weight_VxE = get("generator_lm_head.weight", word_VxE.shape)
-        if np.max(np.abs(lm_weight_VxE - word_VxE)) > EMBEDDING_TOLERANCE:
+        used.add("generator_lm_head.weight")
+        lm_VxE, word_VxE = arrays["generator_lm_head.weight"], flat["embeddings/word_embeddings"]
+        if lm_VxE.shape != word_VxE.shape or np.abs(lm_VxE - word_VxE).max() > EMBEDDING_TOLERANCE:
             raise UserError(
                 "generator: generator_lm_head.weight differs from its word embeddings "
                 "(untied output layer); electra_jax ties the generator softmax to them"

@@ -55,28 +55,22 @@ def hf_tower(cfg: Mapping[str, Any]) -> EncoderConfig:
     return EncoderConfig(**{k: v for k, v in hf_fields(cfg).items() if k in TOWER_FIELDS})
 
 
-def _hf(cfg: Mapping[str, Any], key: str) -> Any:
-    return cfg.get(key, HF_DEFAULTS[key])
-
-
 def check_hf_config(cfg: Mapping[str, Any], what: str) -> None:
     """Rejects HF configs our model cannot reproduce exactly (one line naming the field)."""
+    values = HF_DEFAULTS | dict(cfg)
     for key, default in HF_DEFAULTS.items():  # a hand-edited "hidden_size": "256"
-        value, kind = _hf(cfg, key), type(default)
+        value, kind = values[key], type(default)
         expected = {int: "a positive integer", float: "a number", str: "a string"}[kind]
         ok = isinstance(value, int | float if kind is float else kind)
         if not ok or isinstance(value, bool) or (kind is int and value <= 0):
             raise UserError(f"{what}: {key}={value!r} should be {expected}; fix config.json")
-    if (act := _hf(cfg, "hidden_act")) != "gelu":
-        raise UserError(
-            f"{what}: hidden_act={act!r}; only 'gelu' (exact erf GELU, the original's) is supported"
-        )
+    if (act := values["hidden_act"]) != "gelu":
+        raise UserError(f"{what}: hidden_act={act!r}; only 'gelu' (exact erf GELU) is supported")
     if (position_type := cfg.get("position_embedding_type", "absolute")) != "absolute":
         raise UserError(f"{what}: position_embedding_type={position_type!r}; expected absolute")
     if cfg.get("is_decoder") or cfg.get("add_cross_attention"):
         raise UserError(f"{what}: decoder / cross-attention ELECTRA is not supported")
-    hidden, heads = _hf(cfg, "hidden_size"), _hf(cfg, "num_attention_heads")
-    if hidden % heads:
+    if (hidden := values["hidden_size"]) % (heads := values["num_attention_heads"]):
         raise UserError(f"{what}: hidden_size={hidden} is not divisible by {heads} heads")
 
 
@@ -91,8 +85,9 @@ def hf_to_model_config(
         raise UserError("nothing to convert: pass a discriminator and/or a generator")
     for side, cfg in given.items():
         check_hf_config(cfg, f"{side} config")
-    for key in SHARED_FIELDS.split() if len(given) == 2 else ():
-        if (disc_value := _hf(disc_cfg, key)) != (gen_value := _hf(gen_cfg, key)):
+    fields = {side: hf_fields(cfg) for side, cfg in given.items()}
+    for key in SHARED_FIELDS.split() if len(given) == 2 else ():  # same names as HF's
+        if (disc_value := fields["discriminator"][key]) != (gen_value := fields["generator"][key]):
             raise UserError(
                 f"generator {key}={gen_value} differs from the discriminator's {disc_value}; "
                 "they must share one embedding block"

@@ -69,14 +69,11 @@ def tf_variables_to_params(
     """The original's TF variables ({name: array}) -> (ModelConfig, our params). Heads are
     max(1, hidden // 64), the original's rule; `num_heads` overrides the discriminator's."""
     towers: dict[str, StateDict] = {"disc": {}, "gen": {}}
-    ignored = []
     for name, value in variables.items():
         if (mapped := tf_name_to_hf(name)) is not None:
             array = np.asarray(value, np.float32)  # kernels: [in, out] -> HF's [out, in]
             towers[mapped[0]][mapped[1]] = array.T if name.endswith("/kernel") else array
-        elif not SKIPPED.search(name):
-            ignored.append(name)
-    if ignored:
+    if ignored := [n for n in variables if tf_name_to_hf(n) is None and not SKIPPED.search(n)]:
         shown = ", ".join(ignored[:3])
         warn(f"ignored {len(ignored)} TF variable(s) not part of ELECTRA ({shown})")
     disc, gen = towers["disc"], towers["gen"]
