@@ -7,8 +7,7 @@ import pytest
 
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
 from electra_jax.finetune.features import double_unordered, encode_examples, truncate_pair
-from electra_jax.finetune.heads import FinetuneModel, task_loss
-from electra_jax.finetune.layerwise import layerwise_multipliers
+from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
 from electra_jax.finetune.outputs import median_seed_index, write_glue_submission
 from electra_jax.finetune.readers import Example, SquadExample
 from electra_jax.finetune.squad import decode_answers, featurize, final_text

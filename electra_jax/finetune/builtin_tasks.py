@@ -1,21 +1,18 @@
-"""Built-in offline tasks, generated deterministically from the built-in corpus (`builtin:pydocs`).
-
-Written in the GLUE TSV layout, so they share GLUE's readers, featurization, metrics and files:
+"""Built-in offline tasks in the GLUE TSV layout, generated deterministically from the built-in
+corpus (`builtin:pydocs`); train, dev and test from disjoint documents:
 - `builtin_acceptability` (SST layout): 1 for an original sentence, 0 for one with a window of
-  consecutive words permuted; each sentence appears once, so memorizing sentences does not help.
-- `builtin_replaced` (SST layout): 1 for an original sentence, 0 for one with half of its words
-  (at least two) replaced by random word types: sentence-level replaced-token detection. Visible
-  in the bag of tokens, so even the random-init tiny model learns it in CPU seconds (the tests
-  use it); the two order tasks need more data, steps or pre-training.
+  words permuted; each sentence appears once, so memorizing sentences does not help.
+- `builtin_replaced` (SST layout): 0 when half of the words (at least two) were replaced by
+  random word types. Visible in the bag of tokens, so even the random-init tiny model learns it
+  in CPU seconds (the tests use it); the order tasks need more data, steps or pre-training.
 - `builtin_continuity` (RTE layout): 1 when B follows A in its document, 0 when B is from another.
-Train, dev and test come from disjoint documents. Pre-training's default corpus is the same, so a
-pre-trained model has seen these sentences (without labels): the point of the pre-trained vs
-random-init comparison.
-"""
+Pre-training's default corpus is the same, so a pre-trained model has seen these sentences
+(without labels): the point of the pre-trained vs random-init comparison."""
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import random
 import shutil
@@ -71,63 +68,46 @@ def alternate_rows(
 def continuity_rows(
     documents: list[list[str]], count: int, rng: random.Random
 ) -> list[tuple[str, str, str]]:
+    """Sentence pairs: A and its next sentence (label 1), or a sentence of another document (0)."""
     documents = [d for d in documents if len(d) >= 2]
     pairs = [(d, j) for d in documents for j in range(len(d) - 1)]
     rng.shuffle(pairs)
     rows = []
     for i, (document, j) in enumerate(pairs[:count]):
-        if i % 2 == 0:
-            rows.append((document[j], document[j + 1], "1"))
-        else:
-            other = document
-            while other is document:
-                other = rng.choice(documents)
-            rows.append((document[j], rng.choice(other), "0"))
+        other = document
+        while i % 2 and other is document:
+            other = rng.choice(documents)
+        b, label = (rng.choice(other), "0") if i % 2 else (document[j + 1], "1")
+        rows.append((document[j], b, label))
     return rows
 
 
-def task_rows(
-    task: str, documents: list[list[str]], count: int, rng: random.Random
-) -> tuple[list[str], list[tuple[str, ...]]]:
-    """One split's header and rows, the label column last."""
-    sentences = [s for d in documents for s in d]
+def split_lines(
+    task: str, split: str, documents: list[list[str]], count: int, rng: random.Random
+) -> list[tuple[str, ...]]:
+    """One split file's header and rows, in the GLUE layout (test files: an index, no labels)."""
+    sentences, header = [s for d in documents for s in d], ("sentence", "label")
     if task == "builtin_acceptability":
         kept = [s for s in sentences if len(set(s.split())) > WINDOW]
-        return ["sentence", "label"], alternate_rows(
-            kept, count, rng, lambda s: shuffle_locally(s, rng))  # fmt: skip
-    if task == "builtin_replaced":
+        rows: list = alternate_rows(kept, count, rng, lambda s: shuffle_locally(s, rng))
+    elif task == "builtin_replaced":
         word_types = sorted({w for s in sentences for w in s.split()})
-        return ["sentence", "label"], alternate_rows(
-            sentences, count, rng, lambda s: replace_words(s, rng, word_types))  # fmt: skip
-    if task == "builtin_continuity":
-        rows = continuity_rows(documents, count, rng)
-        return ["sentence1", "sentence2", "label"], rows
-    raise ValueError(f"unknown built-in task {task!r}; expected one of {BUILTIN_TASKS}")
-
-
-def write_builtin_task(
-    task: str, directory: str, sizes: dict[str, int], seed: int = 0,
-    cache_dir: str | None = None,
-) -> None:  # fmt: skip
-    """Writes DIR/{train,dev,test}.tsv for one built-in task (test files: index, no labels)."""
-    documents = split_documents(cache_dir)
-    os.makedirs(directory, exist_ok=True)
-    for split_index, split in enumerate(("train", "dev", "test")):
-        rng = random.Random(seed * 1000 + split_index)
-        header, rows = task_rows(task, documents[split], sizes[split], rng)
-        if split == "test":
-            header, rows = header[:-1], [row[:-1] for row in rows]
-        if split == "test" or task == "builtin_continuity":  # the RTE layout has an index
-            header, rows = ["index", *header], [(str(i), *row) for i, row in enumerate(rows)]
-        with open(os.path.join(directory, f"{split}.tsv"), "w", encoding="utf-8") as f:
-            f.writelines("\t".join(fields) + "\n" for fields in [header, *rows])
+        rows = alternate_rows(sentences, count, rng, lambda s: replace_words(s, rng, word_types))
+    else:  # builtin_continuity, the RTE layout
+        header, rows = ("sentence1", "sentence2", "label"), continuity_rows(documents, count, rng)
+    if split == "test":
+        header, rows = header[:-1], [row[:-1] for row in rows]
+    if split == "test" or task == "builtin_continuity":  # the RTE layout has an index
+        header, rows = ("index", *header), [(str(i), *row) for i, row in enumerate(rows)]
+    return [header, *rows]
 
 
 def ensure_builtin_tasks(
     train: int = 4000, dev: int = 1000, test: int = 1000, seed: int = 0,
     cache_dir: str | None = None,
 ) -> str:  # fmt: skip
-    """A data_dir holding every built-in task (generated once, cached); returns its path."""
+    """A data_dir with `<task>/{train,dev,test}.tsv` for every built-in task, generated once and
+    cached; returns its path."""
     cache_dir = cache_dir or default_cache_dir()
     name = f"finetune-builtin-v{FORMAT_VERSION}-{pydocs_cache_key()}-{train}-{dev}-{test}-s{seed}"
     data_dir = os.path.join(cache_dir, name)
@@ -136,9 +116,13 @@ def ensure_builtin_tasks(
     os.makedirs(cache_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=name + ".tmp-", dir=cache_dir)
     try:
-        sizes = {"train": train, "dev": dev, "test": test}
-        for task in BUILTIN_TASKS:
-            write_builtin_task(task, os.path.join(tmp, task), sizes, seed, cache_dir)
+        documents, sizes = split_documents(cache_dir), {"train": train, "dev": dev, "test": test}
+        for task, (split_index, split) in itertools.product(BUILTIN_TASKS, enumerate(sizes)):
+            rng = random.Random(seed * 1000 + split_index)
+            lines = split_lines(task, split, documents[split], sizes[split], rng)
+            os.makedirs(os.path.join(tmp, task), exist_ok=True)
+            with open(os.path.join(tmp, task, f"{split}.tsv"), "w", encoding="utf-8") as f:
+                f.writelines("\t".join(fields) + "\n" for fields in lines)
         with contextlib.suppress(OSError):  # another process finished first: keep theirs
             os.rename(tmp, data_dir)
     finally:

@@ -1,8 +1,5 @@
-"""GLUE-style featurization: [CLS] A [SEP] (B [SEP]), the longer segment truncated first.
-
-Arrays are what the jitted step eats: `input_ids`, `input_mask`, `segment_ids` ([N, L] int32)
-and `labels` ([N] int32 for classification, float32 for regression, the raw STS-B score).
-"""
+"""GLUE-style featurization: [CLS] A [SEP] (B [SEP]), the longer segment truncated first, into
+`input_ids`, `input_mask`, `segment_ids` [N, L] and `labels` [N] (STS-B: the raw score)."""
 
 from __future__ import annotations
 

@@ -1,15 +1,16 @@
-"""Task heads on the discriminator encoder and their losses (RECIPE.md "Fine-tuning").
+"""The fine-tuning model (RECIPE.md "Fine-tuning"): task heads on the discriminator encoder, their
+losses, and layer-wise LR decay over its parameters.
 
-GLUE: [CLS]'s final hidden state (no pooler), dropout 0.1, dense to the labels, softmax
-cross-entropy; STS-B: dense to 1, squared error against label / 5. SQuAD: the original's
-XLNet-style joint head: start logits from a dense layer; end logits conditioned on the start,
-[h_j ; h_start] -> dense 512 + GELU -> LayerNorm -> dense 1 (the gold start in training, the
-top-k starts at inference). SQuAD 2.0 adds an answerability classifier on
-[h_CLS ; sum_j p_start(j) h_j] -> dense 512 + GELU -> dense 1 (sigmoid cross-entropy, weight 0.5).
-Parameters: `electra` (ElectraModel's `embeddings` / `discriminator` groups) and `head`.
+GLUE: [CLS]'s final hidden state (no pooler), dropout 0.1, dense; softmax cross-entropy (STS-B:
+squared error against label / 5). SQuAD: the original's XLNet-style joint head, end logits
+conditioned on the start ([h_j ; h_start] -> dense 512 + GELU -> LayerNorm -> dense 1); 2.0 adds
+an answerability classifier on [h_CLS ; sum_j p_start(j) h_j] (sigmoid cross-entropy, x 0.5).
 """
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -19,6 +20,7 @@ import optax
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.electra import ElectraModel
 from electra_jax.model.layers import Dtype, dense, gelu_exact, layer_norm
+from electra_jax.train.optimizer import path_name
 
 NEG = 1000.0  # the original's additive mask for positions outside the context
 
@@ -53,13 +55,10 @@ class SpanHead(nn.Module):
 
     @nn.compact
     def __call__(
-        self,
-        h_BxLxH: jax.Array,
-        answer_mask_BxL: jax.Array,
-        start_positions_B: jax.Array | None,
+        self, h_BxLxH: jax.Array, answer_mask_BxL: jax.Array, start_positions_B: jax.Array | None
     ) -> dict[str, jax.Array]:
         args = (self.config, self.dtype, self.param_dtype)
-        L = h_BxLxH.shape[1]
+        B, L, H = h_BxLxH.shape
         penalty_BxL = NEG * (1.0 - answer_mask_BxL.astype(jnp.float32))
         start_logits_BxL = dense(1, *args, axes=("hidden", None), name="start")(h_BxLxH)[..., 0]
         start_logits_BxL = start_logits_BxL.astype(jnp.float32) - penalty_BxL
@@ -70,9 +69,7 @@ class SpanHead(nn.Module):
 
         def end_log_probs(start_h_BxKxH: jax.Array) -> jax.Array:
             K = start_h_BxKxH.shape[1]
-            h_BxKxLxH = jnp.broadcast_to(
-                h_BxLxH[:, None], (h_BxLxH.shape[0], K, *h_BxLxH.shape[1:])
-            )
+            h_BxKxLxH = jnp.broadcast_to(h_BxLxH[:, None], (B, K, L, H))
             s_BxKxLxH = jnp.broadcast_to(start_h_BxKxH[:, :, None], h_BxKxLxH.shape)
             x_BxKxLxF = end_norm(gelu_exact(end_dense(jnp.concatenate([h_BxKxLxH, s_BxKxLxH], -1))))
             logits_BxKxL = end_out(x_BxKxLxF)[..., 0].astype(jnp.float32) - penalty_BxL[:, None]
@@ -115,26 +112,24 @@ class FinetuneModel(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
-    def setup(self) -> None:
-        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        self.electra = ElectraModel(self.config, **kw)
-        if self.kind == "span":
-            self.head = SpanHead(self.config, self.squad_v2, self.beam_size, **kw)
-        else:
-            outputs = 1 if self.kind == "regression" else self.num_labels
-            self.head = ClassificationHead(self.config, outputs, **kw)
-
+    @nn.compact
     def __call__(self, batch: dict[str, jax.Array], deterministic: bool = True) -> dict:
-        h_BxLxH = self.electra.discriminator_hidden(
+        kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+        h_BxLxH = ElectraModel(self.config, **kw, name="electra").discriminator_hidden(
             batch["input_ids"], batch["segment_ids"], batch["input_mask"], deterministic
         )
         if self.kind == "span":
+            head = SpanHead(self.config, self.squad_v2, self.beam_size, **kw, name="head")
             starts_B = None if deterministic else batch["start_positions"]
-            return self.head(h_BxLxH, batch["answer_mask"], starts_B)
-        logits_BxK = self.head(h_BxLxH, deterministic)
-        if self.kind == "regression":
-            return {"predictions": logits_BxK[:, 0]}
-        return {"logits": logits_BxK}
+            return head(h_BxLxH, batch["answer_mask"], starts_B)
+        outputs = 1 if self.kind == "regression" else self.num_labels
+        head = ClassificationHead(self.config, outputs, **kw, name="head")
+        logits_BxK = head(h_BxLxH, deterministic)
+        return (
+            {"predictions": logits_BxK[:, 0]}
+            if self.kind == "regression"
+            else {"logits": logits_BxK}
+        )
 
 
 def task_loss(
@@ -158,3 +153,32 @@ def task_loss(
             )
     weights_B = batch.get("weights", jnp.ones_like(per_example_B))
     return jnp.sum(per_example_B * weights_B) / jnp.maximum(jnp.sum(weights_B), 1.0)
+
+
+# Layer-wise LR decay: lr x d^(n + 2 - depth), depths: embeddings (and `embeddings_project`, the
+# GDES delta) 0, encoder layer i at i + 1, the head n + 2. With the original's n + 2 the top layer
+# gets d^2 and nothing gets d (google-research/electra issue #51); `fixed=True` uses n + 1: the
+# head keeps the full lr, the top layer gets d, the embeddings d^(n + 1).
+_LAYER = re.compile(r"(?:^|/)layer_(\d+)(?:/|$)")
+_EMBEDDING = re.compile(r"(?:^|/)(embeddings|embeddings_project|gdes)(?:/|$)")
+
+
+def parameter_depth(name: str, num_layers: int) -> int:
+    """Depth of one parameter from its path (`electra/discriminator/layer_3/...` -> 4)."""
+    layer = _LAYER.search(name)
+    if layer and "discriminator" in name:
+        return int(layer.group(1)) + 1
+    if _EMBEDDING.search(name):
+        return 0
+    return num_layers + 2  # the task head
+
+
+def layerwise_multipliers(params: Any, num_layers: int, decay: float, fixed: bool = False) -> Any:
+    """A tree of LR multipliers shaped like `params` (1.0 everywhere when decay == 1)."""
+    top = num_layers + (1 if fixed else 2)
+
+    def multiplier(path: tuple, _: Any) -> float:
+        depth = min(parameter_depth(path_name(path), num_layers), top)
+        return float(decay ** (top - depth))
+
+    return jax.tree_util.tree_map_with_path(multiplier, params)

@@ -1,8 +1,5 @@
-"""Fine-tuning metrics as plain numpy: GLUE's, SQuAD's official EM / F1, the GLUE score.
-
-Tested against scikit-learn / scipy. Correlations and MCC are 0.0 where undefined (a constant
-input), as scikit-learn's MCC is.
-"""
+"""Fine-tuning metrics in numpy: GLUE's (tested against scikit-learn / scipy; 0.0 where undefined,
+as scikit-learn's MCC), the GLUE score, and SQuAD's official EM / F1."""
 
 from __future__ import annotations
 
@@ -129,11 +126,9 @@ def max_over_golds(fn, prediction: str, golds: Sequence[str]) -> float:
 
 
 def squad_scores(
-    predictions: dict[str, str],
-    golds: dict[str, list[str]],
-    na_probs: dict[str, float] | None = None,
-    na_threshold: float = 1.0,
-) -> dict[str, float]:
+    predictions: dict[str, str], golds: dict[str, list[str]],
+    na_probs: dict[str, float] | None = None, na_threshold: float = 1.0,
+) -> dict[str, float]:  # fmt: skip
     """EM / F1 x100 over all questions, as the official v1.1 / v2.0 scripts compute them.
 
     With `na_probs`, a prediction becomes "" where its no-answer probability exceeds
@@ -163,11 +158,9 @@ def squad_scores(
 
 
 def best_threshold(
-    predictions: dict[str, str],
-    raw_scores: dict[str, float],
-    na_probs: dict[str, float],
+    predictions: dict[str, str], raw_scores: dict[str, float], na_probs: dict[str, float],
     golds: dict[str, list[str]],
-) -> tuple[float, float]:
+) -> tuple[float, float]:  # fmt: skip
     """The official `find_best_thresh`: sweep the no-answer threshold over the sorted probs."""
     score = current = float(sum(1 for i in golds if not golds[i]))
     best_thresh = 0.0

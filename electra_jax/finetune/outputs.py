@@ -1,10 +1,6 @@
-"""The median seed and its prediction files: GLUE leaderboard TSVs and SQuAD predictions JSON.
-
-GLUE's server wants one `<Task>.tsv` per test set (CoLA.tsv, SST-2.tsv, ..., MNLI-m.tsv,
-MNLI-mm.tsv) with a header `index\tprediction` and label strings (`entailment`, `0` / `1`,
-STS-B scores in [0, 5]). SQuAD's is a JSON object {question id: answer text} ("" for no
-answer) plus, for 2.0, a null-odds file: the official evaluation script's inputs.
-"""
+"""The median seed and its files: GLUE leaderboard TSVs (`index<TAB>prediction`, label strings,
+STS-B scores in [0, 5]) and SQuAD predictions JSON {question id: answer, "" for none} with, for
+2.0, a null-odds file: the official evaluation script's inputs."""
 
 from __future__ import annotations
 

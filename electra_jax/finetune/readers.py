@@ -1,9 +1,6 @@
-"""Readers: GLUE TSV files (the original's layout), SQuAD JSON files, and TFDS as a fallback.
-
-Files are read as the original does: UTF-8, split on tabs, no quoting. A malformed row stops the
-run with one line naming the file, the row and the fix; with `skip_malformed` it is skipped and
-counted instead (`ReadResult.skipped`).
-"""
+"""Readers of GLUE TSV files (the original's layout: UTF-8, split on tabs, no quoting), SQuAD JSON
+and, as a fallback, TFDS. A malformed row stops the run with one line naming the file, the row
+and the fix; with `skip_malformed` it is skipped and counted (`ReadResult.skipped`)."""
 
 from __future__ import annotations
 

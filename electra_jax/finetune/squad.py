@@ -7,6 +7,7 @@ takes the top-k starts x top-k ends of every window where the start has its maxi
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import unicodedata
 
 import numpy as np
@@ -148,35 +149,32 @@ def decode_answers(
     """Best answer text per question, its no-answer score (the lowest answerable logit over
     windows, or -inf without a classifier), and the n-best lists."""
     candidates: list[list[tuple[float, int, int, int]]] = [[] for _ in examples]
-    null_scores = [float("inf")] * len(examples)
+    null_scores: list[list[float]] = [[] for _ in examples]
     K = outputs["start_top_index"].shape[-1]
     for w, meta in enumerate(metas):
-        e = meta.example_index
         if "answerable_logit" in outputs:
-            null_scores[e] = min(null_scores[e], float(outputs["answerable_logit"][w]))
-        for i in range(K):
-            start = int(outputs["start_top_index"][w, i])
-            for j in range(K):
-                end = int(outputs["end_top_index"][w, i, j])
-                valid = start in meta.token_to_word and end in meta.token_to_word
-                if not valid or not meta.token_is_max_context.get(start, False):
-                    continue
-                if end < start or end - start + 1 > max_answer_len:
-                    continue
+            null_scores[meta.example_index].append(float(outputs["answerable_logit"][w]))
+        for i, j in itertools.product(range(K), range(K)):
+            start, end = (
+                int(outputs["start_top_index"][w, i]),
+                int(outputs["end_top_index"][w, i, j]),
+            )
+            if not meta.token_is_max_context.get(start) or end not in meta.token_to_word:
+                continue
+            if start <= end < start + max_answer_len:
                 score = float(outputs["start_top_log_probs"][w, i])
                 score += float(outputs["end_top_log_probs"][w, i, j])
-                candidates[e].append((score, w, start, end))
+                candidates[meta.example_index].append((score, w, start, end))
     predictions, nulls, nbest = {}, {}, {}
     for e, example in enumerate(examples):
-        words, _ = split_words(example.context)
-        entries = []
+        words, entries = split_words(example.context)[0], []
         for score, w, start, end in sorted(set(candidates[e]), reverse=True)[:n_best]:
             first, last = metas[w].token_to_word[start], metas[w].token_to_word[end]
             predicted = tokenizer.decode([int(t) for t in input_ids[w, start : end + 1]])
-            text = final_text(predicted.replace(" ##", "").replace("##", ""),
-                              " ".join(words[first : last + 1]))  # fmt: skip
+            predicted = predicted.replace(" ##", "").replace("##", "")
+            text = final_text(predicted, " ".join(words[first : last + 1]))
             entries.append({"text": text, "score": score})
         predictions[example.qid] = entries[0]["text"] if entries else ""
-        nulls[example.qid] = null_scores[e] if null_scores[e] != float("inf") else float("-inf")
+        nulls[example.qid] = min(null_scores[e], default=float("-inf"))
         nbest[example.qid] = entries
     return predictions, nulls, nbest

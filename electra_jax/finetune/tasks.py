@@ -1,9 +1,6 @@
-"""The fine-tuning tasks: where each one's files live, which columns hold text and label.
-
-GLUE layouts follow the original's `finetuning_data/<dir>/{train,dev,test}.tsv` (RECIPE.md);
-columns are 0-based, negative from the end. GLUE test files carry an `index` column first and
-no labels, hence their own text columns. The built-in tasks reuse the SST and RTE layouts.
-"""
+"""The tasks: where each one's files live (the original's `finetuning_data/<dir>/{train,dev,
+test}.tsv`, RECIPE.md) and which columns, 0-based or from the end, hold text and label. GLUE
+test files carry an `index` column first and no labels, hence their own text columns."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The fine-tuning trainer: `run(config, workdir)`, called by the entry point, tests, notebooks.
-
-Seeds train together under `jax.vmap` (one compiled step over a leading seed axis; each seed has
-its own head initialization, dropout and data order) as far as `vectorize_budget` allows, all
-from the same pre-trained encoder.
-"""
+"""The fine-tuning trainer: `run(config, workdir)`. Seeds train together under `jax.vmap` (one
+compiled step over a leading seed axis; each seed has its own head initialization, dropout and
+data order) as far as `vectorize_budget` allows, all from the same pre-trained encoder."""
 
 from __future__ import annotations
 
@@ -31,8 +28,7 @@ from electra_jax.files.storage import make_workdir, write_json
 from electra_jax.finetune import metrics, outputs, squad
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
 from electra_jax.finetune.features import double_unordered, encode_examples
-from electra_jax.finetune.heads import FinetuneModel, task_loss
-from electra_jax.finetune.layerwise import layerwise_multipliers
+from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
 from electra_jax.finetune.readers import read_split, split_path
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.model.config import ModelConfig, preset
@@ -138,13 +134,6 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
     return train, evals + tests, skipped
 
 
-def seed_orders(seed: int, num_examples: int, num_indices: int) -> np.ndarray:
-    """The data order of one seed: epochs of fresh permutations, concatenated."""
-    rng = np.random.default_rng(seed)
-    epochs = math.ceil(num_indices / num_examples)
-    return np.concatenate([rng.permutation(num_examples) for _ in range(epochs)])[:num_indices]
-
-
 def make_tx(config: Config, num_steps: int, num_layers: int) -> tuple[Any, optax.Schedule]:
     """The original's AdamW and schedule (also returned, for logging), layer-wise LR decay."""
     opt_cfg = build(OptimizerConfig, config.optimizer, "config.optimizer",
@@ -200,9 +189,10 @@ def train_group(
     logger: MetricsLogger,
 ) -> Any:  # fmt: skip
     """Trains one group of seeds together (a leading seed axis); returns their parameters."""
-    B = config.batch_size
+    B, N = config.batch_size, len(train["input_ids"])
     opt_S = jax.jit(jax.vmap(tx.init))(params_S)
-    orders = [seed_orders(s, len(train["input_ids"]), num_steps * B) for s in seeds]
+    permute = [np.random.default_rng(s).permutation for s in seeds]  # a fresh order per epoch
+    orders = [np.concatenate([p(N) for _ in range(math.ceil(num_steps * B / N))]) for p in permute]
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     t0 = time.perf_counter()
     for step in range(num_steps):
@@ -223,17 +213,12 @@ def train_group(
 
 
 def predict_all(predict: Any, params_S: Any, arrays: dict, batch_size: int) -> dict:
-    """Model outputs [S, N, ...] for every row; the last batch is padded (one compile)."""
-    chunks: list[dict] = []
-    for start in range(0, len(arrays["input_ids"]), batch_size):
-        batch = {k: v[start : start + batch_size] for k, v in arrays.items()}
-        n = len(batch["input_ids"])
-        if n < batch_size:
-            batch = {k: np.concatenate([v, np.repeat(v[-1:], batch_size - n, 0)])
-                     for k, v in batch.items()}  # fmt: skip
-        out = jax.device_get(predict(params_S, batch))
-        chunks.append({k: v[:, :n] for k, v in out.items()})
-    return {k: np.concatenate([c[k] for c in chunks], axis=1) for k in chunks[0]}
+    """Model outputs [S, N, ...]; the last batch repeats the last row (one shape, one compile)."""
+    N, outs = len(arrays["input_ids"]), []
+    for start in range(0, N, batch_size):
+        rows = np.minimum(np.arange(start, start + batch_size), N - 1)
+        outs.append(jax.device_get(predict(params_S, {k: v[rows] for k, v in arrays.items()})))
+    return {k: np.concatenate([o[k] for o in outs], axis=1)[:, :N] for k in outs[0]}
 
 
 def score_seed(
