@@ -6,11 +6,17 @@ import numpy as np
 import pytest
 
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
-from electra_jax.finetune.features import double_unordered, encode_examples, truncate_pair
+from electra_jax.finetune.features import (
+    decode_answers,
+    double_unordered,
+    encode_examples,
+    featurize_squad,
+    final_text,
+    truncate_pair,
+)
 from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
 from electra_jax.finetune.outputs import median_seed_index, write_glue_submission
 from electra_jax.finetune.readers import Example, SquadExample
-from electra_jax.finetune.squad import decode_answers, featurize, final_text
 from electra_jax.finetune.tasks import TASKS
 from electra_jax.model.config import ModelConfig
 
@@ -57,8 +63,8 @@ CONTEXT = "Super Bowl 50 was won by the Denver Broncos, in 2016."
 
 def test_squad_windows_map_the_answer_and_decode_back(tokenizer):
     example = SquadExample("q1", "who won ?", CONTEXT, (("Denver Broncos", 29),))
-    arrays, metas = featurize([example], tokenizer, max_seq_len=14, doc_stride=3,
-                              max_query_len=8, is_training=True)  # fmt: skip
+    arrays, metas = featurize_squad([example], tokenizer, max_seq_len=14, doc_stride=3,
+                                    max_query_len=8, is_training=True)  # fmt: skip
     assert len(metas) > 2  # the context needs several windows of 14 - 3 - 3 = 8 tokens
     inside = [w for w in range(len(metas)) if arrays["start_positions"][w] > 0]
     assert inside and all(arrays["is_impossible"][w] == 0 for w in inside)

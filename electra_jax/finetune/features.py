@@ -1,12 +1,19 @@
-"""GLUE-style featurization: [CLS] A [SEP] (B [SEP]), the longer segment truncated first, into
-`input_ids`, `input_mask`, `segment_ids` [N, L] and `labels` [N] (STS-B: the raw score)."""
+"""Featurization, as the original: GLUE's [CLS] A [SEP] (B [SEP]) with the longer segment
+truncated first; SQuAD's doc-stride windows [CLS] question [SEP] context-part [SEP] (BERT's
+run_squad, ELECTRA's qa_tasks), a window without the answer pointing at [CLS]. And SQuAD answer
+decoding: the top-k starts x top-k ends of every window where the start has its maximal context.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import itertools
+import unicodedata
 
 import numpy as np
 
 from electra_jax.data.tokenizer import Tokenizer
-from electra_jax.finetune.readers import Example
+from electra_jax.finetune.readers import Example, SquadExample
 
 
 def double_unordered(examples: list[Example]) -> list[Example]:
@@ -56,3 +63,166 @@ def encode_examples(
     labels = [0 if e.label is None else e.label for e in examples]
     arrays["labels"] = np.array(labels, np.float32 if regression else np.int32)
     return arrays
+
+
+@dataclasses.dataclass
+class WindowMeta:
+    """What decoding needs about one window: its example and the token -> word map."""
+
+    example_index: int
+    token_to_word: dict[int, int]
+    token_is_max_context: dict[int, bool]
+
+
+def split_words(context: str) -> tuple[list[str], list[int]]:
+    """Whitespace words and, for each character, the index of the word it belongs to."""
+    words: list[str] = []
+    char_to_word: list[int] = []
+    previous_space = True
+    for ch in context:
+        space = ch.isspace() or ch == "\u202f"
+        if not space and previous_space:
+            words.append(ch)
+        elif not space:
+            words[-1] += ch
+        previous_space = space
+        char_to_word.append(max(len(words) - 1, 0))
+    return words, char_to_word
+
+
+def _max_context(spans: list[tuple[int, int]], span_index: int, position: int) -> bool:
+    """Whether `position` has more context in this window than in any other (the original's)."""
+    best_score, best_index = None, None
+    for index, (start, length) in enumerate(spans):
+        end = start + length - 1
+        if start <= position <= end:
+            score = min(position - start, end - position) + 0.01 * length
+            if best_score is None or score > best_score:
+                best_score, best_index = score, index
+    return best_index == span_index
+
+
+def _answer_tokens(
+    example: SquadExample, char_to_word: list[int], word_to_token: list[int],
+    doc_ids: list[int], tokenizer: Tokenizer,
+) -> tuple[int, int] | None:  # fmt: skip
+    """The first answer's (first, last) sub-word position in the context, None if impossible;
+    tightened to the smallest sub-span equal to the answer's own tokenization (the original)."""
+    if not example.answers or example.is_impossible:
+        return None
+    text, char_start = example.answers[0]
+    start = word_to_token[char_to_word[char_start]]
+    next_word = char_to_word[char_start + len(text) - 1] + 1
+    end = (word_to_token[next_word] if next_word < len(word_to_token) else len(doc_ids)) - 1
+    answer_ids = tokenizer.encode(text)
+    for new_start in range(start, end + 1):
+        for new_end in range(end, new_start - 1, -1):
+            if doc_ids[new_start : new_end + 1] == answer_ids:
+                return new_start, new_end
+    return start, end
+
+
+def featurize_squad(
+    examples: list[SquadExample], tokenizer: Tokenizer, max_seq_len: int, doc_stride: int = 128,
+    max_query_len: int = 64, is_training: bool = False,
+) -> tuple[dict[str, np.ndarray], list[WindowMeta]]:  # fmt: skip
+    """Examples -> window arrays (inputs, answer mask, targets) and per-window metadata."""
+    rows: list[tuple[list[int], list[int]]] = []
+    targets: list[tuple[int, int]] = []
+    metas: list[WindowMeta] = []
+    questions = tokenizer.encode_batch([e.question for e in examples])
+    for example_index, example in enumerate(examples):
+        query = questions[example_index][:max_query_len]
+        words, char_to_word = split_words(example.context)
+        word_to_token, token_to_word_all, doc_ids = [], [], []
+        for w, ids in enumerate(tokenizer.encode_batch(words) if words else []):
+            word_to_token.append(len(doc_ids))
+            token_to_word_all.extend([w] * len(ids))
+            doc_ids.extend(ids)
+        answer = None
+        if is_training:
+            answer = _answer_tokens(example, char_to_word, word_to_token, doc_ids, tokenizer)
+        room = max_seq_len - len(query) - 3  # windows start `stride` tokens apart
+        stride, n = min(room, doc_stride), len(doc_ids)
+        spans = [(o, min(n - o, room)) for o in range(0, max(n - room, 0) + stride, stride)]
+        for span_index, (span_start, length) in enumerate(spans):
+            context_offset = len(query) + 2  # after [CLS] question [SEP]
+            shift = context_offset - span_start  # context token t sits at position t + shift
+            ids = [tokenizer.cls_id, *query, tokenizer.sep_id,
+                   *doc_ids[span_start : span_start + length], tokenizer.sep_id]  # fmt: skip
+            rows.append((ids, [0] * context_offset + [1] * (length + 1)))
+            at = range(context_offset, context_offset + length)
+            token_to_word = {p: token_to_word_all[p - shift] for p in at}
+            is_max = {p: _max_context(spans, span_index, p - shift) for p in at}
+            metas.append(WindowMeta(example_index, token_to_word, is_max))
+            inside = answer and span_start <= answer[0] and answer[1] < span_start + length
+            targets.append((answer[0] + shift, answer[1] + shift) if inside else (0, 0))
+    arrays = pad_rows(rows, max_seq_len, tokenizer.pad_id)
+    arrays["start_positions"] = np.array([s for s, _ in targets], np.int32)
+    arrays["end_positions"] = np.array([e for _, e in targets], np.int32)
+    arrays["is_impossible"] = (arrays["start_positions"] == 0).astype(np.int32)
+    arrays["answer_mask"] = arrays["input_mask"] * arrays["segment_ids"]
+    arrays["answer_mask"][:, 0] = 1  # context tokens and [CLS] (no answer)
+    return arrays, metas
+
+
+def _normalized_chars(text: str) -> tuple[str, list[int]]:
+    """Lower-cased, accent-stripped, space-free characters and each one's index in `text`."""
+    chars, index = [], []
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            continue
+        for c in unicodedata.normalize("NFD", ch.lower()):
+            if unicodedata.category(c) != "Mn":
+                chars.append(c)
+                index.append(i)
+    return "".join(chars), index
+
+
+def final_text(predicted: str, original: str) -> str:
+    """Cuts the original words' text down to the predicted sub-word text (BERT's
+    `get_final_text` idea): the words may carry punctuation that the sub-words do not."""
+    pred, _ = _normalized_chars(predicted)
+    orig, index = _normalized_chars(original)
+    at = orig.find(pred) if pred else -1
+    if at < 0:
+        return original
+    return original[index[at] : index[at + len(pred) - 1] + 1]
+
+
+def decode_answers(
+    examples: list[SquadExample], metas: list[WindowMeta], outputs: dict[str, np.ndarray],
+    tokenizer: Tokenizer, input_ids: np.ndarray, max_answer_len: int = 30, n_best: int = 20,
+) -> tuple[dict[str, str], dict[str, float], dict[str, list[dict]]]:  # fmt: skip
+    """Best answer text per question, its no-answer score (the lowest answerable logit over
+    windows, or -inf without a classifier), and the n-best lists."""
+    candidates: list[list[tuple[float, int, int, int]]] = [[] for _ in examples]
+    null_scores: list[list[float]] = [[] for _ in examples]
+    K = outputs["start_top_index"].shape[-1]
+    for w, meta in enumerate(metas):
+        if "answerable_logit" in outputs:
+            null_scores[meta.example_index].append(float(outputs["answerable_logit"][w]))
+        for i, j in itertools.product(range(K), range(K)):
+            start, end = (
+                int(outputs["start_top_index"][w, i]),
+                int(outputs["end_top_index"][w, i, j]),
+            )
+            if not meta.token_is_max_context.get(start) or end not in meta.token_to_word:
+                continue
+            if start <= end < start + max_answer_len:
+                score = float(outputs["start_top_log_probs"][w, i])
+                score += float(outputs["end_top_log_probs"][w, i, j])
+                candidates[meta.example_index].append((score, w, start, end))
+    predictions, nulls, nbest = {}, {}, {}
+    for e, example in enumerate(examples):
+        words, entries = split_words(example.context)[0], []
+        for score, w, start, end in sorted(set(candidates[e]), reverse=True)[:n_best]:
+            first, last = metas[w].token_to_word[start], metas[w].token_to_word[end]
+            predicted = tokenizer.decode([int(t) for t in input_ids[w, start : end + 1]])
+            predicted = predicted.replace(" ##", "").replace("##", "")
+            text = final_text(predicted, " ".join(words[first : last + 1]))
+            entries.append({"text": text, "score": score})
+        predictions[example.qid] = entries[0]["text"] if entries else ""
+        nulls[example.qid] = min(null_scores[e], default=float("-inf"))
+        nbest[example.qid] = entries
+    return predictions, nulls, nbest

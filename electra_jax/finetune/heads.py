@@ -123,13 +123,12 @@ class FinetuneModel(nn.Module):
             starts_B = None if deterministic else batch["start_positions"]
             return head(h_BxLxH, batch["answer_mask"], starts_B)
         outputs = 1 if self.kind == "regression" else self.num_labels
-        head = ClassificationHead(self.config, outputs, **kw, name="head")
-        logits_BxK = head(h_BxLxH, deterministic)
-        return (
-            {"predictions": logits_BxK[:, 0]}
-            if self.kind == "regression"
-            else {"logits": logits_BxK}
+        logits_BxK = ClassificationHead(self.config, outputs, **kw, name="head")(
+            h_BxLxH, deterministic
         )
+        if self.kind == "regression":
+            return {"predictions": logits_BxK[:, 0]}
+        return {"logits": logits_BxK}
 
 
 def task_loss(
@@ -137,9 +136,7 @@ def task_loss(
     answerable_weight: float = 0.5,
 ) -> jax.Array:  # fmt: skip
     """Mean loss over the batch; `weights` (0 for padding rows) when present."""
-    nll = lambda log_probs_BxK, targets_B: (
-        -jnp.take_along_axis(log_probs_BxK, targets_B[:, None], -1)[:, 0]
-    )
+    nll = lambda log_probs_BxK, y_B: -jnp.take_along_axis(log_probs_BxK, y_B[:, None], -1)[:, 0]
     if kind == "classification":
         per_example_B = nll(jax.nn.log_softmax(outputs["logits"]), batch["labels"])
     elif kind == "regression":
@@ -163,22 +160,15 @@ _LAYER = re.compile(r"(?:^|/)layer_(\d+)(?:/|$)")
 _EMBEDDING = re.compile(r"(?:^|/)(embeddings|embeddings_project|gdes)(?:/|$)")
 
 
-def parameter_depth(name: str, num_layers: int) -> int:
-    """Depth of one parameter from its path (`electra/discriminator/layer_3/...` -> 4)."""
-    layer = _LAYER.search(name)
-    if layer and "discriminator" in name:
-        return int(layer.group(1)) + 1
-    if _EMBEDDING.search(name):
-        return 0
-    return num_layers + 2  # the task head
-
-
 def layerwise_multipliers(params: Any, num_layers: int, decay: float, fixed: bool = False) -> Any:
     """A tree of LR multipliers shaped like `params` (1.0 everywhere when decay == 1)."""
     top = num_layers + (1 if fixed else 2)
 
     def multiplier(path: tuple, _: Any) -> float:
-        depth = min(parameter_depth(path_name(path), num_layers), top)
-        return float(decay ** (top - depth))
+        name = path_name(path)  # e.g. electra/discriminator/layer_3/...: depth 4
+        layer = _LAYER.search(name)
+        if layer and "discriminator" in name:
+            return float(decay ** (top - int(layer.group(1)) - 1))
+        return float(decay**top) if _EMBEDDING.search(name) else 1.0  # else: the task head
 
     return jax.tree_util.tree_map_with_path(multiplier, params)

@@ -25,9 +25,8 @@ from electra_jax.errors import UserError
 from electra_jax.files.model_io import MODEL_JSON, load_model
 from electra_jax.files.run_files import CONFIG_FILE, RESULTS_FILE, MetricsLogger, write_results
 from electra_jax.files.storage import make_workdir, write_json
-from electra_jax.finetune import metrics, outputs, squad
+from electra_jax.finetune import features, metrics, outputs
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
-from electra_jax.finetune.features import double_unordered, encode_examples
 from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
 from electra_jax.finetune.readers import read_split, split_path
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
@@ -44,8 +43,8 @@ class EvalSet:
 
     name: str
     arrays: dict[str, np.ndarray]
-    examples: list
     windows: list | None  # SQuAD window metadata
+    examples: list
     file_name: str  # the median seed's predictions file; "" for none (GLUE dev sets)
     has_labels: bool = True
 
@@ -106,7 +105,7 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
     skipped: dict[str, int] = {}
 
     def featurized(stem: str, is_test: bool = False, is_training: bool = False) -> tuple:
-        """(arrays, examples, SQuAD windows or None) of one split."""
+        """(arrays, SQuAD windows or None, examples) of one split."""
         result = read_split(data_dir, spec, stem, is_test, config.skip_malformed)
         if result.skipped:
             skipped[split_path(data_dir, spec, stem) if data_dir else stem] = result.skipped
@@ -115,14 +114,13 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
             examples = examples[: config.max_train_examples]
         if spec.kind == "span":
             s = config.squad
-            arrays, windows = squad.featurize(
-                examples, tokenizer, config.max_seq_len, s.doc_stride, s.max_query_len, is_training
-            )
-            return arrays, examples, windows
+            args = (config.max_seq_len, s.doc_stride, s.max_query_len, is_training)
+            return (*features.featurize_squad(examples, tokenizer, *args), examples)
         if is_training and spec.double_unordered:
-            examples = double_unordered(examples)
+            examples = features.double_unordered(examples)
         regression = spec.kind == "regression"
-        return encode_examples(examples, tokenizer, config.max_seq_len, regression), examples, None
+        arrays = features.encode_examples(examples, tokenizer, config.max_seq_len, regression)
+        return arrays, None, examples
 
     train = featurized("train", is_training=True)[0]
     span_file = "{}_predictions.json" if spec.kind == "span" else ""
@@ -233,7 +231,7 @@ def score_seed(
             return None, preds
         return metrics.glue_metrics(spec.metric, eval_set.arrays["labels"], preds), preds
     s = config.squad
-    answers, nulls, _ = squad.decode_answers(
+    answers, nulls, _ = features.decode_answers(
         eval_set.examples, eval_set.windows, out, tokenizer, eval_set.arrays["input_ids"],
         s.max_answer_len, s.n_best,
     )  # fmt: skip
