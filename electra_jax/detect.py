@@ -33,8 +33,7 @@ TOP_K = 5
 def encode_text(
     tokenizer: Tokenizer, text: str, max_len: int, notes: list[str] | None = None
 ) -> list[int]:
-    """[CLS] text [SEP], truncated (with a note) to `max_len`; a literal "[MASK]" becomes the
-    mask id (WordPiece would split it), so the generator can fill it in."""
+    """[CLS] text [SEP] cut to `max_len` (noted); a literal "[MASK]" stays the mask id."""
     body: list[int] = []
     for piece in re.split(r"(\[MASK\])", text):
         body += [tokenizer.mask_id] if piece == "[MASK]" else tokenizer.encode(piece)
@@ -52,8 +51,7 @@ def detect(
     text_or_ids: str | Sequence[int],
     threshold: float = 0.5,
 ) -> dict[str, Any]:
-    """Per-token p(replaced) as a JSON-able dict: tokens, input_ids, discriminator_logits,
-    replaced_prob, replaced, threshold, notes (+ generator_top5 with a generator and tokeniser)."""
+    """Per-token p(replaced) (and the generator's top-5 at each [MASK]) as a JSON-able dict."""
     params = nn.unbox(params)
     disc_parts = {"embeddings", "discriminator", "discriminator_head"}
     disc_parts |= {"gdes"} if config.embedding_sharing == "gdes" else set()

@@ -43,8 +43,7 @@ def to_numpy(value: Any) -> np.ndarray:
 def _read_side(
     state_dict: Mapping[str, Any], side: str, config: ModelConfig, expected: dict[str, Any]
 ) -> Params:
-    """One HF model -> our groups for `side` ("discriminator" | "generator"): embeddings, tower,
-    head, shaped as `expected` (flat paths) says; warns about weights left over."""
+    """One HF model -> our embeddings, `side` tower and head, shaped as `expected` says."""
     keep = lambda key: not key.endswith(IGNORED_KEY_SUFFIXES)
     arrays = {k.removeprefix("electra."): to_numpy(v) for k, v in state_dict.items() if keep(k)}
     used = set()
@@ -90,8 +89,7 @@ def hf_to_params(
     gen_hf_config: Mapping[str, Any] | None,
     untied: bool = False,
 ) -> tuple[ModelConfig, Params]:
-    """HF ElectraForPreTraining / ElectraForMaskedLM weights -> (ModelConfig, our params).
-    Either side may be None; a discriminator without its head converts the encoder only."""
+    """HF ElectraForPreTraining / ElectraForMaskedLM (either may be None) -> (config, params)."""
     sides = {"discriminator": (disc_state_dict, disc_hf_config)}
     sides["generator"] = (gen_state_dict, gen_hf_config)
     if any((weights is None) != (cfg is None) for weights, cfg in sides.values()):
@@ -118,8 +116,7 @@ def hf_to_params(
 def params_to_hf(
     params: Params, config: ModelConfig, pad_token_id: int = 0
 ) -> tuple[StateDict | None, StateDict | None, dict | None, dict | None]:
-    """Ours -> (disc state dict, gen state dict, disc config.json, gen config.json), None where
-    absent. "gdes" exports the discriminator's effective table; BERT a masked-LM model."""
+    """Ours -> (disc state dict, gen state dict, disc config.json, gen config.json), or Nones."""
     params = nn.unbox(params)
     check_param_shapes(config, params, "model")
     hf_config = lambda tower, arch: names.model_config_to_hf(config, tower, arch, pad_token_id)
@@ -159,9 +156,8 @@ def read_hf_weights(directory: str) -> StateDict:
     """Reads model.safetensors (single or sharded) or pytorch_model.bin from an HF directory."""
     path = next((p for n in WEIGHT_FILES if os.path.isfile(p := os.path.join(directory, n))), "")
     if not path:
-        raise UserError(
-            f"{directory} has no weights file (expected one of {', '.join(WEIGHT_FILES)})"
-        )
+        expected = ", ".join(WEIGHT_FILES)
+        raise UserError(f"{directory} has no weights file (expected one of {expected})")
     try:
         if path.endswith(".index.json"):
             with open(path) as f:
@@ -228,14 +224,11 @@ def write_hf_dir(
         write_json(os.path.join(tmp, "config.json"), hf_config)
         if isinstance(tokenizer, WordPieceTokenizer):
             tokenizer.save(tmp)
-            same = tokenizer.strip_accents == tokenizer.lowercase
-            tokenizer_config = {
-                "tokenizer_class": "ElectraTokenizer",
-                "do_lower_case": tokenizer.lowercase,
-                "strip_accents": None if same else tokenizer.strip_accents,
-                "model_max_length": hf_config["max_position_embeddings"],
-            }
-            write_json(os.path.join(tmp, "tokenizer_config.json"), tokenizer_config)
+            lowercase, strip = tokenizer.lowercase, tokenizer.strip_accents
+            settings = {"tokenizer_class": "ElectraTokenizer", "do_lower_case": lowercase}
+            settings["strip_accents"] = None if strip == lowercase else strip
+            settings["model_max_length"] = hf_config["max_position_embeddings"]
+            write_json(os.path.join(tmp, "tokenizer_config.json"), settings)
         elif tokenizer is not None:
             warn(f"tokenizer kind {tokenizer.kind!r} is not exported to {directory}")
     return directory

@@ -77,8 +77,7 @@ def check_hf_config(cfg: Mapping[str, Any], what: str) -> None:
 def hf_to_model_config(
     disc_cfg: Mapping[str, Any] | None, gen_cfg: Mapping[str, Any] | None, untied: bool = False
 ) -> ModelConfig:
-    """ModelConfig from one or two HF configs: the generator's shape becomes fractions (1.0
-    when only one tower is given)."""
+    """ModelConfig from one or two HF configs (the generator's shape as fractions of the other)."""
     given = {"discriminator": disc_cfg, "generator": gen_cfg}
     given = {side: cfg for side, cfg in given.items() if cfg is not None}
     if not given:
@@ -116,13 +115,8 @@ def model_config_to_hf(
     config: ModelConfig, tower: EncoderConfig, architecture: str, pad_token_id: int = 0
 ) -> dict[str, Any]:
     """An HF ElectraConfig dict (config.json contents) for one tower of `config`."""
-    return {
-        "architectures": [architecture],
-        "model_type": "electra",
-        **hf_config_fields(config, tower),
-        "pad_token_id": pad_token_id,
-        "tie_word_embeddings": True,
-    }
+    fixed = {"model_type": "electra", "pad_token_id": pad_token_id, "tie_word_embeddings": True}
+    return {"architectures": [architecture], **fixed, **hf_config_fields(config, tower)}
 
 
 # Our module path -> (HF module, kernel input dims). In a path one tower's group is renamed

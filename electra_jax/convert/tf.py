@@ -66,8 +66,7 @@ def _hf_config_from_shapes(sd: StateDict, num_heads: int | None) -> dict[str, An
 def tf_variables_to_params(
     variables: Mapping[str, np.ndarray], num_heads: int | None = None
 ) -> tuple[ModelConfig, Params]:
-    """The original's TF variables ({name: array}) -> (ModelConfig, our params). Heads are
-    max(1, hidden // 64), the original's rule; `num_heads` overrides the discriminator's."""
+    """The original's TF variables -> (ModelConfig, params); heads: num_heads or hidden // 64."""
     towers: dict[str, StateDict] = {"disc": {}, "gen": {}}
     for name, value in variables.items():
         if (mapped := tf_name_to_hf(name)) is not None:

@@ -43,8 +43,7 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_param_shapes(config: ModelConfig, params: Any, source: str) -> None:
-    """Raises UserError naming the first missing, extra or mis-shaped parameter; only the
-    top-level groups present are checked (a discriminator-only export is a valid subset)."""
+    """UserError naming the first missing, extra or mis-shaped parameter of the groups present."""
     expected, groups, actual = expected_shapes(config), set(params), flatten(params)
     if unknown := sorted(groups - {path.split("/")[0] for path in expected}):
         raise UserError(f"{source}: unexpected parameter group(s) {unknown}; {MISMATCH_FIX}")
