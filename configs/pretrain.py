@@ -1,4 +1,4 @@
-"""ELECTRA pre-training configs: `get_config("tiny" | "small" | "small++" | "base" | "large")`.
+r"""ELECTRA pre-training configs: `get_config("tiny" | "small" | "small++" | "base" | "large")`.
 
 Commands (each from the repository root):
 

@@ -111,8 +111,9 @@ def parse_value(current: Any, text: str, field: str) -> Any:
         except (ValueError, SyntaxError):
             return text
     except (ValueError, SyntaxError, TypeError):
-        kind = type(current).__name__
-        raise UserError(f"{CONFIG_PREFIX}{field}={text}: expected a {kind} value") from None
+        kinds = {bool: "true or false", int: "an integer", float: "a number"}
+        kind = kinds.get(type(current), f"a {type(current).__name__} literal")
+        raise UserError(f"{CONFIG_PREFIX}{field}={text}: expected {kind}") from None
 
 
 def flat_fields(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:

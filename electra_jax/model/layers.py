@@ -87,25 +87,16 @@ class Embeddings(nn.Module):
     def setup(self) -> None:
         cfg = self.config
         init = tf_truncated_normal(cfg.initializer_range)
-        E = cfg.embedding_size
-        self.word_embeddings = self.param(
-            "word_embeddings",
-            partitioned(init, "vocab", "embed"),
-            (cfg.vocab_size, E),
-            self.param_dtype,
-        )
-        self.position_embeddings = self.param(
-            "position_embeddings",
-            partitioned(init, "position", "embed"),
-            (cfg.max_position_embeddings, E),
-            self.param_dtype,
-        )
-        self.token_type_embeddings = self.param(
-            "token_type_embeddings",
-            partitioned(init, "token_type", "embed"),
-            (cfg.type_vocab_size, E),
-            self.param_dtype,
-        )
+        tables = {  # name: (rows, logical axis of the rows)
+            "word_embeddings": (cfg.vocab_size, "vocab"),
+            "position_embeddings": (cfg.max_position_embeddings, "position"),
+            "token_type_embeddings": (cfg.type_vocab_size, "token_type"),
+        }
+        for name, (rows, axis) in tables.items():
+            table = self.param(
+                name, partitioned(init, axis, "embed"), (rows, cfg.embedding_size), self.param_dtype
+            )
+            setattr(self, name, table)
         self.LayerNorm = layer_norm(cfg, self.dtype, self.param_dtype, "LayerNorm")
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
