@@ -15,9 +15,9 @@ from electra_jax.finetune.features import (
     truncate_pair,
 )
 from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
-from electra_jax.finetune.outputs import median_seed_index, write_glue_submission
 from electra_jax.finetune.readers import Example, SquadExample
 from electra_jax.finetune.tasks import TASKS
+from electra_jax.finetune.trainer import median_seed_index, write_glue_submission
 from electra_jax.model.config import ModelConfig
 
 WORDS = (  # noqa: SIM905

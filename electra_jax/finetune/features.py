@@ -18,12 +18,8 @@ from electra_jax.finetune.readers import Example, SquadExample
 
 def double_unordered(examples: list[Example]) -> list[Example]:
     """Adds (B, A) after each (A, B): the original's training-set doubling for MRPC and STS-B."""
-    doubled = []
-    for e in examples:
-        doubled.append(e)
-        if e.text_b is not None:
-            doubled.append(Example(e.guid + "-swap", e.text_b, e.text_a, e.label))
-    return doubled
+    swap = lambda e: Example(e.guid + "-swap", e.text_b, e.text_a, e.label)
+    return [x for e in examples for x in ([e] if e.text_b is None else [e, swap(e)])]
 
 
 def truncate_pair(ids_a: list[int], ids_b: list[int], max_tokens: int) -> None:
@@ -92,14 +88,11 @@ def split_words(context: str) -> tuple[list[str], list[int]]:
 
 def _max_context(spans: list[tuple[int, int]], span_index: int, position: int) -> bool:
     """Whether `position` has more context in this window than in any other (the original's)."""
-    best_score, best_index = None, None
-    for index, (start, length) in enumerate(spans):
-        end = start + length - 1
-        if start <= position <= end:
-            score = min(position - start, end - position) + 0.01 * length
-            if best_score is None or score > best_score:
-                best_score, best_index = score, index
-    return best_index == span_index
+    score = lambda s, n: (
+        min(position - s, s + n - 1 - position) + 0.01 * n if s <= position < s + n else -1
+    )
+    scores = [score(start, length) for start, length in spans]
+    return scores.index(max(scores)) == span_index
 
 
 def _answer_tokens(

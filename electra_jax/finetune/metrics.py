@@ -27,15 +27,13 @@ def matthews_corrcoef(labels_N: np.ndarray, preds_N: np.ndarray) -> float:
     """Binary or multi-class MCC (Gorodkin's form, as scikit-learn computes it)."""
     labels_N, preds_N = np.asarray(labels_N), np.asarray(preds_N)
     classes = np.union1d(labels_N, preds_N)
-    true_K = (labels_N[:, None] == classes[None]).sum(0).astype(np.float64)
-    pred_K = (preds_N[:, None] == classes[None]).sum(0).astype(np.float64)
-    correct, n = float(np.sum(labels_N == preds_N)), float(len(labels_N))
-    cov_tp = correct * n - float(true_K @ pred_K)
-    cov_pp = n * n - float(pred_K @ pred_K)
-    cov_tt = n * n - float(true_K @ true_K)
+    count_K = lambda x_N: (x_N[:, None] == classes).sum(0).astype(np.float64)
+    true_K, pred_K = count_K(labels_N), count_K(preds_N)
+    n, correct = float(len(labels_N)), float(np.sum(labels_N == preds_N))
+    cov_pp, cov_tt = n * n - pred_K @ pred_K, n * n - true_K @ true_K
     if cov_pp * cov_tt == 0.0:
         return 0.0
-    return cov_tp / np.sqrt(cov_tt * cov_pp)
+    return float((correct * n - true_K @ pred_K) / np.sqrt(cov_tt * cov_pp))
 
 
 def pearson(x_N: np.ndarray, y_N: np.ndarray) -> float:
@@ -46,17 +44,9 @@ def pearson(x_N: np.ndarray, y_N: np.ndarray) -> float:
 
 
 def average_ranks(x_N: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties given their mean rank (scipy.stats.rankdata's 'average')."""
-    x_N = np.asarray(x_N)
-    order = np.argsort(x_N, kind="mergesort")
-    sorted_x = x_N[order]
-    starts = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
-    group = np.cumsum(starts) - 1
-    first = np.flatnonzero(starts)
-    counts = np.diff(np.r_[first, len(x_N)])
-    ranks = np.empty(len(x_N), np.float64)
-    ranks[order] = first[group] + (counts[group] + 1) / 2.0
-    return ranks
+    """1-based ranks, ties sharing their mean rank (scipy.stats.rankdata's 'average')."""
+    _, group_N, counts = np.unique(np.asarray(x_N), return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2.0)[group_N.reshape(-1)]
 
 
 def spearman(x_N: np.ndarray, y_N: np.ndarray) -> float:

@@ -8,6 +8,7 @@ import dataclasses
 import math
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -25,7 +26,7 @@ from electra_jax.errors import UserError
 from electra_jax.files.model_io import MODEL_JSON, load_model
 from electra_jax.files.run_files import CONFIG_FILE, RESULTS_FILE, MetricsLogger, write_results
 from electra_jax.files.storage import make_workdir, write_json
-from electra_jax.finetune import features, metrics, outputs
+from electra_jax.finetune import features, metrics
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
 from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
 from electra_jax.finetune.readers import read_split, split_path
@@ -74,12 +75,9 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
             return preset(config.size, vocab_size=tokenizer.vocab_size), None, tokenizer
         except ValueError as e:
             raise UserError(str(e)) from e
-    directory = config.init_from  # an exported model, or a pre-training workdir (its export/)
-    exported = os.path.join(directory, "export")
-    if not os.path.isfile(os.path.join(directory, MODEL_JSON)) and os.path.isfile(
-        os.path.join(exported, MODEL_JSON)
-    ):
-        directory = exported
+    root, exported = config.init_from, os.path.join(config.init_from, "export")
+    has_model = lambda d: os.path.isfile(os.path.join(d, MODEL_JSON))
+    directory = exported if has_model(exported) and not has_model(root) else root  # a workdir
     model_cfg, params, tokenizer = load_model(directory)
     if tokenizer is None:
         raise UserError(f"init_from {directory} has no tokenizer; re-export it with its vocab.txt")
@@ -87,9 +85,8 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
         # A BERT-baseline run: its one full-size masked-LM tower is the encoder to fine-tune.
         params = {**params, "discriminator": params["generator"]}
         model_cfg = model_cfg.replace(electra_objective=True)
-    gdes = ["gdes"] if model_cfg.embedding_sharing == "gdes" else []
-    needed = ["embeddings", "discriminator", *gdes]
-    missing = [g for g in needed if g not in params]
+    gdes = {"gdes"} if model_cfg.embedding_sharing == "gdes" else set()
+    missing = sorted({"embeddings", "discriminator", *gdes} - set(params))
     if missing:
         raise UserError(f"init_from {directory} lacks parameter group(s) {missing}")
     check_param_shapes(model_cfg, params, f"init_from {directory}")  # before any compile
@@ -244,6 +241,57 @@ def score_seed(
     return {**scores, "score": scores["f1"]}, (answers, nulls)
 
 
+# The median seed and its files: GLUE leaderboard TSVs (`index<TAB>prediction`, label strings,
+# STS-B scores in [0, 5]) and SQuAD predictions JSON {question id: answer, "" for none} with, for
+# 2.0, a null-odds file: the official evaluation script's inputs.
+
+
+def write_glue_submission(
+    path: str, spec: TaskSpec, indices: Sequence[str], predictions_N: np.ndarray
+) -> None:
+    """Class ids as label strings; STS-B scores clipped to [0, 5] with three decimals."""
+    if spec.kind == "regression":
+        values = [f"{float(v):.3f}" for v in np.clip(predictions_N, 0.0, 5.0)]
+    else:
+        values = [spec.labels[int(i)] for i in predictions_N]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("index\tprediction\n")
+        f.writelines(f"{i}\t{v}\n" for i, v in zip(indices, values, strict=True))
+    os.replace(tmp, path)
+
+
+def write_predictions(
+    directory: str, spec: TaskSpec, eval_sets: Sequence[Any], predictions: dict, chosen: int
+) -> list[str]:
+    """Writes run `chosen`'s predictions for each set with a `file_name`; returns the paths."""
+    written = []
+    for eval_set in (s for s in eval_sets if s.file_name):
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, eval_set.file_name)
+        preds = predictions[eval_set.name][chosen]
+        if spec.kind == "span":
+            answers, nulls = preds
+            write_json(path, answers)
+            if spec.squad_v2:
+                write_json(path.replace(".json", "_null_odds.json"), nulls)
+        else:
+            write_glue_submission(path, spec, [e.guid for e in eval_set.examples], preds)
+        written.append(path)
+    return written
+
+
+def median_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    """The median over seeds of every metric but `seed` (the paper reports the median of 10)."""
+    return {k: float(np.median([m[k] for m in per_seed])) for k in per_seed[0] if k != "seed"}
+
+
+def median_seed_index(scores: Sequence[float]) -> int:
+    """The run whose score is the (lower) median: its predictions are the submission."""
+    order = np.argsort(np.asarray(scores), kind="stable")
+    return int(order[(len(scores) - 1) // 2])
+
+
 def run(config: Config, workdir: str) -> dict[str, Any]:
     """Fine-tunes `config.seeds` runs on `config.task`; writes results.json and predictions."""
     validate_config(config)
@@ -306,18 +354,18 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
 
     # results.json (per seed and the median) and the median seed's predictions.
     headline = [m["score"] for m in dev_scores[dev_names[0]]]
-    chosen = outputs.median_seed_index(headline)
+    chosen = median_seed_index(headline)
     results: dict[str, Any] = {
         "task": spec.name, "size": config.size, "init_from": config.init_from,
         "seeds": seeds, "seeds_per_group": group, "num_train_examples": num_train,
         "num_train_steps": num_steps, "skipped_rows": skipped_rows,
-        "dev": {name: {"per_seed": per_seed, "median": outputs.median_summary(per_seed)}
+        "dev": {name: {"per_seed": per_seed, "median": median_summary(per_seed)}
                 for name, per_seed in dev_scores.items()},
         "score": float(np.median(headline)), "median_seed": seeds[chosen],
         "seconds": round(time.perf_counter() - run_start, 1),
     }  # fmt: skip
     if config.write_predictions:  # test sets first, then SQuAD's dev sets
-        results["predictions"] = outputs.write_predictions(
+        results["predictions"] = write_predictions(
             os.path.join(workdir, "predictions"), spec,
             sorted(eval_sets, key=lambda e: e.has_labels), predictions, chosen)  # fmt: skip
     write_results(workdir, results)
