@@ -176,7 +176,8 @@ def compare_config(
     devices = benchlib.mesh_size(config, jax.device_count())
     peer_modes = [] if args.no_peer else [False] + ([] if args.no_compile else [True])
     if peer_modes and devices > 1:
-        print(f"  {spec}: no peer rows (the peer runs on one device, this mesh on {devices})")
+        print(f"  {spec}: no peer rows: the peer runs on one device, this mesh on {devices} "
+              "(--config.mesh.num_devices=1 for a side by side)")  # fmt: skip
         peer_modes = []
     for compiled in peer_modes:
         build = lambda c=compiled: torch_peer.build_peer(config, c)
