@@ -22,30 +22,17 @@ import numpy as np
 
 from electra_jax.cli import ArgumentParser
 from electra_jax.data.dataset import DEFAULT_SHARD_MB, DEFAULT_VOCAB_SAMPLE_MB, prepare_dataset
-from electra_jax.data.dataset_format import FEATURES, read_examples, read_meta
+from electra_jax.data.dataset_format import read_examples, read_meta
 from electra_jax.data.sources import DEFAULT_MAX_LINE_CHARS
-from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
+from electra_jax.data.tokenizer import load_tokenizer
 from electra_jax.errors import exit_on_user_error
-
-
-def format_example(
-    tokenizer: Tokenizer, ids_L: np.ndarray, mask_L: np.ndarray, segments_L: np.ndarray
-) -> str:
-    """`[CLS] first segment [SEP] second segment [SEP]`, each segment decoded to text."""
-    length = int(mask_L.sum())
-    n_first = int(np.count_nonzero(segments_L[:length] == 0))  # [CLS] A [SEP]
-    ids = [int(i) for i in ids_L[:length]]
-    text = f"[CLS] {tokenizer.decode(ids[1 : n_first - 1])} [SEP]"
-    if length > n_first:
-        text += f" {tokenizer.decode(ids[n_first : length - 1])} [SEP]"
-    return text
 
 
 def show_lines(
     data_dir: str, n: int, as_json: bool = False, split: str = "train", meta: dict | None = None
 ) -> list[str]:
-    """N examples as lines: decoded with segment markers (a packed row: its examples joined by
-    ` | `), or JSON objects of the features."""
+    """N examples as lines: `[CLS] A [SEP] B [SEP]` decoded (a packed row: its examples joined
+    by ` | `), or JSON objects of the features."""
     meta = meta or read_meta(data_dir)
     batch = read_examples(data_dir, n, split, meta)
     rows = range(len(batch["input_ids"]) if batch else 0)
@@ -54,11 +41,12 @@ def show_lines(
     tokenizer = load_tokenizer(os.path.abspath(data_dir), meta["tokenizer"])
     lines = []
     for i in rows:
-        numbers_L = batch.get("packing_ids", batch["input_mask"])[i]
-        texts = [
-            format_example(tokenizer, *(batch[k][i][numbers_L == number] for k in FEATURES))
-            for number in range(1, int(numbers_L.max(initial=0)) + 1)
-        ]
+        numbers_L, texts = batch.get("packing_ids", batch["input_mask"])[i], []
+        for number in range(1, int(numbers_L.max(initial=0)) + 1):  # one example, or a packed row
+            ids = [int(token) for token in batch["input_ids"][i][numbers_L == number]]
+            n_first = int(np.count_nonzero(batch["segment_ids"][i][numbers_L == number] == 0))
+            second = f" {tokenizer.decode(ids[n_first:-1])} [SEP]" if len(ids) > n_first else ""
+            texts.append(f"[CLS] {tokenizer.decode(ids[1 : n_first - 1])} [SEP]{second}")
         plural = "s" if len(texts) != 1 else ""
         packed = f", {len(texts)} example{plural}" if "packing_ids" in batch else ""
         n_tokens = int(batch["input_mask"][i].sum())

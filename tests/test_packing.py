@@ -14,9 +14,8 @@ import pytest
 from data_fixtures import write_corpus, write_vocab
 
 from electra_jax.data import dataset, dataset_format
-from electra_jax.data.example_builder import make_example
+from electra_jax.data.example_builder import MIN_EXAMPLE_TOKENS, make_example, pack_examples
 from electra_jax.data.loader import make_eval_batches
-from electra_jax.data.packing import MIN_EXAMPLE_TOKENS, pack_examples
 from electra_jax.model.config import preset
 from electra_jax.model.electra import ElectraModel, init_params
 from electra_jax.model.layers import packed_attention_mask, packed_positions

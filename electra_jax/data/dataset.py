@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 
 from electra_jax.data import dataset_format
-from electra_jax.data.shard_workers import ChunkTask, Progress, run_chunks
+from electra_jax.data.shard_workers import ChunkTask, run_chunks
 from electra_jax.data.sources import (
     BUILTIN_PYDOCS,
     DEFAULT_MAX_LINE_CHARS,
@@ -165,7 +165,7 @@ def prepare_dataset(
     corpus. `num_processes` > 1 uses spawned processes (the calling script needs the usual
     `if __name__ == "__main__":` guard). Returns at once if `output` already holds the same
     dataset; refuses to overwrite a different one. `pack` fills each stored row with several
-    examples (`data/packing.py`); a split's `examples` then counts rows.
+    examples (`example_builder.pack_examples`); a split's `examples` then counts rows.
     """
     _validate(
         vocab, train_vocab, vocab_size, max_seq_len, num_processes, eval_fraction, eval_examples,
@@ -203,11 +203,8 @@ def prepare_dataset(
     )  # fmt: skip
     settings = tokenizer.settings()
     task = ChunkTask(-1, [], work_dir, settings, max_seq_len, seed, max_line_chars, work_dir, pack)
-    bar, started = Progress(sources, progress), time.monotonic()
-    try:
-        results = run_chunks(sources, task, chunk_bytes, num_processes, bar)
-    finally:
-        bar.close()
+    started = time.monotonic()
+    results = run_chunks(sources, task, chunk_bytes, num_processes, progress)
     seconds = time.monotonic() - started
 
     stats = CorpusStats(**{k: sum(r[k] for r in results) for k in CorpusStats().to_dict()})

@@ -32,20 +32,16 @@ FEATURES = ("input_ids", "input_mask", "segment_ids")
 WRITER_OPTIONS = "group_size:1,uncompressed"
 
 
-def meta_path(data_dir: str) -> str:
-    return str(epath.Path(data_dir) / META_FILE)  # epath: local paths and gs:// alike
-
-
 def read_meta(data_dir: str) -> dict:
-    """Reads `data_dir/meta.json`, or fails with a one-line error saying how to create it."""
-    path = meta_path(data_dir)
-    if not epath.Path(path).is_file():
+    """Reads `data_dir/meta.json` (local or gs://), or fails with one line saying how to fix it."""
+    path = epath.Path(data_dir) / META_FILE
+    if not path.is_file():
         raise UserError(
             f"{path} not found: {data_dir} is not a prepared dataset; create one with "
             f"python -m electra_jax.prepare --corpus=... --output={data_dir}"
         )
     try:
-        meta = json.loads(epath.Path(path).read_text(encoding="utf-8"))
+        meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise UserError(f"{path} is unreadable or corrupt ({e}); re-run electra_jax.prepare") from e
     if not isinstance(meta, dict) or any(key not in meta for key in _REQUIRED):
@@ -61,9 +57,8 @@ def read_meta(data_dir: str) -> dict:
 
 
 def check_meta(meta: dict, data_dir: str, *, vocab_size: int, max_seq_len: int) -> None:
-    """Fails with one line naming the file, field, both values and the fix if the dataset does
-    not fit the model config."""
-    path = meta_path(data_dir)
+    """Fails with one line naming the file, field, values and fix if the dataset does not fit."""
+    path = epath.Path(data_dir) / META_FILE
     if meta["vocab_size"] != vocab_size:
         raise UserError(
             f"{path}: vocab_size is {meta['vocab_size']} but the model config expects "
@@ -96,22 +91,21 @@ def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
     missing = [p for p in paths if not epath.Path(p).is_file()]
     if missing:
         raise UserError(
-            f"{meta_path(data_dir)} lists shard {missing[0]} which is missing; re-run "
+            f"{epath.Path(data_dir) / META_FILE} lists shard {missing[0]} which is missing; re-run "
             f"electra_jax.prepare into a fresh --output"
         )
     return paths
 
 
 def id_dtype_name(vocab_size: int) -> str:
-    """The narrowest stored dtype for token ids of a vocabulary."""
     return "<u2" if vocab_size <= 1 << 16 else "<i4"
 
 
 def record_layout(max_seq_len: int, id_dtype: str, packed: bool = False) -> dict:
     """The record description stored in meta.json."""
-    id_bytes = np.dtype(id_dtype).itemsize
-    return {"features": list(FEATURES), "dtypes": [id_dtype, "u1", "u1"],
-            "bytes": max_seq_len * (id_bytes + 2), "packed": packed}  # fmt: skip
+    n_bytes = max_seq_len * (np.dtype(id_dtype).itemsize + 2)
+    return {"features": list(FEATURES), "dtypes": [id_dtype, "u1", "u1"], "bytes": n_bytes,
+            "packed": packed}  # fmt: skip
 
 
 def encode_record(

@@ -1,19 +1,13 @@
 """grain loaders over prepared shards: shuffled, split by host, checkpointable; and eval batches.
 
-Training pipeline (grain, everything indexed by the per-host batch number i):
-
-    MapDataset.range(endless) -> map(ReadBatch): i -> example ids -> ArrayRecord reads -> decode
-      -> to_iter_dataset(ReadOptions)   (threads prefetch batches)
-      -> mp_prefetch(worker_count)      (optional worker processes)
-
-Batch i of host p (of P, per-host batch b) holds the global stream positions
-g = (i * b + j) * P + p for j < b; position g is example perm_e[g mod n] of epoch e = g // n,
-where perm_e is a permutation of the n train examples seeded by (seed, e): every epoch is
-reshuffled, and in every epoch the hosts together read each example exactly once. The index
-arithmetic is vectorized and a batch's records are read with one ArrayRecord call and decoded
-with one `np.frombuffer`: no per-example Python work (grain's element-wise shuffle/slice/batch
-would cost ~40 us per example). The iterator's state is its position (a few integers):
-`it.get_state()` / `it.set_state(state)`, or orbax with `grain.checkpoint.CheckpointSave(it)` /
+MapDataset.range(endless) -> map(ReadBatch) -> to_iter_dataset (reader threads prefetch) ->
+optional mp_prefetch (worker processes). Batch i of host p (of P, per-host batch b) holds the
+global stream positions g = (i * b + j) * P + p, j < b; position g is example perm_e[g mod n]
+of epoch e = g // n, perm_e a permutation seeded by (seed, e): each epoch is reshuffled and the
+hosts together read each example once per epoch. A batch's ids come from vectorized index
+arithmetic, its records from one ArrayRecord call, decoded with one `np.frombuffer` (grain's
+element-wise shuffle/slice/batch would cost ~40 us per example). The iterator's state is its
+position: `get_state` / `set_state`, or orbax with `grain.checkpoint.CheckpointSave(it)` /
 `CheckpointRestore(it)`, restore the identical batches.
 """
 
@@ -29,33 +23,10 @@ from electra_jax.data.dataset_format import check_meta, read_meta
 from electra_jax.errors import UserError
 
 # read_meta / check_meta are re-exported: the trainers read meta.json once and pass it on.
-__all__ = ["read_meta", "check_meta", "make_train_loader", "make_eval_batches", "host_position"]
+__all__ = ["read_meta", "check_meta", "make_train_loader", "make_eval_batches"]
 
 DEFAULT_READ_THREADS = 4
 DEFAULT_PREFETCH_BATCHES = 8
-
-
-def host_position(process_index: int | None, process_count: int | None) -> tuple[int, int]:
-    """(process_index, process_count), defaulting to JAX's view of this host."""
-    if process_index is None or process_count is None:
-        import jax
-
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
-    if not 0 <= process_index < process_count:
-        raise UserError(f"process_index={process_index} is outside [0, {process_count})")
-    return process_index, process_count
-
-
-def _per_host_batch(global_batch_size: int, process_count: int) -> int:
-    if global_batch_size <= 0 or global_batch_size % process_count:
-        raise UserError(
-            f"global batch size {global_batch_size} must be a positive multiple of the "
-            f"{process_count} processes; change the config's batch size"
-        )
-    return global_batch_size // process_count
-
-
 _ENDLESS = 1 << 62  # batches; "forever" for an index-based grain dataset
 
 
@@ -99,9 +70,8 @@ class ReadBatch:
     def example_ids(self, batch_index: int) -> np.ndarray:
         """The example ids (rows of the split) of this host's batch `batch_index`, in order."""
         j_B = np.arange(self.batch_size, dtype=np.int64)
-        positions_B = (
-            batch_index * self.batch_size + j_B
-        ) * self.process_count + self.process_index
+        positions_B = (batch_index * self.batch_size + j_B) * self.process_count
+        positions_B += self.process_index
         epochs_B, offsets_B = np.divmod(positions_B, self.n)
         if self.seed is None:
             return offsets_B
@@ -127,9 +97,19 @@ def _read_batch(
     data_dir: str, split: str, meta: dict | None, global_batch_size: int,
     process_index: int | None, process_count: int | None, seed: int | None,
 ) -> ReadBatch:  # fmt: skip
-    """The batch reader of a split for this host (reads meta.json if `meta` is None)."""
-    index, count = host_position(process_index, process_count)
-    batch_size = _per_host_batch(global_batch_size, count)
+    """The batch reader of a split for this host (process index and count default to JAX's)."""
+    if process_index is None or process_count is None:
+        import jax
+
+        process_index = jax.process_index() if process_index is None else process_index
+        process_count = jax.process_count() if process_count is None else process_count
+    if not 0 <= process_index < process_count:
+        raise UserError(f"process_index={process_index} is outside [0, {process_count})")
+    if global_batch_size <= 0 or global_batch_size % process_count:
+        raise UserError(
+            f"global batch size {global_batch_size} must be a positive multiple of the "
+            f"{process_count} processes; change the config's batch size"
+        )
     meta = meta or read_meta(data_dir)
     paths = dataset_format.split_paths(meta, data_dir, split)
     n_examples = meta["splits"][split]["examples"]
@@ -139,7 +119,8 @@ def _read_batch(
             f"text or a held-out split (--eval-fraction/--eval-examples)"
         )
     return ReadBatch(
-        paths, n_examples, batch_size=batch_size, process_index=index, process_count=count,
+        paths, n_examples, batch_size=global_batch_size // process_count,
+        process_index=process_index, process_count=process_count,
         seed=seed, max_seq_len=meta["max_seq_len"], id_dtype=meta["record"]["dtypes"][0],
         packed=dataset_format.is_packed(meta),
     )  # fmt: skip

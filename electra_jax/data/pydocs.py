@@ -43,10 +43,8 @@ def stdlib_files(root: str) -> list[str]:
     found = []
     for directory, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))
-        found += [
-            os.path.relpath(os.path.join(directory, f), root) for f in files if f.endswith(".py")
-        ]
-    return sorted(found)
+        found += [os.path.join(directory, f) for f in files if f.endswith(".py")]
+    return sorted(os.path.relpath(path, root) for path in found)
 
 
 def _prose(paragraph_lines: list[str]) -> str | None:
@@ -147,20 +145,17 @@ def module_documents(root: str, relpath: str) -> list[str]:
     return ["\n".join(sentences)] if sentences else []
 
 
-def _file_documents(args: tuple[str, str]) -> list[str]:
-    return module_documents(*args)
-
-
-def build_pydocs_text(num_processes: int = 1, root: str | None = None) -> str:
-    """The whole corpus as text: one sentence per line, blank lines between documents."""
-    root = root or stdlib_dir()
-    tasks = [(root, relpath) for relpath in stdlib_files(root)]
+def build_pydocs_text(num_processes: int = 1) -> str:
+    """The whole corpus as text: one sentence per line, blank lines between documents.
+    `num_processes` > 1 parses in spawned processes (the caller needs a `__main__` guard)."""
+    root = stdlib_dir()
+    files = stdlib_files(root)
     if num_processes > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
-            per_file = list(pool.map(_file_documents, tasks, chunksize=16))
+            per_file = list(pool.map(module_documents, [root] * len(files), files, chunksize=16))
     else:
-        per_file = [_file_documents(task) for task in tasks]
+        per_file = [module_documents(root, relpath) for relpath in files]
     return "\n\n".join(doc for docs in per_file for doc in docs) + "\n"
 
 
@@ -171,23 +166,18 @@ def pydocs_cache_key() -> str:
     return f"{sys.implementation.name}{version}-{hashlib.sha256(ident).hexdigest()[:10]}"
 
 
-def pydocs_text(cache_dir: str | None = None, num_processes: int | None = None) -> str:
-    """The corpus text, read from `cache_dir` when built before (building takes ~6 s on one
-    core). `num_processes` > 1 parses in spawned processes (the caller needs the usual
-    `if __name__ == "__main__":` guard)."""
-    path = (
-        None if cache_dir is None else os.path.join(cache_dir, f"pydocs-{pydocs_cache_key()}.txt")
-    )
-    if path and os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    text = build_pydocs_text(num_processes or 1)
-    if cache_dir is not None:
+def pydocs_text(cache_dir: str | None = None) -> str:
+    """The corpus text, cached in `cache_dir` if given (building takes ~6 s on one core)."""
+    if cache_dir is None:
+        return build_pydocs_text()
+    path = os.path.join(cache_dir, f"pydocs-{pydocs_cache_key()}.txt")
+    if not os.path.isfile(path):
         os.makedirs(cache_dir, exist_ok=True)
         with open(f"{path}.tmp{os.getpid()}", "w", encoding="utf-8") as f:
-            f.write(text)
+            f.write(build_pydocs_text())
         os.replace(f"{path}.tmp{os.getpid()}", path)
-    return text
+    with open(path, encoding="utf-8") as f:
+        return f.read()
 
 
 def iter_pydocs_documents(text: str) -> Iterator[str]:

@@ -22,14 +22,8 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import numpy as np
 
-from electra_jax.data.dataset_format import (
-    encode_example_record,
-    encode_row_record,
-    id_dtype_name,
-    write_records,
-)
-from electra_jax.data.example_builder import ExampleBuilder, PretrainExample
-from electra_jax.data.packing import pack_examples
+from electra_jax.data import dataset_format
+from electra_jax.data.example_builder import ExampleBuilder, PretrainExample, pack_examples
 from electra_jax.data.sources import Blob, CorpusStats, Source, blob_documents, grouped, iter_chunks
 from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 
@@ -51,11 +45,6 @@ class ChunkTask:
     pack: bool = False
 
 
-def chunk_seed(seed: int, index: int) -> int:
-    """The builder seed of chunk `index`: independent streams per chunk, fixed by `seed`."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0])
-
-
 _TOKENIZERS: dict[str, Tokenizer] = {}  # per worker process: built once, memo kept warm
 
 
@@ -63,15 +52,15 @@ def _chunk_examples(
     task: ChunkTask, tokenizer: Tokenizer, stats: CorpusStats, counts: collections.Counter
 ) -> Iterator[PretrainExample]:
     """The chunk's builder examples, tokenizing ~4k sentences per call, counted into `counts`."""
-    rng = random.Random(chunk_seed(task.seed, task.index))
+    # Independent random streams per chunk, fixed by the seed.
+    chunk_seed = np.random.SeedSequence([task.seed, task.index]).generate_state(1, np.uint64)[0]
+    rng = random.Random(int(chunk_seed))
     builder = ExampleBuilder(
         max_seq_len=task.max_seq_len, cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, rng=rng
     )
     documents = (d for b in task.blobs for d in blob_documents(b, stats, task.max_line_chars))
     for batch in grouped(documents, _ENCODE_BATCH, len):
-        ids = iter(
-            tokenizer.encode_batch([sentence for document in batch for sentence in document])
-        )
+        ids = iter(tokenizer.encode_batch([sentence for doc in batch for sentence in doc]))
         for document in batch:
             sentences = list(itertools.islice(ids, len(document)))
             counts["source_tokens"] += sum(map(len, sentences))
@@ -91,18 +80,21 @@ def process_chunk(task: ChunkTask) -> dict:
     if key not in _TOKENIZERS:
         _TOKENIZERS[key] = load_tokenizer(task.tokenizer_dir, task.tokenizer_settings)
     tokenizer = _TOKENIZERS[key]
-    id_dtype, length = id_dtype_name(tokenizer.vocab_size), task.max_seq_len
+    id_dtype, length = dataset_format.id_dtype_name(tokenizer.vocab_size), task.max_seq_len
     stats, counts = CorpusStats(), collections.Counter()
     examples = _chunk_examples(task, tokenizer, stats, counts)
     if task.pack:
         rows = pack_examples(examples, length)
-        records = (encode_row_record(*row.features(), length, id_dtype) for row in rows)
+        records = (
+            dataset_format.encode_row_record(*row.features(), length, id_dtype) for row in rows
+        )
     else:
         records = (
-            encode_example_record(e.token_ids, e.first_length, length, id_dtype) for e in examples
+            dataset_format.encode_example_record(e.token_ids, e.first_length, length, id_dtype)
+            for e in examples
         )
     stem = os.path.join(task.work_dir, f"chunk-{task.index:05d}")
-    counts["examples"] = write_records(stem + ".array_record.tmp", records)
+    counts["examples"] = dataset_format.write_records(stem + ".array_record.tmp", records)
     os.replace(stem + ".array_record.tmp", stem + ".array_record")
     name = os.path.basename(stem) + ".array_record"
     result = {"index": task.index, "file": name, **counts, **stats.to_dict()}
@@ -121,33 +113,17 @@ def _finished_chunk(work_dir: str, index: int) -> dict | None:
     return result if os.path.isfile(os.path.join(work_dir, result["file"])) else None
 
 
-class Progress:
-    """A tqdm bar on stderr in MB with docs/s (tqdm adds MB/s and the ETA); silent if disabled."""
-
-    def __init__(self, sources: list[Source], enabled: bool):
-        self.start, self.documents, self.bar = time.monotonic(), 0, None
-        if enabled:
-            try:
-                from tqdm import tqdm
-            except ImportError:  # tqdm comes with transformers; progress is optional
-                return
-            sizes = [source.total_bytes() for source in sources]  # None: unknown (TFDS)
-            self.bar = tqdm(
-                total=None if None in sizes else sum(sizes),  # type: ignore[arg-type]
-                unit="B", unit_scale=True, unit_divisor=1000, desc="prepare", file=sys.stderr,
-                dynamic_ncols=True,
-            )  # fmt: skip
-
-    def update(self, n_bytes: int, documents: int) -> None:
-        self.documents += documents
-        if self.bar is not None:
-            elapsed = max(time.monotonic() - self.start, 1e-9)
-            self.bar.set_postfix_str(f"{self.documents / elapsed:,.0f} docs/s", refresh=False)
-            self.bar.update(n_bytes)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+def _progress_bar(sources: list[Source]):
+    """A tqdm bar on stderr in MB (tqdm adds MB/s and the ETA); None without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm comes with transformers; progress is optional
+        return None
+    sizes = [source.total_bytes() for source in sources]  # None: unknown (TFDS)
+    return tqdm(
+        total=None if None in sizes else sum(sizes), unit="B", unit_scale=True,  # type: ignore
+        unit_divisor=1000, desc="prepare", file=sys.stderr, dynamic_ncols=True,
+    )  # fmt: skip
 
 
 def _init_worker() -> None:
@@ -157,16 +133,23 @@ def _init_worker() -> None:
 
 def run_chunks(
     sources: list[Source], template: ChunkTask, chunk_bytes: int, num_processes: int,
-    progress: Progress,
+    progress: bool,
 ) -> list[dict]:  # fmt: skip
     """Processes every chunk not finished yet (tasks are `template` with the chunk's index and
-    blobs), in a process pool when `num_processes` > 1; returns the results in chunk order."""
+    blobs), in a process pool when `num_processes` > 1, with a progress bar in MB and docs/s if
+    `progress`; returns the results in chunk order."""
     results: dict[int, dict] = {}
     pending: collections.deque[tuple[int, int, Future]] = collections.deque()
+    bar, start = _progress_bar(sources) if progress else None, time.monotonic()
 
     def finish(index: int, n_bytes: int, result: dict) -> None:
         results[index] = result
-        progress.update(n_bytes, result["documents"])
+        if bar is not None:
+            rate = sum(r["documents"] for r in results.values()) / max(
+                time.monotonic() - start, 1e-9
+            )
+            bar.set_postfix_str(f"{rate:,.0f} docs/s", refresh=False)
+            bar.update(n_bytes)
 
     pool = None
     if num_processes > 1:
@@ -190,4 +173,6 @@ def run_chunks(
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
+        if bar is not None:
+            bar.close()
     return [results[i] for i in sorted(results)]

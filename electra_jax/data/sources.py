@@ -1,21 +1,18 @@
 """Corpus reading: `--corpus` specs -> byte blobs on document boundaries -> documents of sentences.
 
-A spec is a comma-separated list of
-  * local files, directories or globs: one sentence per line, a blank line ends a document (or,
-    with `one_doc_per_file`, each file is one document and blank lines are skipped: OpenWebText);
-  * `tfds:NAME[:SPLIT]` (e.g. `tfds:wikipedia/20230601.en`): each record's `text` is one
-    document. Needs tensorflow-datasets, imported only here and only then;
-  * `builtin:pydocs`: the offline corpus built from the standard library (see `pydocs`).
-Blobs are bytes, so decoding happens in the worker processes; as every blob ends on a document
-boundary, chunks of blobs are processed independently. Decoding repairs rather than fails: each
-invalid UTF-8 byte becomes U+FFFD and is counted. Lines are stripped as in the original;
-whitespace-only lines end a document (or are dropped and counted, one document per file); lines
-over `max_line_chars` are dropped and counted (they would give only their first ~126 tokens).
+A spec is a comma-separated list of local files, directories or globs (one sentence per line, a
+blank line ends a document; or, `one_doc_per_file`, one document per file, as for OpenWebText),
+`tfds:NAME[:SPLIT]` (each record's `text` one document; needs tensorflow-datasets) and
+`builtin:pydocs` (see `pydocs`). Blobs are bytes, decoded in the worker processes; each ends on
+a document boundary, so chunks of blobs are independent. Decoding repairs and counts: invalid
+UTF-8 bytes become U+FFFD; lines are stripped as in the original; blank lines end a document
+(or are dropped); lines over `max_line_chars` are dropped (they would give ~126 tokens at most).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import io
 import os
@@ -71,7 +68,12 @@ class Source:
             yield from _tfds_blobs(self.spec)
         for path in self.paths:
             with open(path, "rb") as f:
-                check_not_binary(path, f)
+                if b"\0" in f.read(8192):  # git's test for binary (a .gz, UTF-16): would be garbage
+                    raise UserError(
+                        f"--corpus: {path} looks binary (NUL bytes in its first 8 KB); pass UTF-8 "
+                        "text files (decompress .gz / .bz2 files first)"
+                    )
+                f.seek(0)
                 if self.one_doc_per_file:
                     yield Blob(f.read(), blank_line_ends_document=False)
                 else:
@@ -80,18 +82,6 @@ class Source:
             yield from split_at_blank_lines(
                 io.BytesIO(_builtin_bytes(self.cache_dir)), target_bytes
             )
-
-
-def check_not_binary(path: str, f: BinaryIO) -> None:
-    """Refuses a file with a NUL byte in its first 8 KB (git's test for binary: a .gz, UTF-16):
-    bad bytes in text are repaired and counted, but a binary file would give garbage examples."""
-    head = f.read(8192)
-    f.seek(0)
-    if b"\0" in head:
-        raise UserError(
-            f"--corpus: {path} looks binary (NUL bytes in its first 8 KB); pass UTF-8 text "
-            "files (decompress .gz / .bz2 files first)"
-        )
 
 
 def grouped(
@@ -118,24 +108,16 @@ def split_at_blank_lines(f: BinaryIO, target_bytes: int) -> Iterator[Blob]:
         yield Blob(b"".join(lines), blank_line_ends_document=True)
 
 
-_BUILTIN_CACHE: dict[str | None, bytes] = {}
-
-
+@functools.cache
 def _builtin_bytes(cache_dir: str | None) -> bytes:
-    if cache_dir not in _BUILTIN_CACHE:
-        _BUILTIN_CACHE[cache_dir] = pydocs.pydocs_text(cache_dir).encode("utf-8")
-    return _BUILTIN_CACHE[cache_dir]
+    return pydocs.pydocs_text(cache_dir).encode("utf-8")
 
 
 def _expand_files(spec: str) -> tuple[str, ...]:
     """A file, a directory (its files, recursively) or a glob -> sorted file paths."""
     if os.path.isdir(spec):
-        found = [
-            os.path.join(d, name)
-            for d, dirs, names in os.walk(spec)
-            for name in names
-            if not name.startswith(".")
-        ]
+        walk = os.walk(spec)
+        found = [os.path.join(d, n) for d, _, names in walk for n in names if not n.startswith(".")]
     elif os.path.isfile(spec):
         found = [spec]
     else:
@@ -224,22 +206,18 @@ class CorpusStats:
         return dataclasses.asdict(self)
 
 
-def decode_utf8(data: bytes, stats: CorpusStats) -> str:
-    """Decodes UTF-8, replacing each invalid byte with U+FFFD and counting it."""
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        text, replaced = _ESCAPED_BYTE.subn("\ufffd", data.decode("utf-8", "surrogateescape"))
-        stats.replaced_bytes += replaced
-        return text
-
-
 def blob_documents(
     blob: Blob, stats: CorpusStats, max_line_chars: int = DEFAULT_MAX_LINE_CHARS
 ) -> Iterator[list[str]]:
     """Yields each document of a blob as its list of non-empty, stripped lines (sentences)."""
     stats.raw_bytes += len(blob.data)
-    lines = decode_utf8(blob.data, stats).split("\n")
+    try:
+        text = blob.data.decode("utf-8")
+    except UnicodeDecodeError:  # each invalid byte becomes U+FFFD, counted
+        escaped = blob.data.decode("utf-8", "surrogateescape")
+        text, replaced = _ESCAPED_BYTE.subn("\ufffd", escaped)
+        stats.replaced_bytes += replaced
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     document: list[str] = []

@@ -40,11 +40,8 @@ class Tokenizer(Protocol):
 
 def file_sha256(path: str) -> str:
     """Hex SHA-256 of a file: identifies a vocabulary in dataset and checkpoint metadata."""
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_vocab_txt(path: str) -> list[str]:
@@ -82,13 +79,11 @@ class WordPieceTokenizer:
         self._tokens = read_vocab_txt(vocab_path)
         vocab = {token: index for index, token in enumerate(self._tokens)}
         model = models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=MAX_WORD_CHARS)
-        self._tokenizer = HFTokenizer(model)
-        self._tokenizer.normalizer = normalizers.BertNormalizer(
-            clean_text=True, handle_chinese_chars=True, strip_accents=strip_accents,
-            lowercase=lowercase,
-        )  # fmt: skip
-        self._tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-        self._tokenizer.decoder = decoders.WordPiece(prefix="##")
+        self._tokenizer = tok = HFTokenizer(model)
+        tok.normalizer = normalizers.BertNormalizer(
+            strip_accents=strip_accents, lowercase=lowercase
+        )
+        tok.pre_tokenizer, tok.decoder = pre_tokenizers.BertPreTokenizer(), decoders.WordPiece()
         self._memo = AsciiWordPieceMemo(self.encode_batch_rust, lowercase=lowercase, vocab=vocab)
         ids = [vocab[token] for token in SPECIAL_TOKENS]
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids

@@ -1,8 +1,6 @@
-"""Vocabulary training: WordPiece (`tokenizers`) and SentencePiece, deterministic, fixed ids.
-
-Both trainers put the special tokens at fixed ids, which the rest of the code relies on:
-
-    [PAD]=0  [UNK]=1  [CLS]=2  [SEP]=3  [MASK]=4
+"""Vocabulary training: WordPiece (`tokenizers`) and SentencePiece, deterministic, with the
+special tokens at the fixed ids the rest of the code relies on: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3
+[MASK]=4. Also `load_or_train_tokenizer`, a dataset's tokenizer.
 
 WordPiece determinism: the `tokenizers` trainer assigns ids to the `##`-prefixed characters in
 hash-map order, which changes merge tie-breaks from run to run (huggingface/tokenizers#1794). We
@@ -32,28 +30,32 @@ VOCAB_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "spm.model"}  # what e
 LIMIT_ALPHABET = 1000  # as in BERT's WordPiece recipe
 
 
-def _check_texts(texts: list[str], what: str) -> None:
+def _checked(texts: list[str], what: str) -> list[str]:
     if not any(t.strip() for t in texts):
         raise UserError(f"cannot train a {what} vocabulary on an empty corpus; check --corpus")
+    return texts
+
+
+def _write(output_dir: str, kind: str, data: bytes) -> str:
+    """Writes a trained vocabulary file atomically into `output_dir`; returns its path."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, VOCAB_FILES[kind])
+    with open(path + ".tmp", "wb") as f:
+        f.write(data)
+    os.replace(path + ".tmp", path)
+    return path
 
 
 def train_wordpiece(
-    texts_iter: Iterable[str],
-    vocab_size: int,
-    output_dir: str,
-    lowercase: bool = True,
-    *,
+    texts_iter: Iterable[str], vocab_size: int, output_dir: str, lowercase: bool = True, *,
     limit_alphabet: int = LIMIT_ALPHABET,
-) -> str:
+) -> str:  # fmt: skip
     """Trains a BERT WordPiece vocabulary on sentences; writes and returns `output_dir/vocab.txt`.
-
-    Normalisation matches `WordPieceTokenizer`: BERT lower-casing and accent stripping when
-    `lowercase` (accents are kept for cased vocabularies, as in BERT).
-    """
+    Normalization matches `WordPieceTokenizer`: BERT lower-casing and accent stripping when
+    `lowercase` (accents are kept for cased vocabularies, as in BERT)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
-    texts = list(texts_iter)
-    _check_texts(texts, "WordPiece")
+    texts = _checked(list(texts_iter), "WordPiece")
     normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
     )
@@ -74,73 +76,41 @@ def train_wordpiece(
     tokenizer.normalizer = normalizer
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[*SPECIAL_TOKENS, *continuations],
-        initial_alphabet=alphabet,
-        limit_alphabet=len(alphabet),
-        continuing_subword_prefix="##",
+        vocab_size=vocab_size, special_tokens=[*SPECIAL_TOKENS, *continuations],
+        initial_alphabet=alphabet, limit_alphabet=len(alphabet), continuing_subword_prefix="##",
         show_progress=False,
-    )
+    )  # fmt: skip
     tokenizer.train_from_iterator(texts, trainer=trainer)
     vocab = tokenizer.get_vocab()
     tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
     assert tokens[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS), tokens[:8]
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, VOCAB_FILES["wordpiece"])
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write("\n".join(tokens) + "\n")
-    os.replace(path + ".tmp", path)
-    return path
+    return _write(output_dir, "wordpiece", ("\n".join(tokens) + "\n").encode("utf-8"))
 
 
 def train_sentencepiece(
-    texts_iter: Iterable[str],
-    vocab_size: int,
-    output_dir: str,
-    lowercase: bool = True,
-    *,
-    model_type: str = "unigram",
-    character_coverage: float = 0.9995,
-) -> str:
+    texts_iter: Iterable[str], vocab_size: int, output_dir: str, lowercase: bool = True, *,
+    model_type: str = "unigram", character_coverage: float = 0.9995,
+) -> str:  # fmt: skip
     """Trains a SentencePiece model on sentences; writes and returns `output_dir/spm.model`.
-
     [PAD]/[UNK] are SentencePiece's pad/unk pieces; [CLS]/[SEP]/[MASK] are control symbols
-    (never produced from raw text). No BOS/EOS. `lowercase` selects the case-folding NFKC rule.
-    """
+    (never produced from raw text). No BOS/EOS. `lowercase` selects the case-folding NFKC rule."""
     import sentencepiece as spm
 
-    texts = [t for t in texts_iter if t.strip()]
-    _check_texts(texts, "SentencePiece")
+    texts = _checked([t for t in texts_iter if t.strip()], "SentencePiece")
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_writer=model,
-            vocab_size=vocab_size,
-            model_type=model_type,
-            character_coverage=character_coverage,
-            pad_id=0,
-            unk_id=1,
-            bos_id=-1,
-            eos_id=-1,
-            pad_piece=SPECIAL_TOKENS[0],
-            unk_piece=SPECIAL_TOKENS[1],
+            sentence_iterator=iter(texts), model_writer=model, vocab_size=vocab_size,
+            model_type=model_type, character_coverage=character_coverage, pad_id=0, unk_id=1,
+            bos_id=-1, eos_id=-1, pad_piece=SPECIAL_TOKENS[0], unk_piece=SPECIAL_TOKENS[1],
             control_symbols=list(SPECIAL_TOKENS[2:]),
-            normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc",
-            num_threads=1,
-            input_sentence_size=0,
-            shuffle_input_sentence=False,
-            hard_vocab_limit=False,
+            normalization_rule_name="nmt_nfkc_cf" if lowercase else "nmt_nfkc", num_threads=1,
+            input_sentence_size=0, shuffle_input_sentence=False, hard_vocab_limit=False,
             minloglevel=2,
-        )
+        )  # fmt: skip
     except RuntimeError as e:
         raise UserError(f"SentencePiece training failed: {e}; try a smaller --vocab-size") from e
-    os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, VOCAB_FILES["sentencepiece"])
-    with open(path + ".tmp", "wb") as f:
-        f.write(model.getvalue())
-    os.replace(path + ".tmp", path)
-    return path
+    return _write(output_dir, "sentencepiece", model.getvalue())
 
 
 def load_or_train_tokenizer(

@@ -28,20 +28,16 @@ class AsciiWordPieceMemo:
     `encode_words` is the Rust tokenizer on a list of single words (one call per batch)."""
 
     def __init__(
-        self,
-        encode_words: Callable[[list[str]], list[list[int]]],
-        lowercase: bool,
+        self, encode_words: Callable[[list[str]], list[list[int]]], lowercase: bool,
         vocab: dict[str, int],
-    ):
-        self._encode_words = encode_words
-        self._lowercase = lowercase
+    ):  # fmt: skip
+        self._encode_words, self._lowercase = encode_words, lowercase
         # A whole word that is itself a vocabulary entry is its own single piece (WordPiece
         # matches the longest prefix first): seeding these makes the memo warm from the start.
         self._pieces: dict[str, list[int]] = {
-            token: [token_id]
-            for token, token_id in vocab.items()
+            token: [token_id] for token, token_id in vocab.items()
             if _CASED_WORDS.fullmatch(token) and len(token) <= MAX_WORD_CHARS
-        }
+        }  # fmt: skip
         self._max_words = len(self._pieces) + MAX_MEMO_WORDS
 
     def encode_batch(self, texts: list[str]) -> list[list[int] | None]:
@@ -57,19 +53,16 @@ class AsciiWordPieceMemo:
                 ids[index] = list(chain.from_iterable(map(lookup, words)))
             except KeyError:
                 unseen.append((index, words))
-        if unseen:
-            new_pieces = self._learn({w for _, words in unseen for w in words})
+        if unseen:  # their missing words in one Rust call, stored while the memo has room
+            missing = sorted({w for _, words in unseen for w in words} - self._pieces.keys())
+            new_pieces = dict(zip(missing, self._encode_words(missing), strict=True))
+            room = max(0, self._max_words - len(self._pieces))
+            self._pieces.update(
+                new_pieces if room >= len(missing) else list(new_pieces.items())[:room]
+            )
             lookup = self._pieces.__getitem__  # the C-level lookup, unless the memo is full
             if any(word not in self._pieces for word in new_pieces):
                 lookup = ChainMap(new_pieces, self._pieces).__getitem__
             for index, words in unseen:
                 ids[index] = list(chain.from_iterable(map(lookup, words)))
         return ids
-
-    def _learn(self, words: set[str]) -> dict[str, list[int]]:
-        """Tokenizes the words missing from the memo in one Rust call; stores those that fit."""
-        missing = sorted(w for w in words if w not in self._pieces)
-        new_pieces = dict(zip(missing, self._encode_words(missing), strict=True))
-        room = max(0, self._max_words - len(self._pieces))
-        self._pieces.update(new_pieces if room >= len(missing) else list(new_pieces.items())[:room])
-        return new_pieces
