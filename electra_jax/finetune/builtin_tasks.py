@@ -1,13 +1,10 @@
-"""Built-in offline tasks in the GLUE TSV layout, generated deterministically from the built-in
-corpus (`builtin:pydocs`); train, dev and test from disjoint documents:
-- `builtin_acceptability` (SST layout): 1 for an original sentence, 0 for one with a window of
-  words permuted; each sentence appears once, so memorizing sentences does not help.
-- `builtin_replaced` (SST layout): 0 when half of the words (at least two) were replaced by
-  random word types. Visible in the bag of tokens, so even the random-init tiny model learns it
-  in CPU seconds (the tests use it); the order tasks need more data, steps or pre-training.
-- `builtin_continuity` (RTE layout): 1 when B follows A in its document, 0 when B is from another.
-Pre-training's default corpus is the same, so a pre-trained model has seen these sentences
-(without labels): the point of the pre-trained vs random-init comparison."""
+"""Built-in offline tasks in the GLUE TSV layout, made deterministically from pre-training's default
+corpus (`builtin:pydocs`: a pre-trained model has seen the sentences, unlabeled), train, dev and
+test from disjoint documents, each sentence once (memorizing does not help). Label 1 for an
+original sentence, 0 for one with a window of words permuted (`builtin_acceptability`) or half its
+words replaced (`builtin_replaced`: visible in the bag of tokens, so even the random-init tiny
+model learns it in CPU seconds); RTE layout `builtin_continuity`: 1 when B follows A, 0 when B is
+from another document."""
 
 from __future__ import annotations
 
@@ -106,8 +103,7 @@ def ensure_builtin_tasks(
     train: int = 4000, dev: int = 1000, test: int = 1000, seed: int = 0,
     cache_dir: str | None = None,
 ) -> str:  # fmt: skip
-    """A data_dir with `<task>/{train,dev,test}.tsv` for every built-in task, generated once and
-    cached; returns its path."""
+    """A data_dir with `<task>/{train,dev,test}.tsv` of every built-in task (made once, cached)."""
     cache_dir = cache_dir or default_cache_dir()
     name = f"finetune-builtin-v{FORMAT_VERSION}-{pydocs_cache_key()}-{train}-{dev}-{test}-s{seed}"
     data_dir = os.path.join(cache_dir, name)

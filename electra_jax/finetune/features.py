@@ -95,14 +95,17 @@ def _max_context(spans: list[tuple[int, int]], span_index: int, position: int) -
     return scores.index(max(scores)) == span_index
 
 
-def _answer_tokens(
-    example: SquadExample, char_to_word: list[int], word_to_token: list[int],
-    doc_ids: list[int], tokenizer: Tokenizer,
-) -> tuple[int, int] | None:  # fmt: skip
-    """The first answer's (first, last) sub-word position in the context, None if impossible;
-    tightened to the smallest sub-span equal to the answer's own tokenization (the original)."""
-    if not example.answers or example.is_impossible:
-        return None
+def _context_tokens(example: SquadExample, tokenizer: Tokenizer, is_training: bool) -> tuple:
+    """(context sub-word ids, each one's word, the first answer's (first, last) sub-word when
+    training, tightened to the answer's own tokenization as the original does, else None)."""
+    words, char_to_word = split_words(example.context)
+    word_to_token, token_to_word, doc_ids = [], [], []
+    for w, ids in enumerate(tokenizer.encode_batch(words) if words else []):
+        word_to_token.append(len(doc_ids))
+        token_to_word.extend([w] * len(ids))
+        doc_ids.extend(ids)
+    if not is_training or not example.answers or example.is_impossible:
+        return doc_ids, token_to_word, None
     text, char_start = example.answers[0]
     start = word_to_token[char_to_word[char_start]]
     next_word = char_to_word[char_start + len(text) - 1] + 1
@@ -111,8 +114,8 @@ def _answer_tokens(
     for new_start in range(start, end + 1):
         for new_end in range(end, new_start - 1, -1):
             if doc_ids[new_start : new_end + 1] == answer_ids:
-                return new_start, new_end
-    return start, end
+                return doc_ids, token_to_word, (new_start, new_end)
+    return doc_ids, token_to_word, (start, end)
 
 
 def featurize_squad(
@@ -120,21 +123,11 @@ def featurize_squad(
     max_query_len: int = 64, is_training: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[WindowMeta]]:  # fmt: skip
     """Examples -> window arrays (inputs, answer mask, targets) and per-window metadata."""
-    rows: list[tuple[list[int], list[int]]] = []
-    targets: list[tuple[int, int]] = []
-    metas: list[WindowMeta] = []
+    rows, targets, metas = [], [], []  # per window: (ids, segments), (start, end), WindowMeta
     questions = tokenizer.encode_batch([e.question for e in examples])
     for example_index, example in enumerate(examples):
         query = questions[example_index][:max_query_len]
-        words, char_to_word = split_words(example.context)
-        word_to_token, token_to_word_all, doc_ids = [], [], []
-        for w, ids in enumerate(tokenizer.encode_batch(words) if words else []):
-            word_to_token.append(len(doc_ids))
-            token_to_word_all.extend([w] * len(ids))
-            doc_ids.extend(ids)
-        answer = None
-        if is_training:
-            answer = _answer_tokens(example, char_to_word, word_to_token, doc_ids, tokenizer)
+        doc_ids, token_to_word_all, answer = _context_tokens(example, tokenizer, is_training)
         room = max_seq_len - len(query) - 3  # windows start `stride` tokens apart
         stride, n = min(room, doc_stride), len(doc_ids)
         spans = [(o, min(n - o, room)) for o in range(0, max(n - room, 0) + stride, stride)]

@@ -30,13 +30,12 @@ class ClassificationHead(nn.Module):
 
     config: ModelConfig
     num_outputs: int
-    dropout: float = 0.1
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     @nn.compact
     def __call__(self, h_BxLxH: jax.Array, deterministic: bool) -> jax.Array:
-        cls_BxH = nn.Dropout(self.dropout)(h_BxLxH[:, 0], deterministic=deterministic)
+        cls_BxH = nn.Dropout(0.1)(h_BxLxH[:, 0], deterministic=deterministic)
         args = (self.config, self.dtype, self.param_dtype)
         logits_BxK = dense(self.num_outputs, *args, axes=("hidden", None), name="output")(cls_BxH)
         return logits_BxK.astype(jnp.float32)
@@ -93,9 +92,8 @@ class SpanHead(nn.Module):
                 start_p_BxL = jnp.exp(start_log_probs_BxL).astype(h_BxLxH.dtype)
                 pooled_BxH = jnp.einsum("bl,blh->bh", start_p_BxL, h_BxLxH)
                 repr_BxF = jnp.concatenate([repr_BxF, pooled_BxH], -1)
-                repr_BxF = gelu_exact(
-                    dense(self.hidden, *args, axes=(None, "mlp"), name="answerable_dense")(repr_BxF)
-                )
+                hidden = dense(self.hidden, *args, axes=(None, "mlp"), name="answerable_dense")
+                repr_BxF = gelu_exact(hidden(repr_BxF))
             logit_Bx1 = dense(1, *args, axes=(None, None), name="answerable")(repr_BxF)
             out["answerable_logit"] = logit_Bx1[:, 0].astype(jnp.float32)
         return out

@@ -119,12 +119,8 @@ def squad_scores(
     predictions: dict[str, str], golds: dict[str, list[str]],
     na_probs: dict[str, float] | None = None, na_threshold: float = 1.0,
 ) -> dict[str, float]:  # fmt: skip
-    """EM / F1 x100 over all questions, as the official v1.1 / v2.0 scripts compute them.
-
-    With `na_probs`, a prediction becomes "" where its no-answer probability exceeds
-    `na_threshold` (official default 1.0: never); `best_exact` / `best_f1` (and thresholds) are
-    the scores at the best threshold (official v2.0).
-    """
+    """EM / F1 x100 as the official v1.1 / v2.0 scripts: with `na_probs`, "" where the no-answer
+    probability exceeds `na_threshold`, and `best_exact` / `best_f1` at the best threshold."""
     ids = list(golds)
     missing = [i for i in ids if i not in predictions]
     if missing:
@@ -156,8 +152,7 @@ def best_threshold(
     best_thresh = 0.0
     for i in sorted(golds, key=lambda k: na_probs[k]):
         # Answerable: its score; unanswerable: -1 if an answer was given, else 0.
-        diff = raw_scores[i] if golds[i] else (-1.0 if predictions[i] else 0.0)
-        current += diff
+        current += raw_scores[i] if golds[i] else (-1.0 if predictions[i] else 0.0)
         if current > score:
             score, best_thresh = current, na_probs[i]
     return 100.0 * score / len(golds), float(best_thresh)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from electra_jax.errors import UserError
@@ -49,12 +49,8 @@ class MalformedRow(UserError):
     """A data row that does not fit the task's layout."""
 
 
-def _parse_all(
-    path: str, rows: Iterable[tuple[str, Any]], parse: Callable[[Any], Any], skip: bool,
-    nothing: str,
-) -> ReadResult:  # fmt: skip
-    """Parses each (location, row); a MalformedRow stops the run naming its location, or with
-    `skip` is counted. `nothing` completes the error when no row is usable."""
+def _parse_all(path: str, rows: list, parse: Callable, skip: bool, nothing: str) -> ReadResult:
+    """Parses each (location, row): a MalformedRow stops the run naming it, or `skip` counts it."""
     result = ReadResult([])
     for where, row in rows:
         try:

@@ -145,8 +145,7 @@ def init_seed_params(
     model: FinetuneModel, seeds: list[int], example: dict[str, np.ndarray],
     pretrained: dict | None,
 ) -> Any:  # fmt: skip
-    """Parameters with a leading seed axis: fresh heads per seed, the shared pre-trained encoder
-    (load_encoder checked its groups and shapes)."""
+    """Parameters with a leading seed axis: fresh heads per seed, the shared pre-trained encoder."""
     dummy = {k: jnp.asarray(v[:2]) for k, v in example.items()}
     init = lambda rng: nn.unbox(model.init({"params": rng}, dummy, deterministic=True)["params"])
     params_S = jax.jit(jax.vmap(init))(jnp.stack([jax.random.key(s) for s in seeds]))
@@ -166,8 +165,7 @@ def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: Config) ->
 
         def loss_fn(p: Any) -> jax.Array:
             out = model.apply({"params": p}, batch, deterministic=False, rngs={"dropout": rng})
-            return task_loss(out, batch, spec.kind, spec.squad_v2,
-                             config.squad.answerable_weight)  # fmt: skip
+            return task_loss(out, batch, spec.kind, spec.squad_v2, config.squad.answerable_weight)
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -179,9 +177,8 @@ def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: Config) ->
 
 
 def train_group(
-    config: Config, tx: Any, train_step: Any, schedule: optax.Schedule,
-    train: dict[str, np.ndarray], params_S: Any, seeds: list[int], num_steps: int,
-    logger: MetricsLogger,
+    config: Config, tx: Any, train_step: Any, schedule: optax.Schedule, train: dict,
+    params_S: Any, seeds: list[int], num_steps: int, logger: MetricsLogger,
 ) -> Any:  # fmt: skip
     """Trains one group of seeds together (a leading seed axis); returns their parameters."""
     B, N = config.batch_size, len(train["input_ids"])
@@ -220,8 +217,7 @@ def score_seed(
     config: Config, spec: TaskSpec, eval_set: EvalSet, out: dict[str, np.ndarray],
     tokenizer: Tokenizer,
 ) -> tuple[dict[str, float] | None, Any]:  # fmt: skip
-    """(metrics, or None for a test set; predictions) of one seed on one set. GLUE predictions
-    are class ids or STS-B scores on the 0-5 scale; SQuAD's (answers, null scores)."""
+    """(metrics, None for a test set; GLUE class ids or 0-5 scores, or SQuAD (answers, nulls))."""
     if spec.kind != "span":
         preds = out["predictions"] * 5.0 if spec.kind == "regression" else out["logits"].argmax(-1)
         if not eval_set.has_labels:
@@ -270,11 +266,10 @@ def write_predictions(
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, eval_set.file_name)
         preds = predictions[eval_set.name][chosen]
-        if spec.kind == "span":
-            answers, nulls = preds
-            write_json(path, answers)
+        if spec.kind == "span":  # (answers, null odds)
+            write_json(path, preds[0])
             if spec.squad_v2:
-                write_json(path.replace(".json", "_null_odds.json"), nulls)
+                write_json(path.replace(".json", "_null_odds.json"), preds[1])
         else:
             write_glue_submission(path, spec, [e.guid for e in eval_set.examples], preds)
         written.append(path)
