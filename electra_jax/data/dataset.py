@@ -124,14 +124,10 @@ def _split_shards(
         path, n = os.path.join(work_dir, result["file"]), result["examples"]
         if 0 < remaining < n:
             records = dataset_format.read_records(path)
-            for split, part in (
-                ("eval", records[n - remaining :]),
-                ("train", records[: n - remaining]),
-            ):
-                tokens = dataset_format.decode_records(part, max_seq_len, id_dtype)[
-                    "input_mask"
-                ].sum()
-                parts[split].append((part, len(part), int(tokens)))
+            head, tail = records[: n - remaining], records[n - remaining :]
+            for split, part in ("eval", tail), ("train", head):
+                mask = dataset_format.decode_records(part, max_seq_len, id_dtype)["input_mask"]
+                parts[split].append((part, len(part), int(mask.sum())))
             remaining = 0
         elif n > 0:
             parts["eval" if remaining else "train"].append((path, n, result["tokens"]))

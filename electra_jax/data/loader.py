@@ -47,12 +47,12 @@ class ReadBatch:
     packed: bool = False
 
     def __post_init__(self) -> None:
-        self._source = None
+        self._reader = None
         self._perms: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_source": None, "_perms": {}, "_lock": None}
+        return {**self.__dict__, "_reader": None, "_perms": {}, "_lock": None}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, _lock=threading.Lock())
@@ -84,11 +84,11 @@ class ReadBatch:
     def __call__(self, batch_index: int) -> dict[str, np.ndarray]:
         import grain
 
-        if self._source is None:
-            self._source = grain.sources.ArrayRecordDataSource(self.paths)
+        if self._reader is None:
+            self._reader = grain.sources.ArrayRecordDataSource(self.paths)
         ids_B = self.example_ids(int(batch_index))
         order = np.argsort(ids_B, kind="stable")  # read in file order, then restore the shuffle
-        items = self._source.__getitems__(ids_B[order].tolist())
+        items = self._reader.__getitems__(ids_B[order].tolist())
         restored = [items[k] for k in np.argsort(order)]
         return dataset_format.decode_records(restored, self.max_seq_len, self.id_dtype, self.packed)
 

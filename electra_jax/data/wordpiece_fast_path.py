@@ -3,7 +3,7 @@
 The Rust pipeline runs at ~1.4 MB per CPU-second, mostly per-token bookkeeping we never use. On
 a line of printable ASCII the BERT normalizer only lower-cases, and the BERT pre-tokenizer
 splits into runs of [a-z0-9] and single punctuation characters; WordPiece then works per
-pre-token, so a word's pieces never depend on its neighbours: the Rust tokenizer computes them
+pre-token, so a word's pieces never depend on its neighbors: the Rust tokenizer computes them
 once and they are memoized. Any other line goes to the Rust tokenizer whole. The ids are
 identical (tests/test_tokenizer_fast_path.py); prepare runs several times faster (BENCHMARKS.md).
 """
