@@ -156,12 +156,10 @@ def prepare_dataset(
 ) -> dict:  # fmt: skip
     """Builds a pre-training dataset in `output` and returns its meta.json contents.
 
-    `vocab` is a BERT vocab.txt or a SentencePiece .model; or `train_vocab` ("wordpiece" /
-    "sentencepiece") with `vocab_size` trains one on the first `vocab_sample_mb` MB of the
-    corpus. `num_processes` > 1 uses spawned processes (the calling script needs the usual
-    `if __name__ == "__main__":` guard). Returns at once if `output` already holds the same
-    dataset; refuses to overwrite a different one. `pack` fills each stored row with several
-    examples (`example_builder.pack_examples`); a split's `examples` then counts rows.
+    `vocab` (BERT vocab.txt or SentencePiece .model), or `train_vocab` + `vocab_size` trained on
+    the corpus's first `vocab_sample_mb` MB. `num_processes` > 1 spawns processes (the caller
+    needs a `__main__` guard). Returns at once if `output` holds the same dataset; refuses to
+    overwrite another. `pack` fills rows with several examples; `examples` then counts rows.
     """
     _validate(
         vocab, train_vocab, vocab_size, max_seq_len, num_processes, eval_fraction, eval_examples,
