@@ -1,4 +1,4 @@
-"""Featurisation (pairs, doubling, SQuAD windows and answers), layer-wise LR, heads, outputs."""
+"""Featurization (pairs, doubling, SQuAD windows and answers), layer-wise LR, heads, outputs."""
 
 import jax
 import jax.numpy as jnp

@@ -6,8 +6,6 @@ words replaced (`builtin_replaced`: visible in the bag of tokens, so even the ra
 model learns it in CPU seconds); RTE layout `builtin_continuity`: 1 when B follows A, 0 when B is
 from another document."""
 
-from __future__ import annotations
-
 import contextlib
 import itertools
 import os

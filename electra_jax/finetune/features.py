@@ -4,8 +4,6 @@ run_squad, ELECTRA's qa_tasks), a window without the answer pointing at [CLS]. A
 decoding: the top-k starts x top-k ends of every window where the start has its maximal context.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import itertools
 import unicodedata
@@ -189,10 +187,8 @@ def decode_answers(
         if "answerable_logit" in outputs:
             null_scores[meta.example_index].append(float(outputs["answerable_logit"][w]))
         for i, j in itertools.product(range(K), range(K)):
-            start, end = (
-                int(outputs["start_top_index"][w, i]),
-                int(outputs["end_top_index"][w, i, j]),
-            )
+            start = int(outputs["start_top_index"][w, i])
+            end = int(outputs["end_top_index"][w, i, j])
             if not meta.token_is_max_context.get(start) or end not in meta.token_to_word:
                 continue
             if start <= end < start + max_answer_len:

@@ -7,8 +7,6 @@ conditioned on the start ([h_j ; h_start] -> dense 512 + GELU -> LayerNorm -> de
 an answerability classifier on [h_CLS ; sum_j p_start(j) h_j] (sigmoid cross-entropy, x 0.5).
 """
 
-from __future__ import annotations
-
 import re
 from typing import Any
 

@@ -1,8 +1,6 @@
 """Fine-tuning metrics in numpy: GLUE's (tested against scikit-learn / scipy; 0.0 where undefined,
 as scikit-learn's MCC), the GLUE score, and SQuAD's official EM / F1."""
 
-from __future__ import annotations
-
 import collections
 import re
 import string

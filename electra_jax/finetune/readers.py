@@ -2,8 +2,6 @@
 and, as a fallback, TFDS. A malformed row stops the run with one line naming the file, the row
 and the fix; with `skip_malformed` it is skipped and counted (`ReadResult.skipped`)."""
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import os
@@ -168,15 +166,6 @@ def read_split(
     return read_glue_tsv(path, spec, is_test, skip_malformed)
 
 
-# TFDS feature names of each GLUE task's text fields.
-_TFDS_TEXT = {
-    "cola": ("sentence",), "sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"),
-    "stsb": ("sentence1", "sentence2"), "qqp": ("question1", "question2"),
-    "mnli": ("premise", "hypothesis"), "qnli": ("question", "sentence"),
-    "rte": ("sentence1", "sentence2"), "wnli": ("sentence1", "sentence2"),
-}  # fmt: skip
-
-
 def read_tfds(spec: TaskSpec, stem: str) -> ReadResult:
     """GLUE / SQuAD from TensorFlow Datasets (needs tensorflow-datasets and its prepared data)."""
     if not spec.tfds_name:
@@ -210,6 +199,6 @@ def read_tfds(spec: TaskSpec, stem: str) -> ReadResult:
         elif int(raw) >= 0:
             name = names[int(raw)] if names else str(int(raw))
             label = spec.labels.index(name) if name in spec.labels else int(raw)
-        texts = [decode(row[k]) for k in _TFDS_TEXT[spec.name]]
+        texts = [decode(row[k]) for k in spec.tfds_text]
         examples.append(Example(str(int(row["idx"])), *texts, label=label))
     return ReadResult(examples)

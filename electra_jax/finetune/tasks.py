@@ -2,8 +2,6 @@
 test}.tsv`, RECIPE.md) and which columns, 0-based or from the end, hold text and label. GLUE
 test files carry an `index` column first and no labels, hence their own text columns."""
 
-from __future__ import annotations
-
 import dataclasses
 from typing import Literal
 
@@ -28,6 +26,7 @@ class TaskSpec:
     double_unordered: bool = False  # train on (A, B) and (B, A): MRPC, STS-B
     epochs: int = 3
     tfds_name: str = ""
+    tfds_text: tuple[str, ...] = ()  # TFDS feature names of the text fields (GLUE)
     squad_v2: bool = False
 
 
@@ -37,36 +36,37 @@ def _task(name: str, leaderboard: str, kind: str = "classification", **kw) -> Ta
     return TaskSpec(name, kind, kw.pop("dir_name", name), **kw)
 
 
-def _glue(name: str, leaderboard: str, **kw) -> TaskSpec:
-    return _task(name, leaderboard, tfds_name=f"glue/{name}", **kw)
+def _glue(name: str, leaderboard: str, tfds_text: tuple[str, ...], **kw) -> TaskSpec:
+    return _task(name, leaderboard, tfds_name=f"glue/{name}", tfds_text=tfds_text, **kw)
 
 
 BINARY = ("0", "1")
 ENTAILMENT = ("entailment", "not_entailment")
 SST_LAYOUT = dict(text_columns=(0,), label_column=1, test_text_columns=(1,), labels=BINARY)
 RTE_LAYOUT = dict(text_columns=(1, 2), label_column=3, test_text_columns=(1, 2))
+PAIR = ("sentence1", "sentence2")
 
 TASKS: dict[str, TaskSpec] = {
     t.name: t
     for t in (
-        _glue("cola", "CoLA.tsv", text_columns=(3,), label_column=1, test_text_columns=(1,),
-              labels=BINARY, header=False, metric="mcc"),
-        _glue("sst2", "SST-2.tsv", dir_name="sst", **SST_LAYOUT),
-        _glue("mrpc", "MRPC.tsv", text_columns=(3, 4), label_column=0, test_text_columns=(3, 4),
-              labels=BINARY, metric="accuracy_f1", double_unordered=True),
-        _glue("stsb", "STS-B.tsv", kind="regression", dir_name="sts", text_columns=(-3, -2),
+        _glue("cola", "CoLA.tsv", ("sentence",), text_columns=(3,), label_column=1,
+              test_text_columns=(1,), labels=BINARY, header=False, metric="mcc"),
+        _glue("sst2", "SST-2.tsv", ("sentence",), dir_name="sst", **SST_LAYOUT),
+        _glue("mrpc", "MRPC.tsv", PAIR, text_columns=(3, 4), label_column=0,
+              test_text_columns=(3, 4), labels=BINARY, metric="accuracy_f1", double_unordered=True),
+        _glue("stsb", "STS-B.tsv", PAIR, kind="regression", dir_name="sts", text_columns=(-3, -2),
               label_column=-1, test_text_columns=(-2, -1), metric="correlation",
               double_unordered=True, epochs=10),
-        _glue("qqp", "QQP.tsv", text_columns=(3, 4), label_column=5, test_text_columns=(1, 2),
-              labels=BINARY, metric="accuracy_f1"),
-        _glue("mnli", "", text_columns=(8, 9), label_column=-1, test_text_columns=(8, 9),
-              labels=("contradiction", "entailment", "neutral"),
+        _glue("qqp", "QQP.tsv", ("question1", "question2"), text_columns=(3, 4), label_column=5,
+              test_text_columns=(1, 2), labels=BINARY, metric="accuracy_f1"),
+        _glue("mnli", "", ("premise", "hypothesis"), text_columns=(8, 9), label_column=-1,
+              test_text_columns=(8, 9), labels=("contradiction", "entailment", "neutral"),
               dev_sets=(("dev_matched", "dev_matched"), ("dev_mismatched", "dev_mismatched")),
               test_sets=(("test_matched", "test_matched", "MNLI-m.tsv"),
                          ("test_mismatched", "test_mismatched", "MNLI-mm.tsv"))),
-        _glue("qnli", "QNLI.tsv", **RTE_LAYOUT, labels=ENTAILMENT),
-        _glue("rte", "RTE.tsv", **RTE_LAYOUT, labels=ENTAILMENT, epochs=10),
-        _glue("wnli", "WNLI.tsv", **RTE_LAYOUT, labels=BINARY),
+        _glue("qnli", "QNLI.tsv", ("question", "sentence"), **RTE_LAYOUT, labels=ENTAILMENT),
+        _glue("rte", "RTE.tsv", PAIR, **RTE_LAYOUT, labels=ENTAILMENT, epochs=10),
+        _glue("wnli", "WNLI.tsv", PAIR, **RTE_LAYOUT, labels=BINARY),
         _task("squad11", "squad11_predictions.json", "span", metric="squad", epochs=2,
               tfds_name="squad/v1.1"),
         _task("squad20", "squad20_predictions.json", "span", metric="squad", epochs=2,

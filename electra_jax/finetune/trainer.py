@@ -2,8 +2,6 @@
 compiled step over a leading seed axis; each seed has its own head initialization, dropout and
 data order) as far as `vectorize_budget` allows, all from the same pre-trained encoder."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 import os
@@ -75,9 +73,10 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
             return preset(config.size, vocab_size=tokenizer.vocab_size), None, tokenizer
         except ValueError as e:
             raise UserError(str(e)) from e
-    root, exported = config.init_from, os.path.join(config.init_from, "export")
+    root = config.init_from  # an exported model, or a pre-training workdir (its export/)
+    exported = os.path.join(root, "export")
     has_model = lambda d: os.path.isfile(os.path.join(d, MODEL_JSON))
-    directory = exported if has_model(exported) and not has_model(root) else root  # a workdir
+    directory = exported if has_model(exported) and not has_model(root) else root
     model_cfg, params, tokenizer = load_model(directory)
     if tokenizer is None:
         raise UserError(f"init_from {directory} has no tokenizer; re-export it with its vocab.txt")
@@ -258,7 +257,7 @@ def write_glue_submission(
 
 
 def write_predictions(
-    directory: str, spec: TaskSpec, eval_sets: Sequence[Any], predictions: dict, chosen: int
+    directory: str, spec: TaskSpec, eval_sets: Sequence[EvalSet], predictions: dict, chosen: int
 ) -> list[str]:
     """Writes run `chosen`'s predictions for each set with a `file_name`; returns the paths."""
     written = []
