@@ -80,12 +80,14 @@ def apply_override(config: ml_collections.ConfigDict, field: str, value: str, pa
     """Sets `config.<field>` from text, parsed to the type of the value it replaces."""
     *parents, name = field.split(".")
     node = config
-    for i, key in enumerate([*parents, name]):
+    for key in [*parents, name]:
         if not isinstance(node, ml_collections.ConfigDict) or key not in node:
             known = list(node.keys()) if isinstance(node, ml_collections.ConfigDict) else []
             close = difflib.get_close_matches(key, known, n=1)
-            hint = f"did you mean {'.'.join([*parents[:i], close[0]])!r}? " if close else ""
-            raise UserError(f"unknown config field {field!r}; {hint}see {path} (or --help)")
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UserError(
+                f"unknown config field {key!r} in {CONFIG_PREFIX}{field}; {hint}see {path}"
+            )
         if key != name:
             node = node[key]
     node[name] = parse_value(node[name], value, field)
@@ -93,15 +95,14 @@ def apply_override(config: ml_collections.ConfigDict, field: str, value: str, pa
 
 def parse_value(current: Any, text: str, field: str) -> Any:
     """`text` as the type of `current` (bool, int, float, str, tuple/list; None: a literal)."""
+    kinds = {bool: "true or false", int: "an integer", float: "a number"}
     try:
         if isinstance(current, bool):
             if text.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
+                raise ValueError(f"not a boolean: {text!r}")
             return text.lower() in ("true", "1")
-        if isinstance(current, int):
-            return int(text)
-        if isinstance(current, float):
-            return float(text)
+        if isinstance(current, int | float):
+            return type(current)(text)
         if isinstance(current, str):
             return text
         if isinstance(current, tuple | list):
@@ -110,10 +111,9 @@ def parse_value(current: Any, text: str, field: str) -> Any:
             return ast.literal_eval(text)
         except (ValueError, SyntaxError):
             return text
-    except (ValueError, SyntaxError, TypeError):
-        kinds = {bool: "true or false", int: "an integer", float: "a number"}
+    except (ValueError, SyntaxError, TypeError) as e:
         kind = kinds.get(type(current), f"a {type(current).__name__} literal")
-        raise UserError(f"{CONFIG_PREFIX}{field}={text}: expected {kind}") from None
+        raise UserError(f"{CONFIG_PREFIX}{field}={text}: {e}; expected {kind}") from None
 
 
 def flat_fields(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
@@ -162,6 +162,7 @@ def parse_config_args(
     if args.help:
         print_config_help(parser, args.config or default_config)
         sys.exit(0)
+    usage = f"usage: {parser.prog} --config={default_config} --workdir=DIR [--config.FIELD=V]"
     try:
         if not args.config:
             raise UserError(f"missing --config; pass e.g. --config={default_config}")
@@ -169,7 +170,7 @@ def parse_config_args(
             raise UserError("missing --workdir; pass the run directory, e.g. --workdir=runs/x")
         config = load_config(args.config, overrides)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e} ({usage})", file=sys.stderr)
         sys.exit(2)
     return args, config
 
