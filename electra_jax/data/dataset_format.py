@@ -73,6 +73,11 @@ def check_meta(meta: dict, data_dir: str, *, vocab_size: int, max_seq_len: int) 
         )
 
 
+def batch_keys(meta: dict) -> tuple[str, ...]:
+    """The arrays of a batch: FEATURES, plus `packing_ids` for packed datasets."""
+    return FEATURES + (("packing_ids",) if is_packed(meta) else ())
+
+
 def special_ids(meta: dict) -> dict[str, int]:
     """{cls_id, sep_id, mask_id}: what the objective needs, without building the tokenizer."""
     ids = meta["special_ids"]

@@ -281,18 +281,16 @@ def _train(
 
     # ---- input
     data_dir = resolve_data_dir(config)
-    meta = read_meta(data_dir)
-    tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
-    special_ids = dict(cls_id=tokenizer.cls_id, sep_id=tokenizer.sep_id, mask_id=tokenizer.mask_id)
-    model_cfg, objective, opt_cfg = build_configs(config, special_ids)
+    meta = read_meta(data_dir)  # read once, passed on
+    model_cfg, objective, opt_cfg = build_configs(config, dataset_format.special_ids(meta))
     check_meta(meta, data_dir, vocab_size=model_cfg.vocab_size, max_seq_len=config.max_seq_len)
-    packed = dataset_format.is_packed(meta)
-    if packed:
+    if dataset_format.is_packed(meta):
         print(describe_packing(meta))
     if config.init_from:
         check_init_from(config.init_from, model_cfg)
     train_iter = make_train_loader(
         data_dir,
+        meta=meta,
         global_batch_size=config.batch_size,
         seed=config.seed,
         worker_count=config.data.worker_count,
@@ -301,7 +299,10 @@ def _train(
     eval_batches = []  # eval_batches=0 turns held-out evaluation off
     if config.eval_batches > 0:
         eval_batches = make_eval_batches(
-            data_dir, global_batch_size=config.batch_size, num_batches=config.eval_batches
+            data_dir,
+            global_batch_size=config.batch_size,
+            num_batches=config.eval_batches,
+            meta=meta,
         )
 
     # ---- mesh, model, sharding
@@ -357,7 +358,7 @@ def _train(
     )
     batch_spec = {
         k: jax.ShapeDtypeStruct(((K,) if K > 1 else ()) + (B, L), jnp.int32, sharding=batch_sh)
-        for k in dataset_format.FEATURES + (("packing_ids",) if packed else ())
+        for k in dataset_format.batch_keys(meta)
     }
     t0 = time.perf_counter()
     compiled = jitted_step.lower(state, batch_spec).compile()
@@ -432,6 +433,7 @@ def _train(
         if config.export and is_primary:
             # The discriminator + generator, for fine-tuning, detect and `convert --to=hf`.
             export = os.path.join(workdir, "export")
+            tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
             save_model(export, jax.device_get(state.params), model_cfg, tokenizer, overwrite=True)
         took = format_duration(time.perf_counter() - run_start)
         shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith("eval/"))
