@@ -51,12 +51,12 @@ def spearman(x_N: np.ndarray, y_N: np.ndarray) -> float:
     return pearson(average_ranks(x_N), average_ranks(y_N))
 
 
-# Each GLUE metric's measures, the headline (the paper's choice per task) first.
+# Each GLUE metric's measures and its headline (the paper's choice per task).
 GLUE_METRICS = {
-    "mcc": {"mcc": matthews_corrcoef},
-    "correlation": {"spearman": spearman, "pearson": pearson},
-    "accuracy_f1": {"accuracy": accuracy, "f1": binary_f1},
-    "accuracy": {"accuracy": accuracy},
+    "mcc": ({"mcc": matthews_corrcoef}, "mcc"),
+    "correlation": ({"pearson": pearson, "spearman": spearman}, "spearman"),
+    "accuracy_f1": ({"accuracy": accuracy, "f1": binary_f1}, "accuracy"),
+    "accuracy": ({"accuracy": accuracy}, "accuracy"),
 }
 
 
@@ -64,8 +64,9 @@ def glue_metrics(metric: str, labels_N: np.ndarray, preds_N: np.ndarray) -> dict
     """A task's measures x100, the headline also under `score`."""
     if metric not in GLUE_METRICS:
         raise ValueError(f"unknown metric {metric!r}")
-    out = {k: 100.0 * fn(labels_N, preds_N) for k, fn in GLUE_METRICS[metric].items()}
-    return {**out, "score": next(iter(out.values()))}
+    measures, headline = GLUE_METRICS[metric]
+    out = {k: 100.0 * fn(labels_N, preds_N) for k, fn in measures.items()}
+    return {**out, "score": out[headline]}
 
 
 # The paper's GLUE score: the mean over these eight tasks (WNLI excluded), each with the
