@@ -6,8 +6,6 @@ Config-driven jobs (`pretrain`, `finetune`, the bench scripts) take the big_visi
 `--help` lists the file's arguments (its docstring) and every field with its default.
 """
 
-from __future__ import annotations
-
 import argparse
 import ast
 import difflib

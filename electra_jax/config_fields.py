@@ -4,8 +4,6 @@ Config files build a section from a dataclass's defaults (`section`), so a defau
 once; trainers build the dataclass from the section (`build`) with the run-level fields added.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from typing import Any, TypeVar
 

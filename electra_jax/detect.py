@@ -5,8 +5,6 @@
   python -m electra_jax.detect --checkpoint=DIR --input-ids=2,1996,3 [--threshold=0.5]
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import re

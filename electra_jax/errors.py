@@ -1,7 +1,5 @@
 """One-line user errors for every command: what is wrong and how to fix it, no traceback."""
 
-from __future__ import annotations
-
 import functools
 import logging
 import sys

@@ -11,8 +11,6 @@ Writes OUTPUT/{train,eval}-XXXXX-of-YYYYY.array_record, OUTPUT/meta.json and the
 print examples to stdout. Bad input stops with one line on stderr and exit code 2.
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import os

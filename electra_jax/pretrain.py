@@ -5,8 +5,6 @@ Rerunning the same command resumes from the newest readable checkpoint. Exit sta
 or preempted (checkpoint saved), 2 bad input or a failed checkpoint save, 3 a non-finite loss.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from collections.abc import Sequence

@@ -8,8 +8,6 @@ Outputs are written atomically and never replace an existing directory (unless -
 An HF directory holding only an ElectraForMaskedLM (generator) converts as generator-only.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 

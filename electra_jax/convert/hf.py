@@ -1,8 +1,6 @@
 """Hugging Face ELECTRA <-> electra_jax parameters (named by `convert.names`) and directories.
 Our `tied` layout shares one embedding block: the discriminator's is kept, or both if untied."""
 
-from __future__ import annotations
-
 import json
 import os
 from collections.abc import Mapping

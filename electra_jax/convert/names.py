@@ -1,8 +1,6 @@
 """The one mapping between electra_jax and Hugging Face ELECTRA: config fields and parameter
 names/layouts, read by HF import and export (so TF import too) and the torch benchmark."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 import re

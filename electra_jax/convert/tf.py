@@ -1,8 +1,6 @@
 """Original TF1 checkpoints (google-research/electra) -> electra_jax parameters: TF names become
 HF keys and `hf.hf_to_params` does the rest (one name table, one set of checks)."""
 
-from __future__ import annotations
-
 import os
 import re
 from collections.abc import Mapping

@@ -7,8 +7,6 @@ On success the shards become `train-XXXXX-of-YYYYY.array_record` / `eval-...`, m
 written and the directory is renamed to OUTPUT.
 """
 
-from __future__ import annotations
-
 import fcntl
 import json
 import os

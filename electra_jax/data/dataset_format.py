@@ -8,8 +8,6 @@ position's example number within the row (1, 2, ...; 0 = padding), decoded into 
 meta.json is read once per run (`read_meta`) and the dict handed on.
 """
 
-from __future__ import annotations
-
 import json
 from collections.abc import Iterable, Sequence
 

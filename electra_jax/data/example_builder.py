@@ -22,8 +22,6 @@ the row as the unit. Rows are filled first-fit over a few open rows in builder o
 deterministic, one pass, bounded memory.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import random
 from collections.abc import Iterable, Iterator, Sequence

@@ -11,8 +11,6 @@ position: `get_state` / `set_state`, or orbax with `grain.checkpoint.CheckpointS
 `CheckpointRestore(it)`, restore the identical batches.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import threading
 

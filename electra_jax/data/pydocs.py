@@ -7,8 +7,6 @@ per line), one document per module, documents separated by blank lines. The resu
 a given Python version, so a fresh machine can pre-train a tiny model with no download.
 """
 
-from __future__ import annotations
-
 import ast
 import hashlib
 import io

@@ -6,8 +6,6 @@ output depends only on the arguments, never on the number of processes. A finish
 `chunk-XXXXX.array_record` and a `.json` marker in the work directory; a restarted run skips it.
 """
 
-from __future__ import annotations
-
 import collections
 import dataclasses
 import itertools

@@ -9,8 +9,6 @@ UTF-8 bytes become U+FFFD; lines are stripped as in the original; blank lines en
 (or are dropped); lines over `max_line_chars` are dropped (they would give ~126 tokens at most).
 """
 
-from __future__ import annotations
-
 import dataclasses
 import functools
 import glob

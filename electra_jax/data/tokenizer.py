@@ -2,8 +2,6 @@
 `tokenizers` library) and SentencePiece (a .model file); `load_tokenizer` rebuilds either from
 its saved settings. `encode` never adds special tokens: the example builder lays them out."""
 
-from __future__ import annotations
-
 import hashlib
 import os
 import shutil

@@ -10,8 +10,6 @@ result is byte-identical across runs. SentencePiece is trained on one thread wit
 sampling or shuffling, which makes it deterministic too.
 """
 
-from __future__ import annotations
-
 import collections
 import io
 import os

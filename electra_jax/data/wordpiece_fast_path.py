@@ -8,8 +8,6 @@ once and they are memoized. Any other line goes to the Rust tokenizer whole. The
 identical (tests/test_tokenizer_fast_path.py); prepare runs several times faster (BENCHMARKS.md).
 """
 
-from __future__ import annotations
-
 import re
 from collections import ChainMap
 from collections.abc import Callable

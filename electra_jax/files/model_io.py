@@ -4,8 +4,6 @@ DIR holds model.json {"format", "model": ModelConfig fields, "tokenizer": settin
 "parts": parameter groups}, params/ (an Orbax tree) and the tokeniser's file; written atomically.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from typing import Any

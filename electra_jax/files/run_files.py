@@ -5,8 +5,6 @@ These are the only readers of those files: the trainers, sweeps, the report and 
 campaign all go through them. Paths may be local or remote (`etils.epath`).
 """
 
-from __future__ import annotations
-
 import json
 import os
 import sys

@@ -3,8 +3,6 @@
 An interrupted export or a failed write never damages what was already at the target path.
 """
 
-from __future__ import annotations
-
 import contextlib
 import json
 import os

@@ -1,8 +1,6 @@
 """Fine-tune on a GLUE, SQuAD or built-in task: `python -m electra_jax.finetune
 --config=configs/finetune.py:task=T,size=S --workdir=DIR [--config.FIELD=VALUE ...]`."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 from electra_jax.cli import config_parser, parse_config_args

@@ -3,8 +3,6 @@
 Every field of RECIPE.md's architecture table lives here; defaults are the original's.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 from typing import Any, Literal
@@ -106,14 +104,14 @@ class ModelConfig:
             intermediate_size=4 * hidden,
         )
 
-    def replace(self, **overrides: Any) -> ModelConfig:
+    def replace(self, **overrides: Any) -> "ModelConfig":
         return dataclasses.replace(self, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ModelConfig:
+    def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

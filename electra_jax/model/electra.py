@@ -15,8 +15,6 @@ sits on the `discriminator` tower. A subset of the tree (for example a converted
 discriminator) works with the methods that only touch that subset.
 """
 
-from __future__ import annotations
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp

@@ -5,8 +5,6 @@ every position, the generator head (dense + tied softmax) only at the N masked p
 Embedding lookups are not matmuls and are not counted.
 """
 
-from __future__ import annotations
-
 import jax
 
 from electra_jax.model.config import EncoderConfig, ModelConfig

@@ -5,8 +5,6 @@ Parameter names follow the original / Hugging Face layout (`LayerNorm`, `query`,
 that conversion is a rename, and the optimiser's "no decay on LayerNorm and bias" rule matches.
 """
 
-from __future__ import annotations
-
 from typing import Any
 
 import flax.linen as nn

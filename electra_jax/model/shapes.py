@@ -1,8 +1,6 @@
 """Parameter trees against the shapes a ModelConfig implies (no arrays allocated), so a
 mismatched checkpoint fails with one line naming the parameter, not a Flax error in `apply`."""
 
-from __future__ import annotations
-
 from typing import Any
 
 import flax.linen as nn

@@ -8,8 +8,6 @@ that fails (full disk, lost bucket permission) stops the run with `CheckpointSav
 the steps already committed are left as they are.
 """
 
-from __future__ import annotations
-
 import contextlib
 import os
 import re

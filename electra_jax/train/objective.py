@@ -8,8 +8,6 @@ packed datasets `packing_ids` (each position's example number; masking and the l
 per-token, so only the model reads it).
 """
 
-from __future__ import annotations
-
 import dataclasses
 from typing import Any
 

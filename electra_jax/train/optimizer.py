@@ -7,8 +7,6 @@ Each quirk is a switch (`OptimizerConfig`). optax's `scale_by_adam` always bias-
 the uncorrected moment update is a ten-line transformation here.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import re
 from collections.abc import Callable

@@ -5,8 +5,6 @@ the mesh axes `data` and `fsdp`. A dimension that the mesh axis does not divide 
 replicated, so any config runs on any device count.
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 from typing import Any
 

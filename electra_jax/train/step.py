@@ -14,8 +14,6 @@ checkpoint (`on_nonfinite="stop"`, exit 3) or logs the count and goes on ("skip"
 `StepConfig.nonfinite_test_step` poisons one step's loss for the tests.
 """
 
-from __future__ import annotations
-
 import dataclasses
 from collections.abc import Callable
 from typing import Any

@@ -3,8 +3,6 @@ loop, export. `train(config, workdir)` is what `python -m electra_jax.pretrain`,
 notebooks call.
 """
 
-from __future__ import annotations
-
 import os
 import signal
 import time
