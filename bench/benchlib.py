@@ -27,6 +27,7 @@ import numpy as np
 
 from electra_jax import cli
 from electra_jax.errors import UserError
+from electra_jax.train.program import build_configs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETRAIN_CONFIG = "configs/pretrain.py"
@@ -92,8 +93,6 @@ def parse_config_args(
 def step_configs(config: ml_collections.ConfigDict) -> tuple[Any, Any, Any]:
     """(ModelConfig, ObjectiveConfig, OptimizerConfig) as the trainer builds them from `config`,
     the objective with the synthetic batches' special ids."""
-    from electra_jax.train.trainer import build_configs
-
     return build_configs(config, SPECIAL_IDS)
 
 

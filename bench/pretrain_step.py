@@ -24,9 +24,7 @@ import json
 import time
 from typing import Any
 
-import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -34,13 +32,10 @@ from bench import benchlib
 from bench.benchlib import Shape, StepRunner
 from electra_jax.errors import exit_on_user_error
 from electra_jax.model.config import ModelConfig
-from electra_jax.model.electra import ElectraModel, init_params
 from electra_jax.model.flops import device_peak_flops, train_flops_per_token
 from electra_jax.model.layers import use_fused_attention
-from electra_jax.train import sharding as shd
 from electra_jax.train.objective import ObjectiveConfig
-from electra_jax.train.optimizer import learning_rate_schedule, make_optimizer
-from electra_jax.train.step import StepConfig, create_train_state, make_multi_step, make_train_step
+from electra_jax.train.program import build_program
 from electra_jax.train.trainer import check_attention_backend, validate_config
 
 
@@ -89,35 +84,16 @@ def compile_ours(config: ml_collections.ConfigDict, packed: bool = False) -> Com
     """Compiles our train step for `config` as the trainer does: the mesh and shardings of
     train/sharding.py, one jit with the state donated."""
     check_step_config(config)
-    model_cfg, objective, opt_cfg = benchlib.step_configs(config)
-    devices = jax.devices()[: config.mesh.num_devices] if config.mesh.num_devices > 0 else None
-    mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, devices)
-    model = ElectraModel(model_cfg, dtype=jnp.dtype(config.dtype), remat=config.remat)
-    init_rng = jax.random.key(config.seed)
-    abstract = jax.eval_shape(lambda r: init_params(model, r), init_rng)
-    param_sh = shd.param_shardings(abstract, mesh)
-    params = jax.jit(lambda r: nn.unbox(init_params(model, r)), out_shardings=param_sh)(init_rng)
-    schedule = learning_rate_schedule(opt_cfg)
-    tx = make_optimizer(opt_cfg, schedule=schedule)
-    state = jax.jit(lambda p: create_train_state(p, tx), donate_argnums=0)(params)
-    state_sh = jax.tree.map(lambda x: x.sharding, state)
-    K = config.steps_per_call
-    step_cfg = StepConfig(
-        seed=config.seed, grad_accum_steps=config.grad_accum_steps, rng_impl=config.rng_impl
+    program = build_program(config, benchlib.SPECIAL_IDS)
+    state = program.init_state()
+    batch = host_batch(
+        program.model_cfg.vocab_size, benchlib.shape_of(config), config.steps_per_call, packed
     )
-    step = make_multi_step(make_train_step(model, objective, tx, step_cfg, schedule), K)
-    batch_sh = shd.batch_sharding(mesh, extra_leading_dims=1 if K > 1 else 0)
-    jitted = jax.jit(
-        step,
-        in_shardings=(state_sh, batch_sh),
-        out_shardings=(state_sh, shd.replicated(mesh)),
-        donate_argnums=0,
-    )
-    batch = host_batch(model_cfg.vocab_size, benchlib.shape_of(config), K, packed)
-    batch = jax.device_put(batch, batch_sh)
+    batch = jax.device_put(batch, program.batch_sh)
     start = time.perf_counter()
-    compiled = jitted.lower(state, batch).compile()
+    compiled = program.step.lower(state, batch).compile()
     compile_s = time.perf_counter() - start
+    model_cfg, objective, mesh = program.model_cfg, program.objective, program.mesh
     return CompiledStep(compiled, state, batch, model_cfg, objective, mesh, compile_s)
 
 

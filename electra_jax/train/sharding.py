@@ -11,6 +11,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from electra_jax.errors import UserError
@@ -77,6 +78,17 @@ def param_shardings(boxed_params: Any, mesh: Mesh, rules: Sequence = LOGICAL_RUL
         shapes,
         is_leaf=lambda x: isinstance(x, PartitionSpec),
     )
+
+
+def state_shardings(tx: Any, state_shapes: Any, param_sh: Any, mesh: Mesh) -> Any:
+    """A TrainState of shardings: the parameters and every parameter-shaped optimiser tree (the
+    Adam moments) as `param_sh`, the scalars (steps, counts) replicated."""
+    rep = replicated(mesh)
+    opt_sh = optax.tree_utils.tree_map_params(
+        tx, lambda _, sharding: sharding, state_shapes.opt_state, param_sh,
+        transform_non_params=lambda _: rep,
+    )  # fmt: skip
+    return jax.tree.map(lambda _: rep, state_shapes).replace(params=param_sh, opt_state=opt_sh)
 
 
 def batch_sharding(mesh: Mesh, extra_leading_dims: int = 0) -> NamedSharding:

@@ -8,13 +8,11 @@ import signal
 import time
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from electra_jax.config_fields import build
 from electra_jax.data import dataset_format
 from electra_jax.data.dataset import ensure_builtin_dataset
 from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
@@ -29,21 +27,16 @@ from electra_jax.files.run_files import (
 )
 from electra_jax.files.storage import make_workdir, write_json
 from electra_jax.model.config import ModelConfig
-from electra_jax.model.electra import ElectraModel, init_params
 from electra_jax.model.flops import device_peak_flops, train_flops_per_token
 from electra_jax.model.layers import cudnn_attention_problem
 from electra_jax.train import sharding as shd
 from electra_jax.train.checkpoints import RunCheckpoints
-from electra_jax.train.objective import ObjectiveConfig, finalize_metrics
-from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
+from electra_jax.train.objective import finalize_metrics
+from electra_jax.train.program import build_program
 from electra_jax.train.step import (
     RNG_IMPLS,
-    StepConfig,
     TrainState,
-    create_train_state,
     make_eval_step,
-    make_multi_step,
-    make_train_step,
 )
 
 EXIT_NONFINITE = 3
@@ -139,28 +132,6 @@ def describe_packing(meta: dict) -> str:
 
 
 # ----------------------------------------------------------------------------- model
-
-
-def build_configs(
-    config: ml_collections.ConfigDict, special_ids: dict[str, int]
-) -> tuple[ModelConfig, ObjectiveConfig, OptimizerConfig]:
-    """The model, objective and optimiser dataclasses from the config's sections."""
-    model_cfg = build(ModelConfig, config.model, "config.model")
-    if config.max_seq_len > model_cfg.max_position_embeddings:
-        raise UserError(
-            f"max_seq_len={config.max_seq_len} exceeds model.max_position_embeddings="
-            f"{model_cfg.max_position_embeddings}; lower --config.max_seq_len"
-        )
-    objective = build(
-        ObjectiveConfig, config.objective, "config.objective",
-        electra_objective=model_cfg.electra_objective, **special_ids,
-    )  # fmt: skip
-    optimizer = build(
-        OptimizerConfig, config.optimizer, "config.optimizer",
-        learning_rate=config.learning_rate, num_train_steps=config.num_train_steps,
-        warmup_steps=config.warmup_steps,
-    )  # fmt: skip
-    return model_cfg, objective, optimizer
 
 
 def check_init_from(path: str, model_cfg: ModelConfig, source_cfg: ModelConfig | None = None):
@@ -280,7 +251,10 @@ def _train(
     # ---- input
     data_dir = resolve_data_dir(config)
     meta = read_meta(data_dir)  # read once, passed on
-    model_cfg, objective, opt_cfg = build_configs(config, dataset_format.special_ids(meta))
+
+    # ---- mesh, model, sharding, the jitted step (train/program.py)
+    program = build_program(config, dataset_format.special_ids(meta))
+    model_cfg, objective, mesh = program.model_cfg, program.objective, program.mesh
     check_meta(meta, data_dir, vocab_size=model_cfg.vocab_size, max_seq_len=config.max_seq_len)
     if dataset_format.is_packed(meta):
         print(describe_packing(meta))
@@ -302,22 +276,8 @@ def _train(
             num_batches=config.eval_batches,
             meta=meta,
         )
-
-    # ---- mesh, model, sharding
-    devices = jax.devices()[: config.mesh.num_devices] if config.mesh.num_devices > 0 else None
-    mesh = shd.make_mesh(config.mesh.data, config.mesh.fsdp, devices)
-    model = ElectraModel(model_cfg, dtype=jnp.dtype(config.dtype), remat=config.remat)
-    init_rng = jax.random.key(config.seed)
-    abstract_boxed = jax.eval_shape(lambda r: init_params(model, r), init_rng)
-    param_sh = shd.param_shardings(abstract_boxed, mesh)
-    params = jax.jit(lambda r: nn.unbox(init_params(model, r)), out_shardings=param_sh)(init_rng)
-    if config.init_from:
-        params = load_init_from(config.init_from, params, model_cfg)
-    schedule = learning_rate_schedule(opt_cfg)
-    tx = make_optimizer(opt_cfg, schedule=schedule)
-    state = jax.jit(lambda p: create_train_state(p, tx))(params)
-    state_sh = jax.tree.map(lambda x: x.sharding, state)
-    n_params = sum(int(x.size) for x in jax.tree.leaves(params))
+    abstract_state = program.abstract_state()
+    n_params = sum(int(x.size) for x in jax.tree.leaves(abstract_state.params))
     print(
         f"model: {config.size} ({n_params / 1e6:.2f}M params, dtype {config.dtype}), "
         f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.devices()[0].platform} device(s)"
@@ -325,44 +285,28 @@ def _train(
     if is_primary:  # every input is checked: a bad one never overwrites the previous config.json
         write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
-    # ---- checkpoint (resume)
+    # ---- checkpoint: resume, or initialise (and load init_from)
     checkpoints = RunCheckpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    abstract_state = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state
-    )
     restored = checkpoints.restore_latest(abstract_state, train_iter)
-    start_step = 0
     if restored is not None:
         start_step, state = restored
         print(f"resume: from step {start_step} in {checkpoints.directory}")
+    else:
+        start_step = 0
+        init_from = config.init_from
+        state = program.init_state(
+            (lambda p: load_init_from(init_from, p, model_cfg)) if init_from else None
+        )
     if is_primary:
         truncate_metrics_after(workdir, start_step)
 
     # ---- update: compile before the loop
     K, B, L = config.steps_per_call, config.batch_size, config.max_seq_len
-    step_cfg = StepConfig(
-        seed=config.seed,
-        grad_accum_steps=config.grad_accum_steps,
-        nonfinite_test_step=config.nonfinite_test_step,
-        rng_impl=config.rng_impl,
-    )
-    train_step = make_multi_step(make_train_step(model, objective, tx, step_cfg, schedule), K)
-    batch_sh = shd.batch_sharding(mesh, extra_leading_dims=1 if K > 1 else 0)
-    jitted_step = jax.jit(
-        train_step,
-        in_shardings=(state_sh, batch_sh),
-        out_shardings=(state_sh, shd.replicated(mesh)),
-        donate_argnums=0,
-    )
-    batch_spec = {
-        k: jax.ShapeDtypeStruct(((K,) if K > 1 else ()) + (B, L), jnp.int32, sharding=batch_sh)
-        for k in dataset_format.batch_keys(meta)
-    }
     t0 = time.perf_counter()
-    compiled = jitted_step.lower(state, batch_spec).compile()
+    compiled = program.compile(dataset_format.batch_keys(meta))
     print(f"compile: train step in {time.perf_counter() - t0:.1f}s; {memory_summary(compiled)}")
-    eval_sh = shd.batch_sharding(mesh)
-    eval_step = jax.jit(make_eval_step(model, objective))
+    batch_sh, eval_sh = program.batch_sh, shd.batch_sharding(mesh)
+    eval_step = jax.jit(make_eval_step(program.model, objective))
     throughput = Throughput(
         B * L, train_flops_per_token(model_cfg, L, objective.num_predictions(L)), mesh.size
     )
