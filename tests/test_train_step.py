@@ -1,8 +1,6 @@
 """The compiled pre-training step: skipped non-finite steps and an in-place state update."""
 
 import functools
-import os
-import sys
 
 import flax.linen as nn
 import jax
@@ -10,11 +8,7 @@ import numpy as np
 import pytest
 from test_golden_step import fixed_batch
 
-sys.path.insert(
-    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
-)
-import profile_step  # noqa: E402
-
+from bench import profile_step
 from configs.pretrain import get_config
 from electra_jax.errors import UserError
 from electra_jax.model.config import preset
