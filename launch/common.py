@@ -181,13 +181,15 @@ def pinned_jax_version(requirements: str = REQUIREMENTS) -> str:
 
 
 def venv_commands(python: str, venv: str, jax_extra: str) -> list[Command]:
-    """Creates `venv` and installs jax[<extra>] at the pinned version plus requirements.txt."""
+    """Creates `venv` and installs jax[<extra>] at the pinned version plus requirements.txt (the
+    runtime only: no torch, no test tools), then the checkout itself (`pip install -e .`)."""
     pip = f"{venv}/bin/pip"
     jax = f"jax[{jax_extra}]=={pinned_jax_version()}"
     return [
         [python, "-m", "venv", venv],
         [pip, "install", "-q", "--upgrade", "pip"],
         [pip, "install", "-q", jax, "-r", "requirements.txt"],
+        [pip, "install", "-q", "--no-deps", "-e", "."],
     ]
 
 

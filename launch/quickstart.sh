@@ -12,7 +12,8 @@ fi
 source "$VENV/bin/activate"
 python -m pip install -q --upgrade pip
 python -m pip install -q torch==2.13.0  # the CPU build; pinned so nothing pulls CUDA wheels
-python -m pip install -q -r requirements.txt
+python -m pip install -q -r requirements-dev.txt  # runtime + tests (README's second command)
+python -m pip install -q --no-deps -e .
 
 echo "== pre-training tiny on builtin:pydocs (CPU) into $WORKDIR"
 python -m electra_jax.pretrain --config=configs/pretrain.py:tiny --workdir="$WORKDIR" "$@"
