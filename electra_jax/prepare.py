@@ -76,7 +76,8 @@ def build_parser() -> ArgumentParser:
                           help="share of examples held out for eval (default 0.01)")
     held_out.add_argument("--eval-examples", type=int, default=None,
                           help="number of examples held out for eval")
-    add("--no-lowercase", action="store_true", help="keep case and accents (cased models)")
+    add("--no-lowercase", dest="lowercase", action="store_false",
+        help="keep case and accents (cased models)")
     add("--one-doc-per-file", action="store_true",
         help="each file is one document, blank lines skipped (OpenWebText)")
     add("--shard-mb", type=float, default=DEFAULT_SHARD_MB, help="raw text MB per shard")
@@ -90,25 +91,17 @@ def build_parser() -> ArgumentParser:
              "an example; not the original's layout)")
     add("--show", type=int, default=0, metavar="N", help="print N examples")
     add("--show-json", action="store_true", help="print the --show examples as JSON lines")
-    add("--quiet", action="store_true", help="no progress bar or summary")
+    add("--quiet", dest="progress", action="store_false", help="no progress bar or summary")
     # fmt: on
     return parser
 
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    meta = prepare_dataset(
-        args.corpus, args.output, vocab=args.vocab, train_vocab=args.train_vocab,
-        vocab_size=args.vocab_size, max_seq_len=args.max_seq_len, seed=args.seed,
-        num_processes=args.num_processes, eval_fraction=args.eval_fraction,
-        eval_examples=args.eval_examples, lowercase=not args.no_lowercase,
-        one_doc_per_file=args.one_doc_per_file, shard_mb=args.shard_mb,
-        max_line_chars=args.max_line_chars, vocab_sample_mb=args.vocab_sample_mb,
-        cache_dir=args.cache_dir, progress=not args.quiet, pack=args.pack,
-    )  # fmt: skip
-    show = args.show or (5 if args.show_json else 0)
-    for line in show_lines(args.output, show, as_json=args.show_json, meta=meta) if show else []:
+    kwargs = vars(build_parser().parse_args(argv))  # the flags are prepare_dataset's arguments
+    show, as_json = kwargs.pop("show"), kwargs.pop("show_json")
+    meta = prepare_dataset(**kwargs)
+    for line in show_lines(kwargs["output"], show or (5 if as_json else 0), as_json, meta=meta):
         print(line)
     sys.stdout.flush()
 

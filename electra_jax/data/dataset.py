@@ -1,10 +1,8 @@
 """Corpus -> (vocabulary) -> a prepared dataset: ArrayRecord shards + meta.json, resumable.
 
-Work happens in `OUTPUT.partial/`: a manifest of the arguments, the vocabulary and the chunk
-shards of `shard_workers` (a restarted run with the same arguments keeps finished chunks). The
-held-out eval split is the corpus tail (`eval_fraction` of the examples, or `eval_examples`).
-On success the shards become `train-XXXXX-of-YYYYY.array_record` / `eval-...`, meta.json is
-written and the directory is renamed to OUTPUT.
+Work happens in `OUTPUT.partial/` (the arguments' manifest, the vocabulary, the chunk shards; a
+restart with the same arguments keeps finished chunks), renamed to OUTPUT on success. The eval
+split is the corpus tail.
 """
 
 import fcntl
@@ -15,16 +13,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from electra_jax.data import dataset_format
+from electra_jax.data import dataset_format, sources
 from electra_jax.data.shard_workers import ChunkTask, run_chunks
-from electra_jax.data.sources import (
-    BUILTIN_PYDOCS,
-    DEFAULT_MAX_LINE_CHARS,
-    CorpusStats,
-    parse_corpus,
-)
-from electra_jax.data.tokenizer import SPECIAL_TOKENS, file_sha256
-from electra_jax.data.vocab_training import VOCAB_FILES, load_or_train_tokenizer
+from electra_jax.data.sources import CorpusStats, parse_corpus
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, VOCAB_FILES, file_sha256
+from electra_jax.data.vocab_training import load_or_train_tokenizer
 from electra_jax.errors import UserError
 
 MANIFEST_FILE = "manifest.json"
@@ -94,8 +87,7 @@ def _open_work_dir(work_dir: str, manifest: dict, log) -> None:
         if not same:
             shutil.rmtree(work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(manifest, f, indent=1)
+    dataset_format.write_atomic(path, json.dumps(manifest, indent=1).encode())
 
 
 def _eval_count(n_examples: int, eval_fraction: float, eval_examples: int | None) -> int:
@@ -114,26 +106,24 @@ def _eval_count(n_examples: int, eval_fraction: float, eval_examples: int | None
 def _split_shards(
     results: list[dict], work_dir: str, out_dir: str, n_eval: int, max_seq_len: int, id_dtype: str
 ) -> dict:
-    """Moves the chunk shards into `out_dir` as train and eval (the last `n_eval` examples),
-    splitting the chunk that straddles the boundary; returns meta.json's `splits`."""
+    """Moves the chunk shards into `out_dir`, the last `n_eval` examples as eval (splitting the
+    chunk that straddles the boundary); returns meta.json's `splits`."""
     parts: dict[str, list] = {"train": [], "eval": []}  # (path or records, examples, tokens)
-    remaining = n_eval
-    for result in reversed(results):
+    start, first_eval = 0, sum(result["examples"] for result in results) - n_eval
+    for result in results:
         path, n = os.path.join(work_dir, result["file"]), result["examples"]
-        if 0 < remaining < n:
-            records = dataset_format.read_records(path)
-            head, tail = records[: n - remaining], records[n - remaining :]
-            for split, part in ("eval", tail), ("train", head):
+        if start < first_eval < start + n:
+            records, cut = dataset_format.read_records(path), first_eval - start
+            for split, part in ("train", records[:cut]), ("eval", records[cut:]):
                 mask = dataset_format.decode_records(part, max_seq_len, id_dtype)["input_mask"]
                 parts[split].append((part, len(part), int(mask.sum())))
-            remaining = 0
         elif n > 0:
-            parts["eval" if remaining else "train"].append((path, n, result["tokens"]))
-            remaining -= n if remaining else 0
+            parts["train" if start < first_eval else "eval"].append((path, n, result["tokens"]))
+        start += n
     splits = {}
     for split, chunks in parts.items():
         shards = [f"{split}-{i:05d}-of-{len(chunks):05d}.array_record" for i in range(len(chunks))]
-        for name, (content, _, _) in zip(shards, reversed(chunks), strict=True):
+        for name, (content, _, _) in zip(shards, chunks, strict=True):
             if isinstance(content, str):
                 os.replace(content, os.path.join(out_dir, name))
             else:
@@ -148,24 +138,20 @@ def prepare_dataset(
     train_vocab: str | None = None, vocab_size: int | None = None, max_seq_len: int = 128,
     seed: int = 0, num_processes: int = 1, eval_fraction: float = 0.01,
     eval_examples: int | None = None, lowercase: bool = True, one_doc_per_file: bool = False,
-    shard_mb: float = DEFAULT_SHARD_MB, max_line_chars: int = DEFAULT_MAX_LINE_CHARS,
+    shard_mb: float = DEFAULT_SHARD_MB, max_line_chars: int = sources.DEFAULT_MAX_LINE_CHARS,
     vocab_sample_mb: float = DEFAULT_VOCAB_SAMPLE_MB, cache_dir: str | None = None,
     progress: bool = True, pack: bool = False,
 ) -> dict:  # fmt: skip
-    """Builds a pre-training dataset in `output` and returns its meta.json contents.
-
-    `vocab` (BERT vocab.txt or SentencePiece .model), or `train_vocab` + `vocab_size` trained on
-    the corpus's first `vocab_sample_mb` MB. `num_processes` > 1 spawns processes (the caller
-    needs a `__main__` guard). Returns at once if `output` holds the same dataset; refuses to
-    overwrite another. `pack` fills rows with several examples; `examples` then counts rows.
-    """
+    """Builds a dataset in `output` (at once if it holds this one; never over another) and
+    returns its meta.json. `num_processes` > 1 spawns processes: the caller needs a `__main__`
+    guard. `pack` fills rows with several examples; `examples` then counts rows."""
     _validate(
         vocab, train_vocab, vocab_size, max_seq_len, num_processes, eval_fraction, eval_examples,
         shard_mb,
     )  # fmt: skip
     log = (lambda message: print(message, file=sys.stderr)) if progress else (lambda _: None)
     output = os.path.abspath(output)
-    sources = parse_corpus(corpus, one_doc_per_file=one_doc_per_file, cache_dir=cache_dir)
+    corpus_sources = parse_corpus(corpus, one_doc_per_file=one_doc_per_file, cache_dir=cache_dir)
     chunk_bytes = max(1, int(shard_mb * 1e6))
     vocab_key = (
         {"train": train_vocab, "vocab_size": vocab_size} if train_vocab
@@ -173,7 +159,7 @@ def prepare_dataset(
     )  # fmt: skip
     manifest = {  # the arguments that determine the dataset (not the process count)
         "format_version": dataset_format.FORMAT_VERSION,
-        "corpus": [source.fingerprint() for source in sources], "vocab": vocab_key,
+        "corpus": [source.fingerprint() for source in corpus_sources], "vocab": vocab_key,
         "max_seq_len": max_seq_len, "seed": seed,
         "eval_fraction": None if eval_examples is not None else eval_fraction,
         "eval_examples": eval_examples, "lowercase": lowercase,
@@ -189,14 +175,14 @@ def prepare_dataset(
     work_dir = output + ".partial"
     _open_work_dir(work_dir, manifest, log)
     tokenizer = load_or_train_tokenizer(
-        sources, work_dir, vocab=vocab, train_vocab=train_vocab, vocab_size=vocab_size,
+        corpus_sources, work_dir, vocab=vocab, train_vocab=train_vocab, vocab_size=vocab_size,
         lowercase=lowercase, vocab_sample_bytes=int(vocab_sample_mb * 1e6),
         max_line_chars=max_line_chars, log=log,
     )  # fmt: skip
     settings = tokenizer.settings()
     task = ChunkTask(-1, [], work_dir, settings, max_seq_len, seed, max_line_chars, work_dir, pack)
     started = time.monotonic()
-    results = run_chunks(sources, task, chunk_bytes, num_processes, progress)
+    results = run_chunks(corpus_sources, task, chunk_bytes, num_processes, progress)
     seconds = time.monotonic() - started
 
     stats = CorpusStats(**{k: sum(r[k] for r in results) for k in CorpusStats().to_dict()})
@@ -237,8 +223,8 @@ def prepare_dataset(
                    "builder_examples": totals["builder_examples"], "padding_share": padding_share},
         "manifest": manifest,
     }  # fmt: skip
-    with open(os.path.join(out_dir, dataset_format.META_FILE), "w") as f:
-        json.dump(meta, f, indent=1)
+    meta_json = json.dumps(meta, indent=1).encode()
+    dataset_format.write_atomic(os.path.join(out_dir, dataset_format.META_FILE), meta_json)
     if os.path.isdir(output):
         os.rmdir(output)  # empty (checked above)
     os.replace(out_dir, output)
@@ -258,17 +244,15 @@ def prepare_dataset(
 
 def default_cache_dir() -> str:
     """Where built-in datasets are cached: $ELECTRA_JAX_CACHE or ~/.cache/electra_jax."""
-    default = os.path.join(os.path.expanduser("~"), ".cache", "electra_jax")
-    return os.environ.get("ELECTRA_JAX_CACHE", default)
+    return os.environ.get("ELECTRA_JAX_CACHE", os.path.expanduser("~/.cache/electra_jax"))
 
 
 def ensure_builtin_dataset(
     cache_dir: str | None = None, vocab_size: int = 8192, max_seq_len: int = 128, seed: int = 0,
     pack: bool = False,
 ) -> str:  # fmt: skip
-    """Prepares `builtin:pydocs` with a trained WordPiece vocabulary unless cached; returns its
-    dir. Offline: ~15 s on a busy 2-core machine the first time, at once later. A file lock
-    serializes concurrent callers (local processes, pytest workers)."""
+    """`builtin:pydocs` prepared with a trained WordPiece vocabulary (offline, ~15 s once, then
+    cached); a file lock serializes concurrent callers (processes, pytest workers)."""
     cache_dir = cache_dir or default_cache_dir()
     name = f"pydocs-wp{vocab_size}-len{max_seq_len}-seed{seed}" + ("-packed" if pack else "")
     data_dir = os.path.join(cache_dir, name)
@@ -279,7 +263,7 @@ def ensure_builtin_dataset(
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.isfile(os.path.join(data_dir, dataset_format.META_FILE)):
             prepare_dataset(
-                BUILTIN_PYDOCS, data_dir, train_vocab="wordpiece", vocab_size=vocab_size,
+                sources.BUILTIN_PYDOCS, data_dir, train_vocab="wordpiece", vocab_size=vocab_size,
                 max_seq_len=max_seq_len, seed=seed, shard_mb=1.0, cache_dir=cache_dir,
                 progress=False, pack=pack,
             )  # fmt: skip

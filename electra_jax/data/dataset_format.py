@@ -1,14 +1,13 @@
 """The prepared-dataset format: ArrayRecord shards of fixed-size records, described by meta.json.
 
-A record is input_ids (max_seq_len x uint16, or int32 for vocabularies over 65,536 entries),
-then input_mask and segment_ids (max_seq_len x uint8 each), little-endian: 512 bytes at
-max_seq_len=128, a third of three int32 arrays, and a batch decodes with one `np.frombuffer`.
-In a packed dataset (`prepare --pack`, meta.json `record.packed`) the input_mask byte holds each
-position's example number within the row (1, 2, ...; 0 = padding), decoded into `packing_ids`.
-meta.json is read once per run (`read_meta`) and the dict handed on.
+A record is input_ids (max_seq_len x uint16, or int32 past 65,536 entries), then input_mask and
+segment_ids (max_seq_len x uint8 each), little-endian: a third of three int32 arrays, and a batch
+decodes with one `np.frombuffer`. Packed datasets (`record.packed`) store each position's example
+number (1, 2, ...; 0 = padding) in the input_mask byte, decoded into `packing_ids`.
 """
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -19,15 +18,23 @@ from electra_jax.errors import UserError
 META_FILE = "meta.json"
 FORMAT = "electra_jax/pretraining-examples"
 FORMAT_VERSION = 1
-# Packed datasets are version 2: their input_mask bytes hold example numbers, which code from
-# before packing would misread as a mask, so it must refuse them.
+# Packed datasets are version 2: code from before packing would misread their example numbers
+# as a mask, so it must refuse them.
 PACKED_FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (FORMAT_VERSION, PACKED_FORMAT_VERSION)
 _REQUIRED = ("format_version", "vocab_size", "max_seq_len", "record", "splits", "tokenizer")
 FEATURES = ("input_ids", "input_mask", "segment_ids")
-# group_size:1 for grain's random access; uncompressed: records are small, mostly token ids,
-# and decompression would cost loader throughput.
+# group_size:1 for grain's random access; uncompressed: decompression would cost loader throughput.
 WRITER_OPTIONS = "group_size:1,uncompressed"
+
+
+def write_atomic(path: str, data: bytes) -> str:
+    """Writes `path` via a temporary sibling and a rename, so no reader sees a partial file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path
 
 
 def read_meta(data_dir: str) -> dict:
@@ -83,7 +90,6 @@ def special_ids(meta: dict) -> dict[str, int]:
 
 
 def is_packed(meta: dict) -> bool:
-    """Whether a dataset's rows hold several examples (meta.json `record.packed`)."""
     return bool(meta["record"].get("packed", False))
 
 
@@ -111,25 +117,23 @@ def record_layout(max_seq_len: int, id_dtype: str, packed: bool = False) -> dict
             "packed": packed}  # fmt: skip
 
 
-def encode_record(
-    token_ids: Sequence[int], mask_bytes: bytes, segment_bytes: bytes, max_seq_len: int,
-    id_dtype: str,
-) -> bytes:  # fmt: skip
-    """One record from an unpadded row (ids, input_mask bytes, segment bytes), zero-padded."""
+def _record(
+    token_ids: Sequence[int], mask: bytes, segments: bytes, max_seq_len: int, id_dtype: str
+) -> bytes:
     n_pad = max_seq_len - len(token_ids)
     return b"".join((
         np.asarray(token_ids, id_dtype).tobytes(), bytes(n_pad * np.dtype(id_dtype).itemsize),
-        mask_bytes, bytes(n_pad), segment_bytes, bytes(n_pad),
+        mask, bytes(n_pad), segments, bytes(n_pad),
     ))  # fmt: skip
 
 
 def encode_example_record(
     token_ids: Sequence[int], first_length: int, max_seq_len: int, id_dtype: str
 ) -> bytes:
-    """One example (`first_length` tokens of segment 0, then segment 1) as a record."""
+    """One example (`first_length` tokens of segment 0, then segment 1) as a zero-padded record."""
     n_tokens = len(token_ids)
-    segment_bytes = bytes(first_length) + b"\x01" * (n_tokens - first_length)
-    return encode_record(token_ids, b"\x01" * n_tokens, segment_bytes, max_seq_len, id_dtype)
+    segments = bytes(first_length) + b"\x01" * (n_tokens - first_length)
+    return _record(token_ids, b"\x01" * n_tokens, segments, max_seq_len, id_dtype)
 
 
 def encode_row_record(
@@ -137,9 +141,8 @@ def encode_row_record(
     max_seq_len: int, id_dtype: str,
 ) -> bytes:  # fmt: skip
     """One packed row (ids, example numbers 1..k, segment ids; unpadded) as a record."""
-    numbers = np.asarray(example_numbers, np.uint8).tobytes()
-    segments = np.asarray(segment_ids, np.uint8).tobytes()
-    return encode_record(token_ids, numbers, segments, max_seq_len, id_dtype)
+    numbers, segments = (np.asarray(a, np.uint8).tobytes() for a in (example_numbers, segment_ids))
+    return _record(token_ids, numbers, segments, max_seq_len, id_dtype)
 
 
 def decode_records(
@@ -166,8 +169,7 @@ def write_records(path: str, records: Iterable[bytes]) -> int:
     """Writes records into a new ArrayRecord file; returns how many."""
     from array_record.python.array_record_module import ArrayRecordWriter
 
-    writer = ArrayRecordWriter(path, WRITER_OPTIONS)
-    count = 0
+    writer, count = ArrayRecordWriter(path, WRITER_OPTIONS), 0
     for count, record in enumerate(records, 1):  # noqa: B007 (the count is the result)
         writer.write(record)
     writer.close()
@@ -192,8 +194,5 @@ def read_examples(data_dir: str, n: int, split: str = "train", meta: dict | None
     records: list[bytes] = []
     for path in split_paths(meta, data_dir, split):
         records += read_records(path, n - len(records)) if len(records) < n else []
-    if not records:
-        return {}
-    return decode_records(
-        records, meta["max_seq_len"], meta["record"]["dtypes"][0], is_packed(meta)
-    )
+    dtype = meta["record"]["dtypes"][0]
+    return decode_records(records, meta["max_seq_len"], dtype, is_packed(meta)) if records else {}

@@ -1,24 +1,12 @@
-"""Sentences -> pre-training examples, following the original `ExampleBuilder` rule by rule.
+"""Sentences -> pre-training examples by the original `ExampleBuilder`'s rules (docs/spec.md §4).
 
-google-research/electra `build_pretraining_dataset.py` (RECIPE.md, "Pre-training data"):
-  * sentences accumulate until >= target_length tokens or a document boundary;
-  * with probability 0.1 the example has one segment, otherwise the first segment's target is
-    (target - 3) // 2; a sentence goes to A if A is empty, or A + sentence stays under the
-    target, or (B still empty, A under the target) with probability 0.5; otherwise to B;
-  * A is truncated to max_len - 2, B to max_len - len(A) - 3;
-  * with probability 0.05 the next example's target length is randint(5, max_len);
-  * layout [CLS] A [SEP] (B [SEP]); segment ids 0 for [CLS]/A/first [SEP], 1 for B and its
-    [SEP]; zero padding.
-Random draws happen in the same order as in the original (Python `random`, short-circuit
-evaluation included), from a seeded `random.Random` instead of the global generator.
+Random draws come in the original's order (Python `random`, short-circuit evaluation included)
+from a seeded `random.Random` instead of the global generator.
 
-Sequence packing (opt-in, `prepare --pack`, not the original's layout) fills the padding, 11%
-of the positions of the built-in corpus at 128, with further examples: a row holds examples
-1..k back to back; the record stores each position's example number, so the loader rebuilds
-`packing_ids` and the model keeps attention within an example and restarts positions at each
-(`layers.packed_attention_mask`, `layers.packed_positions`). Both losses are per token; masking
-draws round(0.15 x real tokens) positions per row (capped at int(0.155 L)): the same rate, with
-the row as the unit. Rows are filled first-fit over a few open rows in builder order:
+Packing (opt-in, `prepare --pack`; not the original's layout) fills a row's padding with further
+examples; the record stores each position's example number, from which the model keeps attention
+within an example and restarts positions; masking (round(p x real tokens) per row, docs/spec.md
+§2.1) keeps its rate. Rows are filled first-fit over a few open rows in builder order:
 deterministic, one pass, bounded memory.
 """
 
@@ -32,18 +20,15 @@ SINGLE_SEGMENT_PROB = 0.1
 SHORT_TARGET_PROB = 0.05
 OVERFLOW_TO_A_PROB = 0.5
 MIN_SHORT_TARGET = 5
-# The example number is stored in one byte per position: at most 255 examples in a row.
-MAX_EXAMPLES_PER_ROW = 255
-# The shortest example the builder makes: [CLS] token [SEP]. A row with less room is closed.
-MIN_EXAMPLE_TOKENS = 3
+MAX_EXAMPLES_PER_ROW = 255  # the example number is stored in one byte
+MIN_EXAMPLE_TOKENS = 3  # [CLS] token [SEP]: a row with less room is closed
 DEFAULT_OPEN_ROWS = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class PretrainExample:
-    """One example as its unpadded layout `[CLS] A [SEP] (B [SEP])`. The shard writer encodes
-    `token_ids` straight into a record (keeping numpy off prepare's per-example path); the
-    padded arrays are built on demand, for tests."""
+    """One example as its unpadded layout `[CLS] A [SEP] (B [SEP])`; the shard writer encodes
+    `token_ids` directly, the padded arrays are built on demand (for tests)."""
 
     token_ids: tuple[int, ...]
     first_length: int  # tokens with segment id 0: [CLS], A and the first [SEP]
@@ -53,10 +38,6 @@ class PretrainExample:
     @property
     def num_tokens(self) -> int:
         return len(self.token_ids)
-
-    @property
-    def has_second_segment(self) -> bool:
-        return len(self.token_ids) > self.first_length
 
     @property
     def input_ids(self) -> np.ndarray:
@@ -75,7 +56,7 @@ def make_example(
     first_segment: Sequence[int], second_segment: Sequence[int], *, cls_id: int, sep_id: int,
     max_seq_len: int, truncated_tokens: int = 0,
 ) -> PretrainExample:  # fmt: skip
-    """Lays out [CLS] A [SEP] (B [SEP]); segment ids 1 from B on, zero padding to max_seq_len."""
+    """Lays out [CLS] A [SEP] (B [SEP])."""
     ids = [cls_id, *first_segment, sep_id]
     first_length = len(ids)
     if second_segment:
@@ -128,10 +109,9 @@ class ExampleBuilder:
         first = first[: self.max_seq_len - 2]
         second = second[: max(0, self.max_seq_len - len(first) - 3)]
         self._sentences, self._length = [], 0
-        short = rng.random() < SHORT_TARGET_PROB
-        self.target_length = (
-            rng.randint(MIN_SHORT_TARGET, self.max_seq_len) if short else self.max_seq_len
-        )
+        self.target_length = self.max_seq_len
+        if rng.random() < SHORT_TARGET_PROB:
+            self.target_length = rng.randint(MIN_SHORT_TARGET, self.max_seq_len)
         return make_example(
             first, second, cls_id=self.cls_id, sep_id=self.sep_id, max_seq_len=self.max_seq_len,
             truncated_tokens=total - len(first) - len(second),
@@ -174,8 +154,7 @@ def pack_examples(
     examples: Iterable[PretrainExample], max_seq_len: int, open_rows: int = DEFAULT_OPEN_ROWS
 ) -> Iterator[PackedRow]:
     """Packs examples first-fit into rows, keeping at most `open_rows` open (when none has room,
-    the fullest leaves). Each example lands in one row, in builder order; a full-length example
-    leaves at once as a row of its own."""
+    the fullest leaves); a row that cannot take even the shortest example leaves at once."""
     if open_rows < 1:
         raise ValueError(f"open_rows must be >= 1, got {open_rows}")
     pending: list[PackedRow] = []
@@ -183,8 +162,7 @@ def pack_examples(
         row = next((r for r in pending if r.fits(example)), None)
         if row is None:
             if len(pending) == open_rows:
-                fullest = min(range(len(pending)), key=lambda i: pending[i].free)
-                yield pending.pop(fullest)
+                yield pending.pop(min(range(len(pending)), key=lambda i: pending[i].free))
             row = PackedRow(max_seq_len)
             pending.append(row)
         row.add(example)

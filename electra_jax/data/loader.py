@@ -1,14 +1,11 @@
 """grain loaders over prepared shards: shuffled, split by host, checkpointable; and eval batches.
 
-MapDataset.range(endless) -> map(ReadBatch) -> to_iter_dataset (reader threads prefetch) ->
-optional mp_prefetch (worker processes). Batch i of host p (of P, per-host batch b) holds the
-global stream positions g = (i * b + j) * P + p, j < b; position g is example perm_e[g mod n]
-of epoch e = g // n, perm_e a permutation seeded by (seed, e): each epoch is reshuffled and the
-hosts together read each example once per epoch. A batch's ids come from vectorized index
-arithmetic, its records from one ArrayRecord call, decoded with one `np.frombuffer` (grain's
-element-wise shuffle/slice/batch would cost ~40 us per example). The iterator's state is its
-position: `get_state` / `set_state`, or orbax with `grain.checkpoint.CheckpointSave(it)` /
-`CheckpointRestore(it)`, restore the identical batches.
+Batch i of host p (of P, per-host batch b) holds the global stream positions
+g = (i * b + j) * P + p, j < b; position g is example perm_e[g mod n] of epoch e = g // n, perm_e
+seeded by (seed, e): each epoch is reshuffled and the hosts together read each example once. A
+batch is one vectorized index computation, one ArrayRecord read and one `np.frombuffer` (grain's
+per-example shuffle/batch would cost ~40 us per example). The iterator's state is its position:
+`get_state` / `set_state` or orbax (`grain.checkpoint.CheckpointSave`) restore identical batches.
 """
 
 import dataclasses
@@ -17,11 +14,8 @@ import threading
 import numpy as np
 
 from electra_jax.data import dataset_format
-from electra_jax.data.dataset_format import check_meta, read_meta
+from electra_jax.data.dataset_format import check_meta, read_meta  # noqa: F401 (re-exported)
 from electra_jax.errors import UserError
-
-# read_meta / check_meta are re-exported: the trainers read meta.json once and pass it on.
-__all__ = ["read_meta", "check_meta", "make_train_loader", "make_eval_batches"]
 
 DEFAULT_READ_THREADS = 4
 DEFAULT_PREFETCH_BATCHES = 8
@@ -30,8 +24,7 @@ _ENDLESS = 1 << 62  # batches; "forever" for an index-based grain dataset
 
 @dataclasses.dataclass
 class ReadBatch:
-    """Batch number -> decoded batch: shuffled (or in-order) example ids, read and decoded. A
-    plain picklable callable, so grain can run it in reader threads or worker processes."""
+    """Batch number -> decoded batch; picklable, so grain can run it in threads or processes."""
 
     paths: list[str]
     n: int  # examples in the split
@@ -56,14 +49,12 @@ class ReadBatch:
         self.__dict__.update(state, _lock=threading.Lock())
 
     def _permutation(self, epoch: int) -> np.ndarray:
-        with self._lock:
-            perm = self._perms.get(epoch)
-            if perm is None:
-                rng = np.random.default_rng([self.seed, epoch])
-                perm = rng.permutation(self.n).astype(np.int64)
+        with self._lock:  # reader threads share it; the last two epochs are kept
+            if epoch not in self._perms:
                 self._perms = {e: p for e, p in self._perms.items() if e >= epoch - 1}
-                self._perms[epoch] = perm
-            return perm
+                rng = np.random.default_rng([self.seed, epoch])
+                self._perms[epoch] = rng.permutation(self.n).astype(np.int64)
+            return self._perms[epoch]
 
     def example_ids(self, batch_index: int) -> np.ndarray:
         """The example ids (rows of the split) of this host's batch `batch_index`, in order."""
@@ -96,11 +87,10 @@ def _read_batch(
     process_index: int | None, process_count: int | None, seed: int | None,
 ) -> ReadBatch:  # fmt: skip
     """The batch reader of a split for this host (process index and count default to JAX's)."""
-    if process_index is None or process_count is None:
-        import jax
+    import jax
 
-        process_index = jax.process_index() if process_index is None else process_index
-        process_count = jax.process_count() if process_count is None else process_count
+    process_index = jax.process_index() if process_index is None else process_index
+    process_count = jax.process_count() if process_count is None else process_count
     if not 0 <= process_index < process_count:
         raise UserError(f"process_index={process_index} is outside [0, {process_count})")
     if global_batch_size <= 0 or global_batch_size % process_count:
@@ -130,10 +120,8 @@ def make_train_loader(
     read_threads: int = DEFAULT_READ_THREADS, prefetch_batches: int = DEFAULT_PREFETCH_BATCHES,
     meta: dict | None = None,
 ):  # fmt: skip
-    """An endless, seeded, per-host iterator of training batches (a grain `DatasetIterator`):
-    {input_ids, input_mask, segment_ids} (+ `packing_ids` if packed), int32 arrays
-    [global_batch_size // process_count, max_seq_len]. `worker_count` > 0 adds grain worker
-    processes (`mp_prefetch`); the batches are the same either way. `meta`: from `read_meta`."""
+    """An endless, seeded grain iterator of this host's training batches (int32 arrays
+    [global_batch_size // process_count, L]); `worker_count` > 0 adds worker processes."""
     import grain
 
     read = _read_batch(
@@ -161,9 +149,8 @@ def make_eval_batches(
     data_dir: str, *, global_batch_size: int, num_batches: int | None = None,
     process_index: int | None = None, process_count: int | None = None, meta: dict | None = None,
 ) -> list[dict[str, np.ndarray]]:  # fmt: skip
-    """The held-out split as a fixed list of per-host batches, in stored order. `num_batches=None`
-    gives as many full global batches as the split holds (at least one); a smaller split wraps
-    around, so every host gets the same number of batches."""
+    """The held-out split as this host's batches in stored order; `num_batches=None`: as many full
+    global batches as it holds (at least one; a smaller split wraps around)."""
     read = _read_batch(
         data_dir, "eval", meta, global_batch_size, process_index, process_count, None
     )

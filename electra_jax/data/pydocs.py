@@ -1,10 +1,8 @@
 """The built-in offline corpus `builtin:pydocs`: English prose from the Python standard library.
 
-Every Python installation carries a few MB of real English: docstrings, comment blocks and the
-language reference topics in `pydoc_data/topics.py`. The stdlib files are parsed with `ast` in
-sorted order (nothing is imported or executed); prose paragraphs are split into sentences (one
-per line), one document per module, documents separated by blank lines. The result is fixed for
-a given Python version, so a fresh machine can pre-train a tiny model with no download.
+Docstrings, comment blocks and the language reference topics, parsed with `ast` (nothing is
+imported), one sentence per line, one document per module: a few MB of real English, fixed for a
+given Python version, so a fresh machine can pre-train a tiny model with no download.
 """
 
 import ast
@@ -19,7 +17,8 @@ import tokenize
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
-# Directories skipped while walking the stdlib: tests, caches, third-party packages.
+from electra_jax.data.dataset_format import write_atomic
+
 _SKIP_DIRS = frozenset(
     {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test", "_bundled"}
 )
@@ -75,9 +74,8 @@ def prose_sentences(text: str) -> list[str]:
 
 
 def _comment_blocks(source: str) -> list[tuple[int, str]]:
-    """Consecutive full-line comments as (first line, text) paragraphs. Lines inside
-    triple-quoted strings are skipped by tracking the quote state line by line (walking the AST
-    for string spans would triple the build time)."""
+    """Consecutive full-line comments as (first line, text); lines inside triple-quoted strings
+    are skipped by a line-by-line quote state (AST string spans would triple the build time)."""
     blocks: list[tuple[int, str]] = []
     current: list[str] = []
     start_line = 0
@@ -103,21 +101,11 @@ def _comment_blocks(source: str) -> list[tuple[int, str]]:
 
 
 def _docstrings(tree: ast.Module) -> list[tuple[int, str]]:
-    """(line, docstring) of the module and every class and function, found via statement bodies
-    only (docstrings cannot hide inside expressions)."""
-    found: list[tuple[int, str]] = []
-    stack: list[ast.AST] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            doc = ast.get_docstring(node, clean=True)
-            if doc:
-                found.append((getattr(node, "lineno", 0), doc))
-        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
-            children = getattr(node, field, None)
-            if isinstance(children, list):
-                stack.extend(child for child in children if isinstance(child, ast.AST))
-    return found
+    """(line, docstring) of the module and every class and function."""
+    kinds = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+    nodes = [node for node in ast.walk(tree) if isinstance(node, kinds)]
+    docs = [(getattr(node, "lineno", 0), ast.get_docstring(node, clean=True)) for node in nodes]
+    return [(line, doc) for line, doc in docs if doc]
 
 
 def module_documents(root: str, relpath: str) -> list[str]:
@@ -144,8 +132,8 @@ def module_documents(root: str, relpath: str) -> list[str]:
 
 
 def build_pydocs_text(num_processes: int = 1) -> str:
-    """The whole corpus as text: one sentence per line, blank lines between documents.
-    `num_processes` > 1 parses in spawned processes (the caller needs a `__main__` guard)."""
+    """The corpus: one sentence per line, blank lines between documents; `num_processes` > 1
+    parses in spawned processes (the caller needs a `__main__` guard)."""
     root = stdlib_dir()
     files = stdlib_files(root)
     if num_processes > 1:
@@ -171,9 +159,7 @@ def pydocs_text(cache_dir: str | None = None) -> str:
     path = os.path.join(cache_dir, f"pydocs-{pydocs_cache_key()}.txt")
     if not os.path.isfile(path):
         os.makedirs(cache_dir, exist_ok=True)
-        with open(f"{path}.tmp{os.getpid()}", "w", encoding="utf-8") as f:
-            f.write(build_pydocs_text())
-        os.replace(f"{path}.tmp{os.getpid()}", path)
+        write_atomic(path, build_pydocs_text().encode("utf-8"))
     with open(path, encoding="utf-8") as f:
         return f.read()
 

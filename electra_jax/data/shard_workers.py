@@ -1,9 +1,8 @@
 """Shard workers: each corpus chunk -> one ArrayRecord shard, in a process pool, resumable.
 
-A chunk (about `shard_mb` MB of raw text ending on a document boundary) is decoded, tokenized
-and turned into examples by one worker whose builder is seeded from (seed, chunk index), so the
-output depends only on the arguments, never on the number of processes. A finished chunk leaves
-`chunk-XXXXX.array_record` and a `.json` marker in the work directory; a restarted run skips it.
+A chunk's builder is seeded from (seed, chunk index), so the output depends only on the
+arguments, never on the process count. A finished chunk leaves `chunk-XXXXX.array_record` and a
+`.json` marker in the work directory; a restarted run skips it.
 """
 
 import collections
@@ -50,7 +49,6 @@ def _chunk_examples(
     task: ChunkTask, tokenizer: Tokenizer, stats: CorpusStats, counts: collections.Counter
 ) -> Iterator[PretrainExample]:
     """The chunk's builder examples, tokenizing ~4k sentences per call, counted into `counts`."""
-    # Independent random streams per chunk, fixed by the seed.
     chunk_seed = np.random.SeedSequence([task.seed, task.index]).generate_state(1, np.uint64)[0]
     rng = random.Random(int(chunk_seed))
     builder = ExampleBuilder(
@@ -68,7 +66,7 @@ def _chunk_examples(
                     counts["builder_examples"] += 1
                     counts["tokens"] += example.num_tokens
                     counts["truncated_tokens"] += example.truncated_tokens
-                    counts["two_segment_examples"] += example.has_second_segment
+                    counts["two_segment_examples"] += example.num_tokens > example.first_length
                     yield example
 
 
@@ -82,23 +80,17 @@ def process_chunk(task: ChunkTask) -> dict:
     stats, counts = CorpusStats(), collections.Counter()
     examples = _chunk_examples(task, tokenizer, stats, counts)
     if task.pack:
-        rows = pack_examples(examples, length)
-        records = (
-            dataset_format.encode_row_record(*row.features(), length, id_dtype) for row in rows
-        )
+        rows = (row.features() for row in pack_examples(examples, length))
+        records = (dataset_format.encode_row_record(*row, length, id_dtype) for row in rows)
     else:
-        records = (
-            dataset_format.encode_example_record(e.token_ids, e.first_length, length, id_dtype)
-            for e in examples
-        )
+        encode = dataset_format.encode_example_record
+        records = (encode(e.token_ids, e.first_length, length, id_dtype) for e in examples)
     stem = os.path.join(task.work_dir, f"chunk-{task.index:05d}")
     counts["examples"] = dataset_format.write_records(stem + ".array_record.tmp", records)
     os.replace(stem + ".array_record.tmp", stem + ".array_record")
     name = os.path.basename(stem) + ".array_record"
     result = {"index": task.index, "file": name, **counts, **stats.to_dict()}
-    with open(stem + ".json.tmp", "w") as f:
-        json.dump(result, f)
-    os.replace(stem + ".json.tmp", stem + ".json")  # the marker: this chunk is finished
+    dataset_format.write_atomic(stem + ".json", json.dumps(result).encode())  # chunk finished
     return result
 
 
@@ -133,9 +125,8 @@ def run_chunks(
     sources: list[Source], template: ChunkTask, chunk_bytes: int, num_processes: int,
     progress: bool,
 ) -> list[dict]:  # fmt: skip
-    """Processes every chunk not finished yet (tasks are `template` with the chunk's index and
-    blobs), in a process pool when `num_processes` > 1, with a progress bar in MB and docs/s if
-    `progress`; returns the results in chunk order."""
+    """Processes every unfinished chunk (`template` with its index and blobs), in a process pool
+    when `num_processes` > 1; returns the results in chunk order."""
     results: dict[int, dict] = {}
     pending: collections.deque[tuple[int, int, Future]] = collections.deque()
     bar, start = _progress_bar(sources) if progress else None, time.monotonic()
@@ -143,9 +134,8 @@ def run_chunks(
     def finish(index: int, n_bytes: int, result: dict) -> None:
         results[index] = result
         if bar is not None:
-            rate = sum(r["documents"] for r in results.values()) / max(
-                time.monotonic() - start, 1e-9
-            )
+            documents = sum(r["documents"] for r in results.values())
+            rate = documents / max(time.monotonic() - start, 1e-9)
             bar.set_postfix_str(f"{rate:,.0f} docs/s", refresh=False)
             bar.update(n_bytes)
 

@@ -1,18 +1,16 @@
 """Corpus reading: `--corpus` specs -> byte blobs on document boundaries -> documents of sentences.
 
-A spec is a comma-separated list of local files, directories or globs (one sentence per line, a
-blank line ends a document; or, `one_doc_per_file`, one document per file, as for OpenWebText),
-`tfds:NAME[:SPLIT]` (each record's `text` one document; needs tensorflow-datasets) and
-`builtin:pydocs` (see `pydocs`). Blobs are bytes, decoded in the worker processes; each ends on
-a document boundary, so chunks of blobs are independent. Decoding repairs and counts: invalid
-UTF-8 bytes become U+FFFD; lines are stripped as in the original; blank lines end a document
-(or are dropped); lines over `max_line_chars` are dropped (they would give ~126 tokens at most).
+Specs: files, directories or globs (docs/spec.md §4; `one_doc_per_file`: one document per file),
+`tfds:NAME[:SPLIT]` (a record's `text` is a document) and `builtin:pydocs`. Blobs end on document
+boundaries, so chunks are independent and decoded in the workers, which repair and count: bad
+UTF-8 bytes become U+FFFD, lines over `max_line_chars` (~126 tokens at most) are dropped.
 """
 
 import dataclasses
 import functools
 import glob
 import io
+import itertools
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +27,7 @@ _ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
 
 @dataclasses.dataclass(frozen=True)
 class Blob:
-    """Raw text ending on a document boundary; blank lines inside end documents too if set."""
+    """Raw text ending on a document boundary; blank lines inside end documents if set."""
 
     data: bytes
     blank_line_ends_document: bool
@@ -46,13 +44,13 @@ class Source:
     cache_dir: str | None = None
 
     def total_bytes(self) -> int | None:
-        """Raw size for progress reporting (None when unknown, as for TFDS)."""
+        """Raw size for the progress bar (None when unknown: TFDS)."""
         if self.kind == "files":
             return sum(os.path.getsize(p) for p in self.paths)
         return len(_builtin_bytes(self.cache_dir)) if self.kind == "builtin" else None
 
     def fingerprint(self) -> dict:
-        """What identifies this source's content in a run manifest (restart / overwrite checks)."""
+        """Identifies the content in a run manifest (restart and overwrite checks)."""
         if self.kind == "files":
             files = [[p, os.path.getsize(p), os.stat(p).st_mtime_ns] for p in self.paths]
             return {"spec": self.spec, "files": files}
@@ -86,8 +84,7 @@ def grouped(
     items: Iterable[T], target: int, size: Callable[[T], int],
     can_end: Callable[[T], bool] = lambda item: True,
 ) -> Iterator[list[T]]:  # fmt: skip
-    """Groups items in order until a group's total `size` reaches `target` at an item that
-    `can_end` it (the last group may be smaller)."""
+    """Groups items in order until a group's total `size` reaches `target` at a `can_end` item."""
     group: list[T] = []
     total = 0
     for item in items:
@@ -181,9 +178,8 @@ def sample_sentences(sources: list[Source], max_bytes: int, max_line_chars: int)
 
 
 def iter_chunks(sources: list[Source], chunk_bytes: int) -> Iterator[list[Blob]]:
-    """Groups the sources' blobs into chunks of at least `chunk_bytes` (the last may be smaller).
-    Chunks depend only on the corpus and `chunk_bytes`, never on the number of processes, so the
-    examples (seeded per chunk) are the same however many processes build them."""
+    """The sources' blobs in chunks of at least `chunk_bytes`: fixed by the corpus and
+    `chunk_bytes`, never by the process count, so per-chunk seeds give the same examples."""
     blobs = (blob for source in sources for blob in source.blobs(chunk_bytes))
     return grouped(blobs, chunk_bytes, lambda blob: len(blob.data))
 
@@ -215,24 +211,16 @@ def blob_documents(
         escaped = blob.data.decode("utf-8", "surrogateescape")
         text, replaced = _ESCAPED_BYTE.subn("\ufffd", escaped)
         stats.replaced_bytes += replaced
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    document: list[str] = []
-    for line in lines:
-        stats.lines += 1
-        line = line.strip()
-        if not line and blob.blank_line_ends_document:
-            if document:
-                stats.documents += 1
-                yield document
-                document = []
-        elif not line:
-            stats.dropped_blank_lines += 1
-        elif max_line_chars and len(line) > max_line_chars:
-            stats.dropped_overlong_lines += 1
-        else:
-            document.append(line)
-    if document:
-        stats.documents += 1
-        yield document
+    lines = [line.strip() for line in text.removesuffix("\n").split("\n")] if text else []
+    stats.lines += len(lines)
+    if blob.blank_line_ends_document:
+        groups = [list(group) for filled, group in itertools.groupby(lines, key=bool) if filled]
+    else:
+        stats.dropped_blank_lines += lines.count("")
+        groups = [[line for line in lines if line]]
+    for group in groups:
+        document = [line for line in group if not max_line_chars or len(line) <= max_line_chars]
+        stats.dropped_overlong_lines += len(group) - len(document)
+        if document:
+            stats.documents += 1
+            yield document

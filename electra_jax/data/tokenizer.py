@@ -1,21 +1,27 @@
-"""Tokenizers behind one `Tokenizer` protocol: WordPiece (a BERT vocab.txt, on the Rust
-`tokenizers` library) and SentencePiece (a .model file); `load_tokenizer` rebuilds either from
-its saved settings. `encode` never adds special tokens: the example builder lays them out."""
+"""Tokenizers: WordPiece (a BERT vocab.txt, on the Rust `tokenizers` library) and SentencePiece
+(a .model file); `load_tokenizer` rebuilds either from its saved settings. `encode` adds no
+special tokens: the example builder lays them out."""
 
 import hashlib
 import os
-import shutil
-from typing import Protocol, runtime_checkable
 
+from electra_jax.data.dataset_format import write_atomic
 from electra_jax.data.wordpiece_fast_path import MAX_WORD_CHARS, AsciiWordPieceMemo
 from electra_jax.errors import UserError
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+VOCAB_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "spm.model"}  # the saved file of a kind
 
 
-@runtime_checkable
-class Tokenizer(Protocol):
-    """What the data pipeline, the trainer and `detect` need from a tokenizer."""
+def file_sha256(path: str) -> str:
+    """Hex SHA-256 of a file: identifies a vocabulary in dataset and checkpoint metadata."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class Tokenizer:
+    """What the data pipeline, the trainer and `detect` need from a tokenizer; the subclasses set
+    the special ids, `vocab_size`, `vocab_hash` and the bytes of their vocabulary file."""
 
     kind: str
     pad_id: int
@@ -23,23 +29,25 @@ class Tokenizer(Protocol):
     cls_id: int
     sep_id: int
     mask_id: int
+    vocab_size: int
+    vocab_hash: str
+    _file_bytes: bytes
 
-    @property
-    def vocab_size(self) -> int: ...
-    @property
-    def vocab_hash(self) -> str: ...
-    def encode(self, text: str) -> list[int]: ...
     def encode_batch(self, texts: list[str]) -> list[list[int]]: ...
     def decode(self, ids: list[int]) -> str: ...
     def id_to_token(self, token_id: int) -> str: ...
-    def save(self, directory: str) -> str: ...
-    def settings(self) -> dict: ...
 
+    def encode(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0]
 
-def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file: identifies a vocabulary in dataset and checkpoint metadata."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    def save(self, directory: str) -> str:
+        """Writes the vocabulary file into `directory` (atomically) and returns its path."""
+        os.makedirs(directory, exist_ok=True)
+        return write_atomic(os.path.join(directory, VOCAB_FILES[self.kind]), self._file_bytes)
+
+    def settings(self) -> dict:
+        """What `load_tokenizer` needs to rebuild this tokenizer (stored beside checkpoints)."""
+        return {"kind": self.kind, "file": VOCAB_FILES[self.kind]}
 
 
 def read_vocab_txt(path: str) -> list[str]:
@@ -64,8 +72,8 @@ def read_vocab_txt(path: str) -> list[str]:
     return tokens
 
 
-class WordPieceTokenizer:
-    """BERT WordPiece with the original's lower-casing and accent stripping."""
+class WordPieceTokenizer(Tokenizer):
+    """BERT WordPiece, lower-casing and stripping accents by default (docs/spec.md §4)."""
 
     kind = "wordpiece"
 
@@ -73,8 +81,9 @@ class WordPieceTokenizer:
         from tokenizers import Tokenizer as HFTokenizer
         from tokenizers import decoders, models, normalizers, pre_tokenizers
 
-        self.vocab_path, self.lowercase, self.strip_accents = vocab_path, lowercase, strip_accents
+        self.lowercase, self.strip_accents = lowercase, strip_accents
         self._tokens = read_vocab_txt(vocab_path)
+        self._file_bytes = ("\n".join(self._tokens) + "\n").encode("utf-8")
         vocab = {token: index for index, token in enumerate(self._tokens)}
         model = models.WordPiece(vocab, unk_token="[UNK]", max_input_chars_per_word=MAX_WORD_CHARS)
         self._tokenizer = tok = HFTokenizer(model)
@@ -85,14 +94,7 @@ class WordPieceTokenizer:
         self._memo = AsciiWordPieceMemo(self.encode_batch_rust, lowercase=lowercase, vocab=vocab)
         ids = [vocab[token] for token in SPECIAL_TOKENS]
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = ids
-        self.vocab_hash = file_sha256(vocab_path)
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self._tokens)
-
-    def encode(self, text: str) -> list[int]:
-        return self.encode_batch([text])[0]
+        self.vocab_size, self.vocab_hash = len(self._tokens), file_sha256(vocab_path)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         """Plain-ASCII texts through the per-word memo, the rest in one Rust batch call."""
@@ -104,8 +106,8 @@ class WordPieceTokenizer:
         return ids  # type: ignore[return-value]
 
     def encode_batch_rust(self, texts: list[str]) -> list[list[int]]:
-        """The Rust pipeline alone (the reference the memo is tested against). `encode_batch_fast`
-        skips the character offsets we never use: same ids, ~25% faster."""
+        """The Rust pipeline alone (the memo's reference); `encode_batch_fast` skips the character
+        offsets: same ids, ~25% faster."""
         encodings = self._tokenizer.encode_batch_fast(texts, add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
@@ -118,25 +120,14 @@ class WordPieceTokenizer:
     def tokens(self) -> list[str]:
         return list(self._tokens)
 
-    def save(self, directory: str) -> str:
-        """Writes vocab.txt into `directory` (atomically) and returns its path."""
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "vocab.txt")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.write("\n".join(self._tokens) + "\n")
-        os.replace(path + ".tmp", path)
-        return path
-
     def settings(self) -> dict:
-        """What `load_tokenizer` needs to rebuild this tokenizer (stored beside checkpoints)."""
-        return {"kind": self.kind, "file": "vocab.txt", "lowercase": self.lowercase,
+        return {**super().settings(), "lowercase": self.lowercase,
                 "strip_accents": self.strip_accents}  # fmt: skip
 
 
-class SentencePieceTokenizer:
-    """A SentencePiece `.model`. Case folding, if any, lives in the model's normalizer (chosen
-    when it was trained). The model must define the five special pieces (models trained by
-    `vocab_training.train_sentencepiece` have them at ids 0-4)."""
+class SentencePieceTokenizer(Tokenizer):
+    """A SentencePiece `.model` (any case folding lives in its normalizer) that defines the five
+    special pieces (`vocab_training.train_sentencepiece` puts them at ids 0-4)."""
 
     kind = "sentencepiece"
 
@@ -145,7 +136,8 @@ class SentencePieceTokenizer:
 
         if not os.path.isfile(model_path):
             raise UserError(f"SentencePiece model {model_path} does not exist; pass a .model file")
-        self.model_path = model_path
+        with open(model_path, "rb") as f:
+            self._file_bytes = f.read()
         self._sp = spm.SentencePieceProcessor()
         try:
             self._sp.Load(model_path)
@@ -162,14 +154,7 @@ class SentencePieceTokenizer:
             )
         self.pad_id, self.unk_id = pad, unk
         self.cls_id, self.sep_id, self.mask_id = ids["[CLS]"], ids["[SEP]"], ids["[MASK]"]
-        self.vocab_hash = file_sha256(model_path)
-
-    @property
-    def vocab_size(self) -> int:
-        return self._sp.get_piece_size()
-
-    def encode(self, text: str) -> list[int]:
-        return self._sp.encode(text)
+        self.vocab_size, self.vocab_hash = self._sp.get_piece_size(), file_sha256(model_path)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
         return self._sp.encode(texts)
@@ -179,18 +164,6 @@ class SentencePieceTokenizer:
 
     def id_to_token(self, token_id: int) -> str:
         return self._sp.id_to_piece(int(token_id))
-
-    def save(self, directory: str) -> str:
-        """Copies the model file into `directory` as spm.model and returns its path."""
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, "spm.model")
-        if os.path.abspath(path) != os.path.abspath(self.model_path):
-            shutil.copyfile(self.model_path, path + ".tmp")
-            os.replace(path + ".tmp", path)
-        return path
-
-    def settings(self) -> dict:
-        return {"kind": self.kind, "file": "spm.model"}
 
 
 def load_tokenizer(directory: str, settings: dict) -> Tokenizer:

@@ -1,13 +1,10 @@
-"""Vocabulary training: WordPiece (`tokenizers`) and SentencePiece, deterministic, with the
-special tokens at the fixed ids the rest of the code relies on: [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3
-[MASK]=4. Also `load_or_train_tokenizer`, a dataset's tokenizer.
+"""Vocabulary training, deterministic, with [PAD]=0 [UNK]=1 [CLS]=2 [SEP]=3 [MASK]=4 (the fixed
+ids the rest of the code relies on); `load_or_train_tokenizer`, a dataset's tokenizer.
 
-WordPiece determinism: the `tokenizers` trainer assigns ids to the `##`-prefixed characters in
-hash-map order, which changes merge tie-breaks from run to run (huggingface/tokenizers#1794). We
-count the alphabet ourselves (most frequent `limit_alphabet` characters, ties by code point) and
-register every `##c` right after the special tokens, so all ids are fixed before training; the
-result is byte-identical across runs. SentencePiece is trained on one thread without input
-sampling or shuffling, which makes it deterministic too.
+WordPiece: the `tokenizers` trainer numbers the `##` characters in hash-map order, which changes
+merge tie-breaks between runs (huggingface/tokenizers#1794); we count the alphabet ourselves
+(ties by code point) and register every `##c` after the special tokens, so the vocabulary is
+byte-identical across runs. SentencePiece: one thread, no input sampling or shuffling.
 """
 
 import collections
@@ -15,16 +12,11 @@ import io
 import os
 from collections.abc import Iterable
 
+from electra_jax.data.dataset_format import write_atomic
 from electra_jax.data.sources import Source, sample_sentences
-from electra_jax.data.tokenizer import (
-    SPECIAL_TOKENS,
-    SentencePieceTokenizer,
-    Tokenizer,
-    WordPieceTokenizer,
-)
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, VOCAB_FILES, Tokenizer, load_tokenizer
 from electra_jax.errors import UserError
 
-VOCAB_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "spm.model"}  # what each trainer writes
 LIMIT_ALPHABET = 1000  # as in BERT's WordPiece recipe
 
 
@@ -35,35 +27,25 @@ def _checked(texts: list[str], what: str) -> list[str]:
 
 
 def _write(output_dir: str, kind: str, data: bytes) -> str:
-    """Writes a trained vocabulary file atomically into `output_dir`; returns its path."""
     os.makedirs(output_dir, exist_ok=True)
-    path = os.path.join(output_dir, VOCAB_FILES[kind])
-    with open(path + ".tmp", "wb") as f:
-        f.write(data)
-    os.replace(path + ".tmp", path)
-    return path
+    return write_atomic(os.path.join(output_dir, VOCAB_FILES[kind]), data)
 
 
 def train_wordpiece(
     texts_iter: Iterable[str], vocab_size: int, output_dir: str, lowercase: bool = True, *,
     limit_alphabet: int = LIMIT_ALPHABET,
 ) -> str:  # fmt: skip
-    """Trains a BERT WordPiece vocabulary on sentences; writes and returns `output_dir/vocab.txt`.
-    Normalization matches `WordPieceTokenizer`: BERT lower-casing and accent stripping when
-    `lowercase` (accents are kept for cased vocabularies, as in BERT)."""
+    """Trains a BERT WordPiece vocabulary on sentences into `output_dir/vocab.txt` (its path),
+    normalized as `WordPieceTokenizer` does (cased: accents kept, as in BERT)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     texts = _checked(list(texts_iter), "WordPiece")
     normalizer = normalizers.BertNormalizer(
         clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
     )
-    counts: collections.Counter[str] = collections.Counter()
-    for text in texts:
-        counts.update(normalizer.normalize_str(text))
-    for whitespace in " \t\n\r":
-        counts.pop(whitespace, None)
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    alphabet = sorted(char for char, _ in ranked[:limit_alphabet])
+    counts = collections.Counter(c for text in texts for c in normalizer.normalize_str(text))
+    ranked = sorted((c for c in counts if c not in " \t\n\r"), key=lambda c: (-counts[c], c))
+    alphabet = sorted(ranked[:limit_alphabet])
     continuations = [f"##{char}" for char in alphabet]
     if vocab_size < len(SPECIAL_TOKENS) + 2 * len(alphabet):
         raise UserError(
@@ -80,7 +62,7 @@ def train_wordpiece(
     )  # fmt: skip
     tokenizer.train_from_iterator(texts, trainer=trainer)
     vocab = tokenizer.get_vocab()
-    tokens = [token for token, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    tokens = sorted(vocab, key=vocab.__getitem__)
     assert tokens[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS), tokens[:8]
     return _write(output_dir, "wordpiece", ("\n".join(tokens) + "\n").encode("utf-8"))
 
@@ -89,9 +71,8 @@ def train_sentencepiece(
     texts_iter: Iterable[str], vocab_size: int, output_dir: str, lowercase: bool = True, *,
     model_type: str = "unigram", character_coverage: float = 0.9995,
 ) -> str:  # fmt: skip
-    """Trains a SentencePiece model on sentences; writes and returns `output_dir/spm.model`.
-    [PAD]/[UNK] are SentencePiece's pad/unk pieces; [CLS]/[SEP]/[MASK] are control symbols
-    (never produced from raw text). No BOS/EOS. `lowercase` selects the case-folding NFKC rule."""
+    """Trains a SentencePiece model on sentences into `output_dir/spm.model` (its path): [PAD]
+    and [UNK] its pad/unk pieces, [CLS]/[SEP]/[MASK] control symbols, no BOS/EOS."""
     import sentencepiece as spm
 
     texts = _checked([t for t in texts_iter if t.strip()], "SentencePiece")
@@ -116,8 +97,8 @@ def load_or_train_tokenizer(
     vocab_size: int | None, lowercase: bool, vocab_sample_bytes: int, max_line_chars: int,
     log,
 ) -> Tokenizer:  # fmt: skip
-    """A dataset's tokenizer: `vocab` loaded, or a `train_vocab` vocabulary trained into
-    `work_dir` (kept across restarts) on the corpus's first `vocab_sample_bytes`; saved there."""
+    """`vocab` loaded, or a `train_vocab` vocabulary trained on the corpus's first
+    `vocab_sample_bytes` into `work_dir` (kept across restarts); saved in `work_dir`."""
     if train_vocab is not None:
         kind, path = train_vocab, os.path.join(work_dir, VOCAB_FILES[train_vocab])
         if not os.path.isfile(path):
@@ -128,9 +109,8 @@ def load_or_train_tokenizer(
     else:
         assert vocab is not None
         kind, path = ("sentencepiece" if vocab.endswith(".model") else "wordpiece"), vocab
-    tokenizer: Tokenizer = (
-        SentencePieceTokenizer(path) if kind == "sentencepiece"
-        else WordPieceTokenizer(path, lowercase=lowercase, strip_accents=lowercase)
-    )  # fmt: skip
+    directory, file = os.path.split(path)
+    settings = {"kind": kind, "file": file, "lowercase": lowercase, "strip_accents": lowercase}
+    tokenizer = load_tokenizer(directory, settings)
     tokenizer.save(work_dir)
     return tokenizer

@@ -1,11 +1,9 @@
 """A per-word memo in front of the Rust WordPiece tokenizer for plain-ASCII sentences.
 
-The Rust pipeline runs at ~1.4 MB per CPU-second, mostly per-token bookkeeping we never use. On
-a line of printable ASCII the BERT normalizer only lower-cases, and the BERT pre-tokenizer
-splits into runs of [a-z0-9] and single punctuation characters; WordPiece then works per
-pre-token, so a word's pieces never depend on its neighbors: the Rust tokenizer computes them
-once and they are memoized. Any other line goes to the Rust tokenizer whole. The ids are
-identical (tests/test_tokenizer_fast_path.py); prepare runs several times faster (BENCHMARKS.md).
+On printable ASCII the BERT normalizer only lower-cases and the pre-tokenizer splits into runs of
+[a-z0-9] and single punctuation characters, so a word's pieces never depend on its neighbors:
+Rust computes them once, the memo serves them after. Other lines go to Rust whole. Same ids
+(tests/test_tokenizer_fast_path.py); prepare runs several times faster (BENCHMARKS.md).
 """
 
 import re
@@ -22,16 +20,15 @@ MAX_MEMO_WORDS = 1_000_000
 
 
 class AsciiWordPieceMemo:
-    """Encodes like the Rust tokenizer, memoizing per-word pieces on plain-ASCII lines.
-    `encode_words` is the Rust tokenizer on a list of single words (one call per batch)."""
+    """Encodes like the Rust tokenizer, memoizing per-word pieces on plain-ASCII lines;
+    `encode_words`: the Rust tokenizer on a list of single words."""
 
     def __init__(
         self, encode_words: Callable[[list[str]], list[list[int]]], lowercase: bool,
         vocab: dict[str, int],
     ):  # fmt: skip
         self._encode_words, self._lowercase = encode_words, lowercase
-        # A whole word that is itself a vocabulary entry is its own single piece (WordPiece
-        # matches the longest prefix first): seeding these makes the memo warm from the start.
+        # A whole-word vocabulary entry is its own single piece (longest prefix first): warm start.
         self._pieces: dict[str, list[int]] = {
             token: [token_id] for token, token_id in vocab.items()
             if _CASED_WORDS.fullmatch(token) and len(token) <= MAX_WORD_CHARS
