@@ -119,23 +119,13 @@ class ElectraModel(nn.Module):
             self.gdes = GdesDelta(cfg, param_dtype=self.param_dtype)
 
     def __call__(
-        self,
-        ids_BxL: jax.Array,
-        segment_ids_BxL: jax.Array,
-        mask_BxL: jax.Array,
-        positions_BxN: jax.Array | None = None,
-        deterministic: bool = True,
-        packing_ids_BxL: jax.Array | None = None,
+        self, ids_BxL: jax.Array, segment_ids_BxL: jax.Array, mask_BxL: jax.Array
     ) -> dict[str, jax.Array]:
-        """Runs every tower once (used by `init`); returns the logits of each head."""
-        out = {
-            "generator_logits": self.generator_logits(
-                ids_BxL, segment_ids_BxL, mask_BxL, positions_BxN, deterministic, packing_ids_BxL
-            )
-        }
+        """Runs every tower once (what `init` calls); returns the logits of each head."""
+        out = {"generator_logits": self.generator_logits(ids_BxL, segment_ids_BxL, mask_BxL)}
         if self.config.electra_objective:
             out["discriminator_logits"] = self.discriminator_logits(
-                ids_BxL, segment_ids_BxL, mask_BxL, deterministic, packing_ids_BxL
+                ids_BxL, segment_ids_BxL, mask_BxL
             )
         return out
 
@@ -213,8 +203,7 @@ class GdesDelta(nn.Module):
 def init_params(model: ElectraModel, rng: jax.Array, batch_size: int = 2, seq_len: int = 8) -> dict:
     """Initialises every parameter (boxed with logical axis names) on dummy inputs."""
     ids = jnp.ones((batch_size, seq_len), jnp.int32)
-    positions = jnp.zeros((batch_size, 1), jnp.int32)
-    init = jax.jit(lambda r: model.init(r, ids, jnp.zeros_like(ids), jnp.ones_like(ids), positions))
+    init = jax.jit(lambda r: model.init(r, ids, jnp.zeros_like(ids), jnp.ones_like(ids)))
     return init(rng)["params"]
 
 
