@@ -1,10 +1,10 @@
-"""Fine-tuning configs: `get_config("task=<task>,size=<size>")`, the paper's Table 7 recipe.
+r"""Fine-tuning configs: `get_config("task=<task>,size=<size>")`, the paper's Table 7 recipe.
 
 Commands (from the repository root):
 
   # A GLUE task from the original's TSV layout, ELECTRA-Small, the median of 10 seeds (for
   # reference, an independent ELECTRA-Small reproduction reports RTE dev 67.5, mean of 10 runs:
-  # ../shared/reference/paper_results.json; not measured here):
+  # launch/reference/paper_results.json; not measured here):
   python -m electra_jax.finetune --config=configs/finetune.py:task=rte,size=small \
       --workdir=runs/ft-rte --config.init_from=models/small --config.data_dir=finetuning_data \
       --config.seeds=10
@@ -34,7 +34,7 @@ for the second):
 
 Tasks: cola, sst2, mrpc, stsb, qqp, mnli (dev/test matched and mismatched), qnli, rte, wnli,
 squad11, squad20, builtin_acceptability, builtin_replaced, builtin_continuity. Sizes: tiny (CPU
-tests), small, base, large. Defaults are the paper's (RECIPE.md): lr 3e-4 / 1e-4 / 5e-5,
+tests), small, base, large. Defaults are the paper's (docs/spec.md §5.1): lr 3e-4 / 1e-4 / 5e-5,
 layer-wise LR decay 0.8 / 0.8 / 0.9, weight decay 0, batch 32, warm-up 0.1, epochs 10 for RTE
 and STS-B, 2 for SQuAD, 3 otherwise; max seq len 128 (512 for SQuAD). Switches:
 `layerwise_fix` (the top layer gets d instead of d²), `optimizer.bias_correction`,

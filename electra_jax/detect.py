@@ -43,40 +43,30 @@ def encode_text(
 
 
 def detect(
-    config: ModelConfig,
-    params: dict,
-    tokenizer: Tokenizer | None,
-    text_or_ids: str | Sequence[int],
-    threshold: float = 0.5,
-) -> dict[str, Any]:
+    config: ModelConfig, params: dict, tokenizer: Tokenizer | None,
+    text_or_ids: str | Sequence[int], threshold: float = 0.5,
+) -> dict[str, Any]:  # fmt: skip
     """Per-token p(replaced) (and the generator's top-5 at each [MASK]) as a JSON-able dict."""
     params = nn.unbox(params)
     disc_parts = {"embeddings", "discriminator", "discriminator_head"}
     disc_parts |= {"gdes"} if config.embedding_sharing == "gdes" else set()
     if not (config.electra_objective and disc_parts <= set(params)):
-        raise UserError(
-            f"the checkpoint has no discriminator parameters (parts: {sorted(params)}); "
-            "detect needs a discriminator with its head"
-        )
+        raise UserError("the checkpoint has no discriminator parameters; detect needs a "
+                        f"discriminator with its head (parts: {sorted(params)})")  # fmt: skip
     notes: list[str] = []
+    V, S = config.vocab_size, config.max_position_embeddings  # docs/spec.md notation
     if isinstance(text_or_ids, str):
         if tokenizer is None:
             raise UserError("the checkpoint has no tokenizer; pass --input-ids instead of --text")
-        ids = encode_text(tokenizer, text_or_ids, config.max_position_embeddings, notes)
+        ids = encode_text(tokenizer, text_or_ids, S, notes)
     else:
         ids = [int(i) for i in text_or_ids]
     if not ids:
         raise UserError("no input tokens; pass a non-empty --text or --input-ids")
-    if bad := [i for i in ids if not 0 <= i < config.vocab_size]:
-        raise UserError(
-            f"input id {bad[0]} is outside the vocabulary [0, {config.vocab_size}); "
-            f"pass ids below {config.vocab_size}"
-        )
-    if len(ids) > config.max_position_embeddings:
-        raise UserError(
-            f"{len(ids)} input ids exceed the model's max_position_embeddings="
-            f"{config.max_position_embeddings}; pass fewer ids"
-        )
+    if bad := [i for i in ids if not 0 <= i < V]:
+        raise UserError(f"input id {bad[0]} is outside the vocabulary [0, {V}); pass ids below {V}")
+    if len(ids) > S:
+        raise UserError(f"{len(ids)} input ids exceed max_position_embeddings={S}; pass fewer ids")
     check_param_shapes(config, params, "checkpoint")
     model = ElectraModel(config, dtype=jnp.float32, param_dtype=jnp.float32)
     ids_1xL = jnp.asarray([ids], jnp.int32)
@@ -122,11 +112,9 @@ def format_result(result: dict[str, Any], color: bool) -> str:
     for fill in result.get("generator_top5", []):
         guesses = ", ".join(map("{} {:.2f}".format, fill["tokens"], fill["probs"]))
         lines.append(f"generator at {fill['position']}: {guesses}")
-    lines.append(
-        f"legend: {'highlighted' if color else '*token*'} = p(replaced) >= "
-        f"{result['threshold']:.2f}, i.e. the discriminator thinks a generator put it there; "
-        "p(replaced) = sigmoid(logit)"
-    )
+    lines.append(f"legend: {'highlighted' if color else '*token*'} = p(replaced) >= "
+                 f"{result['threshold']:.2f}, i.e. the discriminator thinks a generator put it "
+                 "there; p(replaced) = sigmoid(logit)")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -140,11 +128,8 @@ def parse_ids(value: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m electra_jax.detect",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = ArgumentParser(prog="python -m electra_jax.detect", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--checkpoint", required=True, help="exported model directory")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="text to check ([CLS] text [SEP])")

@@ -20,11 +20,8 @@ from electra_jax.model.config import ModelConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(
-        prog="python -m electra_jax.convert",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = ArgumentParser(prog="python -m electra_jax.convert", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from", dest="source", choices=("hf", "tf"), help="input format")
     direction.add_argument("--to", dest="target", choices=("hf",), help="output format")
@@ -61,10 +58,8 @@ def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | No
     if args.generator:
         gen_cfg, gen_weights = hf.read_hf_config(args.generator), hf.read_hf_weights(args.generator)
         if not hf.is_generator_state_dict(gen_weights):
-            raise UserError(
-                f"--generator {args.generator} has no generator_predictions head; pass the "
-                "ElectraForMaskedLM (generator) directory there"
-            )
+            raise UserError(f"--generator {args.generator} has no generator_predictions head; "
+                            "pass the ElectraForMaskedLM (generator) directory there")  # fmt: skip
         tokenizer = tokenizer or hf.read_hf_tokenizer(args.generator)
     return (*hf.hf_to_params(weights, gen_weights, cfg, gen_cfg, args.untied), tokenizer)
 
@@ -82,8 +77,7 @@ def to_hf(args: argparse.Namespace) -> None:
     if args.generator_output and gen_sd is None:
         raise UserError(f"{args.input} has no generator parameters for --generator-output")
     outputs = [(args.output, disc_sd, disc_cfg) if disc_sd else (args.output, gen_sd, gen_cfg)]
-    if args.generator_output:
-        outputs.append((args.generator_output, gen_sd, gen_cfg))
+    outputs += [(args.generator_output, gen_sd, gen_cfg)] if args.generator_output else []
     for directory, state_dict, hf_config in outputs:
         hf.write_hf_dir(directory, state_dict, hf_config, tokenizer, args.overwrite)
         print(f"wrote {os.path.abspath(directory)} ({hf_config['architectures'][0]})")
@@ -107,11 +101,9 @@ def main(argv: list[str] | None = None) -> None:
         (config, params), tokenizer = tf.tf_variables_to_params(variables, args.num_heads), None
     if args.vocab:
         tokenizer = WordPieceTokenizer(args.vocab, args.lowercase, args.lowercase)
-    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise UserError(
-            f"vocabulary has {tokenizer.vocab_size} tokens but the model only "
-            f"vocab_size={config.vocab_size}; pass the model's own vocab.txt"
-        )
+    if tokenizer is not None and (tokens := tokenizer.vocab_size) > (size := config.vocab_size):
+        raise UserError(f"vocabulary has {tokens} tokens but the model only vocab_size={size}; "
+                        "pass the model's own vocab.txt")  # fmt: skip
     if tokenizer is None:
         note("no vocabulary attached (pass --vocab=vocab.txt to use --text with detect)")
     save_model(args.output, params, config, tokenizer, overwrite=args.overwrite)

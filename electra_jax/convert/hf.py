@@ -1,6 +1,7 @@
 """Hugging Face ELECTRA <-> electra_jax parameters (named by `convert.names`) and directories.
 Our `tied` layout shares one embedding block: the discriminator's is kept, or both if untied."""
 
+import importlib.util
 import json
 import os
 from collections.abc import Mapping
@@ -44,25 +45,22 @@ def _read_side(
     """One HF model -> our embeddings, `side` tower and head, shaped as `expected` says."""
     keep = lambda key: not key.endswith(IGNORED_KEY_SUFFIXES)
     arrays = {k.removeprefix("electra."): to_numpy(v) for k, v in state_dict.items() if keep(k)}
-    used = set()
     roles = {"embeddings": "embeddings", side: "tower", f"{side}_head": f"{side}_head"}
     if side == "discriminator" and "discriminator_predictions.dense.weight" not in arrays:
         warn("discriminator has no discriminator_predictions head; converted the encoder only")
         del roles["discriminator_head"]
-    flat = {}
+    flat, used = {}, set()
     for path, shape in expected.items():
-        group, _, rest = path.partition("/")
-        if group not in roles:
+        if (group := path.split("/")[0]) not in roles:
             continue
-        key, hf_shape = names.hf_layout(f"{roles[group]}/{rest}", shape)
+        key, hf_shape = names.hf_layout(roles[group] + path.removeprefix(group), shape)
         if (key := key.removeprefix("electra.")) not in arrays:
             raise UserError(f"{side}: weight {key!r} is missing (not an ELECTRA checkpoint?)")
         if (found := arrays[key].shape) != hf_shape:
-            raise UserError(
-                f"{side}: weight {key!r} has shape {found}; its config implies {hf_shape}"
-            )
+            raise UserError(f"{side}: weight {key!r} has shape {found}, config implies {hf_shape}")
         used.add(key)
-        flat[path] = names.from_hf(path, arrays[key], shape)
+        array = arrays[key].T if path.endswith("kernel") else arrays[key]  # HF kernels: [out, in]
+        flat[path] = array.reshape(shape)
     layers = getattr(config, side).num_layers
     if f"encoder.layer.{layers}.attention.self.query.weight" in arrays:
         raise UserError(f"{side}: has more than num_hidden_layers={layers} layers; fix config.json")
@@ -70,10 +68,8 @@ def _read_side(
         used.add("generator_lm_head.weight")
         lm_VxE, word_VxE = arrays["generator_lm_head.weight"], flat["embeddings/word_embeddings"]
         if lm_VxE.shape != word_VxE.shape or np.abs(lm_VxE - word_VxE).max() > EMBEDDING_TOLERANCE:
-            raise UserError(
-                "generator: generator_lm_head.weight differs from its word embeddings "
-                "(untied output layer); electra_jax ties the generator softmax to them"
-            )
+            raise UserError("generator: generator_lm_head.weight differs from its word "
+                            "embeddings (untied output layer); electra_jax ties them")  # fmt: skip
     if unused := sorted(set(arrays) - used):
         shown = ", ".join(unused[:3]) + (", ..." if len(unused) > 3 else "")
         warn(f"{side}: ignored {len(unused)} weight(s) not part of ELECTRA ({shown})")
@@ -81,12 +77,10 @@ def _read_side(
 
 
 def hf_to_params(
-    disc_state_dict: Mapping[str, Any] | None,
-    gen_state_dict: Mapping[str, Any] | None,
-    disc_hf_config: Mapping[str, Any] | None,
-    gen_hf_config: Mapping[str, Any] | None,
+    disc_state_dict: Mapping[str, Any] | None, gen_state_dict: Mapping[str, Any] | None,
+    disc_hf_config: Mapping[str, Any] | None, gen_hf_config: Mapping[str, Any] | None,
     untied: bool = False,
-) -> tuple[ModelConfig, Params]:
+) -> tuple[ModelConfig, Params]:  # fmt: skip
     """HF ElectraForPreTraining / ElectraForMaskedLM (either may be None) -> (config, params)."""
     sides = {"discriminator": (disc_state_dict, disc_hf_config)}
     sides["generator"] = (gen_state_dict, gen_hf_config)
@@ -104,10 +98,8 @@ def hf_to_params(
         flat_disc = flatten(disc["embeddings"])
         diffs = [np.max(np.abs(v - flat_disc[k])) for k, v in flatten(gen["embeddings"]).items()]
         if (diff := float(max(diffs))) > EMBEDDING_TOLERANCE:
-            warn(
-                f"generator embeddings differ from the discriminator's (max |diff| {diff:.3g}); "
-                "kept the discriminator's (use --untied to keep both)"
-            )
+            warn(f"generator embeddings differ from the discriminator's (max |diff| {diff:.3g}); "
+                 "kept the discriminator's (use --untied to keep both)")  # fmt: skip
     return config, params
 
 
@@ -117,19 +109,19 @@ def params_to_hf(
     """Ours -> (disc state dict, gen state dict, disc config.json, gen config.json), or Nones."""
     params = nn.unbox(params)
     check_param_shapes(config, params, "model")
-    hf_config = lambda tower, arch: names.model_config_to_hf(config, tower, arch, pad_token_id)
+    fixed = {"model_type": "electra", "pad_token_id": pad_token_id, "tie_word_embeddings": True}
+    fields = lambda tower: names.hf_config_fields(config, tower)
+    hf_config = lambda tower, arch: {"architectures": [arch], **fixed, **fields(tower)}
     embeddings = params["embeddings"]
     disc_sd = gen_sd = disc_cfg = gen_cfg = None
     if "discriminator" in params and config.electra_objective:
         word_VxE = np.asarray(embeddings["word_embeddings"])
         if config.embedding_sharing == "gdes" and "gdes" in params:
             word_VxE = word_VxE + np.asarray(params["gdes"]["word_embeddings_delta"])
-        parts = {"embeddings": {**embeddings, "word_embeddings": word_VxE}}
-        parts["tower"] = params["discriminator"]
-        if "discriminator_head" in params:
-            parts["discriminator_head"] = params["discriminator_head"]
-        disc_sd = names.to_hf(parts)
-        architecture = "ElectraForPreTraining" if "discriminator_head" in parts else "ElectraModel"
+        head = {k: params[k] for k in ("discriminator_head",) if k in params}
+        tables = {**embeddings, "word_embeddings": word_VxE}
+        disc_sd = names.to_hf({"embeddings": tables, "tower": params["discriminator"], **head})
+        architecture = "ElectraForPreTraining" if head else "ElectraModel"
         disc_cfg = hf_config(config.discriminator, architecture)
     tower = "generator" if config.electra_objective else "discriminator"
     if "generator_head" in params and tower in params:
@@ -156,24 +148,19 @@ def read_hf_weights(directory: str) -> StateDict:
     if not path:
         expected = ", ".join(WEIGHT_FILES)
         raise UserError(f"{directory} has no weights file (expected one of {expected})")
+    if path.endswith(".bin") and importlib.util.find_spec("torch") is None:
+        raise UserError(f"{path} needs PyTorch to read; pip install torch")
     try:
         if path.endswith(".index.json"):
             with open(path) as f:
                 shards = sorted(set(json.load(f)["weight_map"].values()))
-            out: StateDict = {}
-            for shard in shards:
-                out.update(_load_safetensors(os.path.join(directory, shard)))
-            return out
+            shard_paths = [os.path.join(directory, shard) for shard in shards]
+            return {k: v for p in shard_paths for k, v in _load_safetensors(p).items()}
         if path.endswith(".safetensors"):
             return _load_safetensors(path)
-        try:
-            import torch  # optional heavy dependency: only pytorch_model.bin needs it
-        except ImportError as e:
-            raise UserError(f"{path} needs PyTorch to read; pip install torch") from e
+        torch = importlib.import_module("torch")  # optional: only pytorch_model.bin needs it
         state = torch.load(path, map_location="cpu", weights_only=True)
         return {k: to_numpy(v) for k, v in state.items()}
-    except UserError:
-        raise
     except Exception as e:  # corrupt or truncated files raise many types
         raise UserError(
             f"cannot read weights {path} ({type(e).__name__}: {e}); the file is corrupt or "
@@ -209,12 +196,9 @@ def read_hf_tokenizer(directory: str) -> Tokenizer | None:
 
 
 def write_hf_dir(
-    directory: str,
-    state_dict: StateDict,
-    hf_config: dict[str, Any],
-    tokenizer: Tokenizer | None = None,
-    overwrite: bool = False,
-) -> str:
+    directory: str, state_dict: StateDict, hf_config: dict[str, Any],
+    tokenizer: Tokenizer | None = None, overwrite: bool = False,
+) -> str:  # fmt: skip
     """Writes config.json + model.safetensors (+ vocab.txt) atomically, for `from_pretrained`."""
     directory = os.path.abspath(directory)
     with atomic_directory(directory, overwrite) as tmp:

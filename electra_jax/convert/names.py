@@ -42,15 +42,11 @@ def hf_config_fields(config: ModelConfig, tower: EncoderConfig) -> dict[str, Any
     return {key: value(ours) if ours else default for key, (ours, default) in HF_FIELDS.items()}
 
 
-def hf_fields(cfg: Mapping[str, Any]) -> dict[str, Any]:
-    """{our field: value} of an HF config dict (floats as floats)."""
+def hf_fields(cfg: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """{our field: value} of an HF config dict (floats as floats), checked by check_hf_config."""
+    check_hf_config(cfg, what)
     typed = lambda value, default: float(value) if isinstance(default, float) else value
     return {ours: typed(cfg.get(key, d), d) for key, (ours, d) in HF_FIELDS.items() if ours}
-
-
-def hf_tower(cfg: Mapping[str, Any]) -> EncoderConfig:
-    """The tower shape an HF config dict describes."""
-    return EncoderConfig(**{k: v for k, v in hf_fields(cfg).items() if k in TOWER_FIELDS})
 
 
 def check_hf_config(cfg: Mapping[str, Any], what: str) -> None:
@@ -80,41 +76,26 @@ def hf_to_model_config(
     given = {side: cfg for side, cfg in given.items() if cfg is not None}
     if not given:
         raise UserError("nothing to convert: pass a discriminator and/or a generator")
-    for side, cfg in given.items():
-        check_hf_config(cfg, f"{side} config")
-    fields = {side: hf_fields(cfg) for side, cfg in given.items()}
+    fields = {side: hf_fields(cfg, f"{side} config") for side, cfg in given.items()}
     for key in SHARED_FIELDS.split() if len(given) == 2 else ():  # same names as HF's
         if (disc_value := fields["discriminator"][key]) != (gen_value := fields["generator"][key]):
-            raise UserError(
-                f"generator {key}={gen_value} differs from the discriminator's {disc_value}; "
-                "they must share one embedding block"
-            )
-    base = next(iter(given.values()))
-    fields, disc, gen = hf_fields(base), hf_tower(base), hf_tower(given.get("generator", base))
+            raise UserError(f"generator {key}={gen_value} differs from the discriminator's "
+                            f"{disc_value}; they must share one embedding block")  # fmt: skip
+    tower = lambda f: EncoderConfig(**{k: v for k, v in f.items() if k in TOWER_FIELDS})
+    base = next(iter(fields.values()))  # the discriminator's, if given
+    disc, gen = tower(base), tower(fields.get("generator", base))
     if disc.num_heads == default_num_heads(disc.hidden_size):
-        fields["num_heads"] = None  # the original's derived shape: kept implicit
+        base["num_heads"] = None  # the original's derived shape: kept implicit
     if disc.intermediate_size == 4 * disc.hidden_size:
-        fields["intermediate_size"] = None
-    config = ModelConfig(
-        **fields,
-        generator_hidden_size=gen.hidden_size / disc.hidden_size,
-        generator_layers=gen.num_layers / disc.num_layers,
-        embedding_sharing="untied" if untied else "tied",
-    )
+        base["intermediate_size"] = None
+    config = ModelConfig(**base, embedding_sharing="untied" if untied else "tied",
+                         generator_hidden_size=gen.hidden_size / disc.hidden_size,
+                         generator_layers=gen.num_layers / disc.num_layers)  # fmt: skip
     if gen_cfg is not None and config.generator != gen:
-        raise UserError(
-            f"generator shape {gen} is not the original's derived shape {config.generator} "
-            "(heads = max(1, hidden // 64), FFN = 4 x hidden); it cannot be represented"
-        )
+        raise UserError(f"generator shape {gen} is not the original's derived shape "
+                        f"{config.generator} (heads = max(1, hidden // 64), FFN = 4 x hidden); "
+                        "it cannot be represented")  # fmt: skip
     return config
-
-
-def model_config_to_hf(
-    config: ModelConfig, tower: EncoderConfig, architecture: str, pad_token_id: int = 0
-) -> dict[str, Any]:
-    """An HF ElectraConfig dict (config.json contents) for one tower of `config`."""
-    fixed = {"model_type": "electra", "pad_token_id": pad_token_id, "tie_word_embeddings": True}
-    return {"architectures": [architecture], **fixed, **hf_config_fields(config, tower)}
 
 
 # Our module path -> (HF module, kernel input dims). In a path one tower's group is renamed
@@ -157,15 +138,9 @@ def hf_layout(path: str, shape: tuple[int, ...]) -> tuple[str, tuple[int, ...]]:
 def to_hf(parts: dict[str, Any]) -> dict[str, np.ndarray]:
     """{table role ("tower", "embeddings", a head): our subtree} -> HF state dict (float32)."""
     out = {}
-    for role, tree in parts.items():
-        for path, value in flatten(tree, role).items():
-            key, shape = hf_layout(path, np.shape(value))
-            array = np.asarray(value, np.float32)
-            array = array.reshape(shape[::-1]).T if path.endswith("kernel") else array
-            out[key] = np.ascontiguousarray(array.reshape(shape))
+    for path, value in flatten(parts).items():
+        key, shape = hf_layout(path, np.shape(value))
+        array = np.asarray(value, np.float32)
+        array = array.reshape(shape[::-1]).T if path.endswith("kernel") else array
+        out[key] = np.ascontiguousarray(array.reshape(shape))
     return out
-
-
-def from_hf(path: str, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """An HF array already checked against hf_layout's shape -> our parameter of `shape`."""
-    return (array.T if path.endswith("kernel") else array).reshape(shape)

@@ -1,6 +1,7 @@
 """Original TF1 checkpoints (google-research/electra) -> electra_jax parameters: TF names become
 HF keys and `hf.hf_to_params` does the rest (one name table, one set of checks)."""
 
+import importlib.util
 import os
 import re
 from collections.abc import Mapping
@@ -43,8 +44,9 @@ def tf_name_to_hf(name: str) -> tuple[str, str] | None:
 
 def _hf_config_from_shapes(sd: StateDict, num_heads: int | None) -> dict[str, Any]:
     """An HF config inferred from one tower's weights (TF checkpoints carry no config)."""
-    if "electra.encoder.layer.0.attention.self.query.weight" not in sd:
-        raise UserError("TF checkpoint tower has no encoder/layer_0 (not an ELECTRA checkpoint?)")
+    for module in ("encoder.layer.0.attention.self.query", "embeddings.word_embeddings"):
+        if f"electra.{module}.weight" not in sd:
+            raise UserError(f"TF checkpoint has no electra.{module} (not an ELECTRA checkpoint?)")
     dim = lambda module, axis=0: int(sd[f"electra.{module}.weight"].shape[axis])
     H = dim("encoder.layer.0.attention.self.query")
     layers = {m.group(1) for k in sd if (m := re.match(r"electra\.encoder\.layer\.(\d+)\.", k))}
@@ -77,15 +79,12 @@ def tf_variables_to_params(
     untied = any(k.startswith("electra.embeddings.") for k in gen)
     if not untied:  # tied: the generator reads the shared electra/embeddings tables
         gen.update({k: v for k, v in disc.items() if k.startswith("electra.embeddings.")})
-    has_disc = any(k.startswith("electra.encoder.") for k in disc)
-    has_gen = any(k.startswith("electra.encoder.") for k in gen)
-    if not has_disc and not has_gen:
+    present = lambda sd: sd if any(k.startswith("electra.encoder.") for k in sd) else None
+    disc, gen = present(disc), present(gen)
+    if disc is None and gen is None:
         raise UserError("no ELECTRA variables found (expected electra/encoder/ or generator/)")
-    if "electra.embeddings.word_embeddings.weight" not in (disc if has_disc else gen):
-        raise UserError("TF checkpoint has no electra/embeddings/word_embeddings")
-    disc_cfg = _hf_config_from_shapes(disc, num_heads) if has_disc else None
-    gen_cfg = _hf_config_from_shapes(gen, None) if has_gen else None
-    disc, gen = (disc if has_disc else None), (gen if has_gen else None)
+    disc_cfg = _hf_config_from_shapes(disc, num_heads) if disc else None
+    gen_cfg = _hf_config_from_shapes(gen, None) if gen else None
     return hf_to_params(disc, gen, disc_cfg, gen_cfg, untied=untied)
 
 
@@ -93,14 +92,11 @@ def read_tf_checkpoint(path: str) -> dict[str, np.ndarray]:
     """Reads every ELECTRA weight of a TF checkpoint (a prefix, or a directory's latest)."""
     is_prefix = os.path.isfile(path + ".index")
     if not (is_prefix or os.path.isdir(path)):
-        raise UserError(
-            f"TF checkpoint {path} not found (pass the prefix, e.g. model.ckpt-1000000, "
-            "or the model directory)"
-        )
-    try:
-        import tensorflow as tf  # optional heavy dependency: only TF checkpoints need it
-    except ImportError as e:
-        raise UserError("reading TF checkpoints needs TensorFlow: pip install tensorflow") from e
+        raise UserError(f"TF checkpoint {path} not found (pass the prefix, e.g. "
+                        "model.ckpt-1000000, or the model directory)")  # fmt: skip
+    if importlib.util.find_spec("tensorflow") is None:  # optional: only TF checkpoints need it
+        raise UserError("reading TF checkpoints needs TensorFlow: pip install tensorflow")
+    tf = importlib.import_module("tensorflow")
     prefix = path if is_prefix else tf.train.latest_checkpoint(path)
     if prefix is None:
         raise UserError(f"{path} holds no TF checkpoint (no `checkpoint` file)")

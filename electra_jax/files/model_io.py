@@ -1,8 +1,5 @@
-"""Exported model directories: what `convert`, `detect`, `finetune` and `init_from` exchange.
-
-DIR holds model.json {"format", "model": ModelConfig fields, "tokenizer": settings | null,
-"parts": parameter groups}, params/ (an Orbax tree) and the tokeniser's file; written atomically.
-"""
+"""Exported model directories, what `convert`, `detect`, `finetune` and `init_from` exchange:
+model.json (format, ModelConfig, tokenizer settings, parts), params/ (Orbax), the tokenizer file."""
 
 import json
 import os
@@ -32,13 +29,10 @@ def load_json(path: str, fix: str) -> Any:
 
 
 def save_model(
-    directory: str,
-    params: Any,
-    config: ModelConfig,
-    tokenizer: Tokenizer | None = None,
+    directory: str, params: Any, config: ModelConfig, tokenizer: Tokenizer | None = None,
     overwrite: bool = False,
-) -> str:
-    """Exports `params` (a subset of ElectraModel's tree is fine) with config and tokeniser."""
+) -> str:  # fmt: skip
+    """Exports `params` (a subset of ElectraModel's tree is fine) with config and tokenizer."""
     directory = os.path.abspath(directory)
     params = jax.tree.map(np.asarray, nn.unbox(params))
     # cuDNN attention is this machine's run-time choice: an export must load anywhere.
@@ -82,10 +76,9 @@ def read_model_config(directory: str, meta: dict | None = None) -> ModelConfig:
 
 
 def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
-    """Returns (config, params as numpy arrays, tokeniser or None)."""
+    """Returns (config, params as numpy arrays, tokenizer or None)."""
     directory = os.path.abspath(directory)
-    meta = read_model_meta(directory)
-    config = read_model_config(directory, meta)
+    config = read_model_config(directory, meta := read_model_meta(directory))
     params_dir = os.path.join(directory, "params")
     if not os.path.isdir(params_dir):
         raise UserError(f"{directory} has no params/ directory; re-export the model")
@@ -95,9 +88,7 @@ def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
     except Exception as e:  # orbax raises many types for unreadable data
         raise UserError(f"cannot read parameters in {params_dir} ({type(e).__name__})") from e
     tokenizer = load_tokenizer(directory, meta["tokenizer"]) if meta.get("tokenizer") else None
-    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
-        raise UserError(
-            f"{directory}: its vocabulary has {tokenizer.vocab_size} tokens but the model's "
-            f"vocab_size is {config.vocab_size}; put the model's own vocabulary there"
-        )
+    if tokenizer is not None and (tokens := tokenizer.vocab_size) > (size := config.vocab_size):
+        raise UserError(f"{directory}: its vocabulary has {tokens} tokens but the model's "
+                        f"vocab_size is {size}; put the model's own vocabulary there")  # fmt: skip
     return config, jax.tree.map(np.asarray, params), tokenizer

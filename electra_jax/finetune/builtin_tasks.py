@@ -1,10 +1,8 @@
-"""Built-in offline tasks in the GLUE TSV layout, made deterministically from pre-training's default
-corpus (`builtin:pydocs`: a pre-trained model has seen the sentences, unlabeled), train, dev and
-test from disjoint documents, each sentence once (memorizing does not help). Label 1 for an
+"""Built-in offline GLUE-layout tasks, made deterministically from pre-training's default corpus
+(`builtin:pydocs`): train, dev and test from disjoint documents, each sentence once. Label 1 for an
 original sentence, 0 for one with a window of words permuted (`builtin_acceptability`) or half its
-words replaced (`builtin_replaced`: visible in the bag of tokens, so even the random-init tiny
-model learns it in CPU seconds); RTE layout `builtin_continuity`: 1 when B follows A, 0 when B is
-from another document."""
+words replaced (`builtin_replaced`: visible in the bag of tokens, so learnt even from random init
+in CPU seconds); `builtin_continuity` (RTE layout): 1 if B follows A, 0 for another document's B."""
 
 import contextlib
 import itertools

@@ -1,8 +1,5 @@
-"""Featurization, as the original: GLUE's [CLS] A [SEP] (B [SEP]) with the longer segment
-truncated first; SQuAD's doc-stride windows [CLS] question [SEP] context-part [SEP] (BERT's
-run_squad, ELECTRA's qa_tasks), a window without the answer pointing at [CLS]. And SQuAD answer
-decoding: the top-k starts x top-k ends of every window where the start has its maximal context.
-"""
+"""Featurization as the original's (GLUE, the longer segment truncated first; SQuAD doc-stride
+windows, docs/spec.md §5.5) and SQuAD answer decoding (starts where they have maximal context)."""
 
 import dataclasses
 import itertools
@@ -15,7 +12,7 @@ from electra_jax.finetune.readers import Example, SquadExample
 
 
 def double_unordered(examples: list[Example]) -> list[Example]:
-    """Adds (B, A) after each (A, B): the original's training-set doubling for MRPC and STS-B."""
+    """Adds (B, A) after each (A, B): `double_unordered` for MRPC and STS-B (docs/spec.md §5.4)."""
     swap = lambda e: Example(e.guid + "-swap", e.text_b, e.text_a, e.label)
     return [x for e in examples for x in ([e] if e.text_b is None else [e, swap(e)])]
 

@@ -1,11 +1,5 @@
-"""The fine-tuning model (RECIPE.md "Fine-tuning"): task heads on the discriminator encoder, their
-losses, and layer-wise LR decay over its parameters.
-
-GLUE: [CLS]'s final hidden state (no pooler), dropout 0.1, dense; softmax cross-entropy (STS-B:
-squared error against label / 5). SQuAD: the original's XLNet-style joint head, end logits
-conditioned on the start ([h_j ; h_start] -> dense 512 + GELU -> LayerNorm -> dense 1); 2.0 adds
-an answerability classifier on [h_CLS ; sum_j p_start(j) h_j] (sigmoid cross-entropy, x 0.5).
-"""
+"""The fine-tuning model: task heads on the discriminator encoder and their losses (docs/spec.md
+§5.3-5.5; where we still differ, §8 items 1, 2 and 4), and layer-wise LR decay (§5.2)."""
 
 import re
 from typing import Any
@@ -118,13 +112,11 @@ class FinetuneModel(nn.Module):
             head = SpanHead(self.config, self.squad_v2, self.beam_size, **kw, name="head")
             starts_B = None if deterministic else batch["start_positions"]
             return head(h_BxLxH, batch["answer_mask"], starts_B)
-        outputs = 1 if self.kind == "regression" else self.num_labels
-        logits_BxK = ClassificationHead(self.config, outputs, **kw, name="head")(
-            h_BxLxH, deterministic
-        )
-        if self.kind == "regression":
-            return {"predictions": logits_BxK[:, 0]}
-        return {"logits": logits_BxK}
+        regression = self.kind == "regression"
+        outputs = 1 if regression else self.num_labels
+        head = ClassificationHead(self.config, outputs, **kw, name="head")
+        logits_BxK = head(h_BxLxH, deterministic)
+        return {"predictions": logits_BxK[:, 0]} if regression else {"logits": logits_BxK}
 
 
 def task_loss(
@@ -148,10 +140,8 @@ def task_loss(
     return jnp.sum(per_example_B * weights_B) / jnp.maximum(jnp.sum(weights_B), 1.0)
 
 
-# Layer-wise LR decay: lr x d^(n + 2 - depth), depths: embeddings (and `embeddings_project`, the
-# GDES delta) 0, encoder layer i at i + 1, the head n + 2. With the original's n + 2 the top layer
-# gets d^2 and nothing gets d (google-research/electra issue #51); `fixed=True` uses n + 1: the
-# head keeps the full lr, the top layer gets d, the embeddings d^(n + 1).
+# docs/spec.md §5.2: lr x d^(n + 2 - depth), the GDES delta at the embeddings' depth 0;
+# `fixed=True` (§7) uses n + 1: the top layer gets d, the embeddings d^(n + 1).
 _LAYER = re.compile(r"(?:^|/)layer_(\d+)(?:/|$)")
 _EMBEDDING = re.compile(r"(?:^|/)(embeddings|embeddings_project|gdes)(?:/|$)")
 

@@ -4,7 +4,6 @@ as scikit-learn's MCC), the GLUE score, and SQuAD's official EM / F1."""
 import collections
 import re
 import string
-from collections.abc import Sequence
 
 import numpy as np
 
@@ -69,25 +68,21 @@ def glue_metrics(metric: str, labels_N: np.ndarray, preds_N: np.ndarray) -> dict
     return {**out, "score": out[headline]}
 
 
-# The paper's GLUE score: the mean over these eight tasks (WNLI excluded), each with the
-# headline metric above (CoLA MCC, STS-B Spearman, accuracy elsewhere; MNLI matched).
+# The GLUE score (docs/spec.md §5.7): the mean of these tasks' headlines above (MNLI matched).
 GLUE_SCORE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte")
 
 
 def glue_score(scores: dict[str, float]) -> float:
     """Mean of the eight tasks' headline scores; every one must be present."""
-    missing = [t for t in GLUE_SCORE_TASKS if t not in scores]
-    if missing:
+    if missing := [t for t in GLUE_SCORE_TASKS if t not in scores]:
         raise ValueError(f"GLUE score needs all of {GLUE_SCORE_TASKS}; missing {missing}")
     return float(np.mean([scores[t] for t in GLUE_SCORE_TASKS]))
 
 
 def normalize_answer(text: str) -> str:
     """The official SQuAD normalization: lower, drop punctuation, articles, extra spaces."""
-    text = text.lower()
-    text = "".join(ch for ch in text if ch not in set(string.punctuation))
-    text = re.sub(r"\b(a|an|the)\b", " ", text)
-    return " ".join(text.split())
+    text = "".join(ch for ch in text.lower() if ch not in string.punctuation)
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
 
 
 def exact_match(prediction: str, gold: str) -> float:
@@ -95,23 +90,12 @@ def exact_match(prediction: str, gold: str) -> float:
 
 
 def token_f1(prediction: str, gold: str) -> float:
-    """Token-overlap F1; two empty answers (no-answer) score 1, one empty scores 0."""
+    """Token-overlap F1 = 2 x overlap / (|pred| + |gold|); both empty (no answer) 1, one empty 0."""
     pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
     if not pred_tokens or not gold_tokens:
         return float(pred_tokens == gold_tokens)
-    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-    same = sum(common.values())
-    if same == 0:
-        return 0.0
-    precision, recall = same / len(pred_tokens), same / len(gold_tokens)
-    return 2 * precision * recall / (precision + recall)
-
-
-def max_over_golds(fn, prediction: str, golds: Sequence[str]) -> float:
-    """Score against the best-matching gold; golds that normalize to "" are dropped and none
-    left means a no-answer question (the official v2.0 script's rule)."""
-    kept = [gold for gold in golds if normalize_answer(gold)]
-    return max(fn(prediction, gold) for gold in (kept or [""]))
+    overlap = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+    return 2.0 * sum(overlap.values()) / (len(pred_tokens) + len(gold_tokens))
 
 
 def squad_scores(
@@ -121,10 +105,11 @@ def squad_scores(
     """EM / F1 x100 as the official v1.1 / v2.0 scripts: with `na_probs`, "" where the no-answer
     probability exceeds `na_threshold`, and `best_exact` / `best_f1` at the best threshold."""
     ids = list(golds)
-    missing = [i for i in ids if i not in predictions]
-    if missing:
+    if missing := [i for i in ids if i not in predictions]:
         raise ValueError(f"no prediction for {len(missing)} question(s), e.g. {missing[0]!r}")
-    score = lambda fn, preds: {i: max_over_golds(fn, preds[i], golds[i]) for i in ids}
+    # Each against its best gold; golds normalizing to "" are dropped, none left = no answer.
+    kept = {i: [gold for gold in golds[i] if normalize_answer(gold)] or [""] for i in ids}
+    score = lambda fn, preds: {i: max(fn(preds[i], gold) for gold in kept[i]) for i in ids}
     drop = lambda i: na_probs is not None and na_probs[i] > na_threshold
     final = {i: "" if drop(i) else predictions[i] for i in ids}
     per_question = {"exact": score(exact_match, final), "f1": score(token_f1, final)}

@@ -1,6 +1,5 @@
-"""Readers of GLUE TSV files (the original's layout: UTF-8, split on tabs, no quoting), SQuAD JSON
-and, as a fallback, TFDS. A malformed row stops the run with one line naming the file, the row
-and the fix; with `skip_malformed` it is skipped and counted (`ReadResult.skipped`)."""
+"""Readers of GLUE TSV (docs/spec.md §5.6; UTF-8, split on tabs, no quoting), SQuAD JSON and TFDS.
+A malformed row stops the run naming file, row and fix; `skip_malformed` skips and counts it."""
 
 import dataclasses
 import json

@@ -1,6 +1,5 @@
-"""The tasks: where each one's files live (the original's `finetuning_data/<dir>/{train,dev,
-test}.tsv`, RECIPE.md) and which columns, 0-based or from the end, hold text and label. GLUE
-test files carry an `index` column first and no labels, hence their own text columns."""
+"""The tasks: where each one's files live and which columns hold text and label (docs/spec.md
+§5.6). GLUE test files carry an `index` column first and no labels, hence their own columns."""
 
 import dataclasses
 from typing import Literal

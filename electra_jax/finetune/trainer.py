@@ -1,7 +1,7 @@
-"""The fine-tuning trainer: `run(config, workdir)`. Seeds train together under `jax.vmap` (one
-compiled step over a leading seed axis; each seed has its own head initialization, dropout and
-data order) as far as `vectorize_budget` allows, all from the same pre-trained encoder."""
+"""The fine-tuning trainer, `run(config, workdir)`: seeds train together under `jax.vmap` (one
+step over a seed axis; own head init, dropout and data order) as `vectorize_budget` allows."""
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -80,13 +80,11 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
     model_cfg, params, tokenizer = load_model(directory)
     if tokenizer is None:
         raise UserError(f"init_from {directory} has no tokenizer; re-export it with its vocab.txt")
-    if not model_cfg.electra_objective and "generator" in params:
-        # A BERT-baseline run: its one full-size masked-LM tower is the encoder to fine-tune.
+    if not model_cfg.electra_objective and "generator" in params:  # BERT: fine-tune its MLM tower
         params = {**params, "discriminator": params["generator"]}
         model_cfg = model_cfg.replace(electra_objective=True)
     gdes = {"gdes"} if model_cfg.embedding_sharing == "gdes" else set()
-    missing = sorted({"embeddings", "discriminator", *gdes} - set(params))
-    if missing:
+    if missing := sorted({"embeddings", "discriminator", *gdes} - set(params)):
         raise UserError(f"init_from {directory} lacks parameter group(s) {missing}")
     check_param_shapes(model_cfg, params, f"init_from {directory}")  # before any compile
     return model_cfg, params, tokenizer
@@ -96,8 +94,7 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
     """(train arrays, dev sets + test sets, skipped rows by file): read, checked, featurized."""
     data_dir = config.data_dir
     if not data_dir and spec.name in BUILTIN_TASKS:
-        b = config.builtin
-        data_dir = ensure_builtin_tasks(train=b.train, dev=b.dev, test=b.test)
+        data_dir = ensure_builtin_tasks(**config.builtin.to_dict())
     skipped: dict[str, int] = {}
 
     def featurized(stem: str, is_test: bool = False, is_training: bool = False) -> tuple:
@@ -141,9 +138,8 @@ def make_tx(config: Config, num_steps: int, num_layers: int) -> tuple[Any, optax
 
 
 def init_seed_params(
-    model: FinetuneModel, seeds: list[int], example: dict[str, np.ndarray],
-    pretrained: dict | None,
-) -> Any:  # fmt: skip
+    model: FinetuneModel, seeds: list[int], example: dict[str, np.ndarray], pretrained: dict | None
+) -> Any:
     """Parameters with a leading seed axis: fresh heads per seed, the shared pre-trained encoder."""
     dummy = {k: jnp.asarray(v[:2]) for k, v in example.items()}
     init = lambda rng: nn.unbox(model.init({"params": rng}, dummy, deterministic=True)["params"])
@@ -236,15 +232,11 @@ def score_seed(
     return {**scores, "score": scores["f1"]}, (answers, nulls)
 
 
-# The median seed and its files: GLUE leaderboard TSVs (`index<TAB>prediction`, label strings,
-# STS-B scores in [0, 5]) and SQuAD predictions JSON {question id: answer, "" for none} with, for
-# 2.0, a null-odds file: the official evaluation script's inputs.
-
-
 def write_glue_submission(
     path: str, spec: TaskSpec, indices: Sequence[str], predictions_N: np.ndarray
 ) -> None:
-    """Class ids as label strings; STS-B scores clipped to [0, 5] with three decimals."""
+    """A leaderboard TSV (`index<TAB>prediction`): label strings, or STS-B scores clipped to [0, 5]
+    with three decimals."""
     if spec.kind == "regression":
         values = [f"{float(v):.3f}" for v in np.clip(predictions_N, 0.0, 5.0)]
     else:
@@ -259,7 +251,8 @@ def write_glue_submission(
 def write_predictions(
     directory: str, spec: TaskSpec, eval_sets: Sequence[EvalSet], predictions: dict, chosen: int
 ) -> list[str]:
-    """Writes run `chosen`'s predictions for each set with a `file_name`; returns the paths."""
+    """Writes run `chosen`'s predictions for each set with a `file_name` (GLUE TSV, or SQuAD JSON
+    {question id: answer or ""} and for 2.0 its null odds: the official script's inputs)."""
     written = []
     for eval_set in (s for s in eval_sets if s.file_name):
         os.makedirs(directory, exist_ok=True)
@@ -282,8 +275,7 @@ def median_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
 
 def median_seed_index(scores: Sequence[float]) -> int:
     """The run whose score is the (lower) median: its predictions are the submission."""
-    order = np.argsort(np.asarray(scores), kind="stable")
-    return int(order[(len(scores) - 1) // 2])
+    return int(np.argsort(np.asarray(scores), kind="stable")[(len(scores) - 1) // 2])
 
 
 def run(config: Config, workdir: str) -> dict[str, Any]:
@@ -324,10 +316,9 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
           "vmap")  # fmt: skip
 
     # Each group of seeds: train, then predict every dev and test set.
-    logger = MetricsLogger(workdir, num_steps)
     dev_scores: dict[str, list[dict]] = {name: [] for name in dev_names}
     predictions: dict[str, list] = {e.name: [] for e in eval_sets}
-    try:
+    with contextlib.closing(MetricsLogger(workdir, num_steps)) as logger:
         for g in range(0, len(seeds), group):
             group_seeds = seeds[g : g + group]
             params_S = init_seed_params(model, group_seeds, train, pretrained)
@@ -343,8 +334,6 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
                         dev_scores[eval_set.name].append({"seed": seed, **scores})
                         shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
                         print(f"eval: seed {seed} {eval_set.name}: {shown}")
-    finally:
-        logger.close()
 
     # results.json (per seed and the median) and the median seed's predictions.
     headline = [m["score"] for m in dev_scores[dev_names[0]]]

@@ -1,6 +1,7 @@
 """Parameter trees against the shapes a ModelConfig implies (no arrays allocated), so a
 mismatched checkpoint fails with one line naming the parameter, not a Flax error in `apply`."""
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -33,10 +34,7 @@ def unflatten(flat: dict[str, Any]) -> dict[str, Any]:
     tree: dict[str, Any] = {}
     for path, value in flat.items():
         *parents, last = path.split("/")
-        node = tree
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = value
+        functools.reduce(lambda node, key: node.setdefault(key, {}), parents, tree)[last] = value
     return tree
 
 
@@ -45,15 +43,11 @@ def check_param_shapes(config: ModelConfig, params: Any, source: str) -> None:
     expected, groups, actual = expected_shapes(config), set(params), flatten(params)
     if unknown := sorted(groups - {path.split("/")[0] for path in expected}):
         raise UserError(f"{source}: unexpected parameter group(s) {unknown}; {MISMATCH_FIX}")
-    for path, shape in expected.items():
-        if path.split("/")[0] not in groups:
-            continue
+    for path, shape in ((p, s) for p, s in expected.items() if p.split("/")[0] in groups):
         if path not in actual:
             raise UserError(f"{source}: parameter {path} is missing; {MISMATCH_FIX}")
         if (got := tuple(np.shape(actual[path]))) != shape:
-            raise UserError(
-                f"{source}: parameter {path} has shape {got}, config implies {shape}; "
-                + MISMATCH_FIX
-            )
+            problem = f"parameter {path} has shape {got}, config implies {shape}"
+            raise UserError(f"{source}: {problem}; {MISMATCH_FIX}")
     if extra := sorted(set(actual) - set(expected)):
         raise UserError(f"{source}: unexpected parameter {extra[0]}; {MISMATCH_FIX}")
