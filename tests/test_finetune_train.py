@@ -38,7 +38,9 @@ def test_tiny_model_learns_builtin_task_with_two_vmapped_seeds(
     assert results["seeds"] == [0, 1] and results["seeds_per_group"] == 2
     per_seed = results["dev"]["dev"]["per_seed"]
     assert [m["seed"] for m in per_seed] == [0, 1]
-    assert per_seed[0]["accuracy"] != per_seed[1]["accuracy"]  # different heads, order, dropout
+    # Different heads, order and dropout: the seeds' models differ. (Their dev accuracies on 200
+    # rows can tie by chance: both seeds scored 77.5 once the initialiser was fixed.)
+    assert per_seed[0]["train_loss"] != per_seed[1]["train_loss"]
     assert results["score"] == pytest.approx(np.median([m["accuracy"] for m in per_seed]))
     assert results["score"] >= 70.0, results  # chance is 50; measured 76 (74, 78.5)
     with open(tmp_path / "results.json") as f:

@@ -45,3 +45,16 @@ def test_export_saves_cudnn_attention_as_auto(tmp_path):
     assert read_model_config(str(tmp_path / "cudnn")).attention_impl == "auto"
     save_model(str(tmp_path / "fused"), params, cfg.replace(attention_impl="fused"))
     assert read_model_config(str(tmp_path / "fused")).attention_impl == "fused"
+
+
+def test_initializer_is_tf_truncated_normal():
+    """The original's `tf.truncated_normal_initializer(stddev=0.02)` draws N(0, 0.02) and
+    re-draws values beyond 2 stddev: the samples' std is 0.02 times the std of a standard
+    normal truncated at +-2 (scipy's closed form), and none exceeds 0.04 (docs/spec.md §1)."""
+    from scipy.stats import truncnorm
+
+    params = nn.unbox(init_params(ElectraModel(preset("tiny")), jax.random.key(0)))
+    table = np.asarray(params["embeddings"]["word_embeddings"])  # 8192 x 32 draws
+    expected_std = 0.02 * truncnorm(-2, 2).std()  # 0.01759
+    assert abs(table.std() / expected_std - 1) < 0.01, (table.std(), expected_std)
+    assert 0.039 < np.abs(table).max() <= 0.04

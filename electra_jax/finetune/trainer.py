@@ -175,7 +175,8 @@ def train_group(
     config: Config, tx: Any, train_step: Any, schedule: optax.Schedule, train: dict,
     params_S: Any, seeds: list[int], num_steps: int, logger: MetricsLogger,
 ) -> Any:  # fmt: skip
-    """Trains one group of seeds together (a leading seed axis); returns their parameters."""
+    """Trains one group of seeds together (a leading seed axis); returns their parameters and
+    each seed's training loss at the last step."""
     B, N = config.batch_size, len(train["input_ids"])
     opt_S = jax.jit(jax.vmap(tx.init))(params_S)
     permute = [np.random.default_rng(s).permutation for s in seeds]  # a fresh order per epoch
@@ -196,7 +197,7 @@ def train_group(
         values = {"loss": loss, "learning_rate": float(schedule(step)), "seeds": str(seeds)}
         logger.write(step + 1, values)
         logger.progress(step + 1, values, (step + 1) / max(time.perf_counter() - t0, 1e-9))
-    return params_S
+    return params_S, np.asarray(jax.device_get(loss_S), np.float64)
 
 
 def predict_all(predict: Any, params_S: Any, arrays: dict, batch_size: int) -> dict:
@@ -322,8 +323,9 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
         for g in range(0, len(seeds), group):
             group_seeds = seeds[g : g + group]
             params_S = init_seed_params(model, group_seeds, train, pretrained)
-            params_S = train_group(config, tx, train_step, schedule, train, params_S,
-                                   group_seeds, num_steps, logger)  # fmt: skip
+            params_S, train_loss_S = train_group(
+                config, tx, train_step, schedule, train, params_S, group_seeds, num_steps, logger
+            )
             for eval_set in eval_sets:
                 out_S = predict_all(predict, params_S, eval_set.arrays, config.eval_batch_size)
                 for i, seed in enumerate(group_seeds):
@@ -331,7 +333,10 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
                     scores, preds = score_seed(config, spec, eval_set, one, tokenizer)
                     predictions[eval_set.name].append(preds)
                     if scores is not None:
-                        dev_scores[eval_set.name].append({"seed": seed, **scores})
+                        last_loss = float(train_loss_S[i])
+                        dev_scores[eval_set.name].append(
+                            {"seed": seed, **scores, "train_loss": last_loss}
+                        )
                         shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
                         print(f"eval: seed {seed} {eval_set.name}: {shown}")
 

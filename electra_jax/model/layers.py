@@ -14,15 +14,12 @@ import jax.numpy as jnp
 from electra_jax.model.config import EncoderConfig, ModelConfig
 
 Dtype = Any
-# jax's truncated_normal takes the stddev of the *truncated* distribution; TF's
-# truncated_normal_initializer (the original's) takes that of the untruncated one. This factor
-# (the stddev of a standard normal truncated at +-2) converts between the two.
-_TRUNCATED_STD_FACTOR = 0.87962566103423978
 
 
 def tf_truncated_normal(stddev: float) -> nn.initializers.Initializer:
-    """The original's initialiser: N(0, stddev) truncated at two standard deviations."""
-    return jax.nn.initializers.truncated_normal(stddev=stddev * _TRUNCATED_STD_FACTOR)
+    """The original's initialiser: N(0, stddev) re-drawn beyond two stddev. jax's `stddev` is,
+    like TF's, that of the normal before truncation (the samples' std is 0.88 x stddev)."""
+    return jax.nn.initializers.truncated_normal(stddev=stddev)
 
 
 def gelu_exact(x: jax.Array) -> jax.Array:
