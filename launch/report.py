@@ -19,7 +19,7 @@ import os
 
 from electra_jax.cli import ArgumentParser, note
 from electra_jax.errors import UserError, exit_on_user_error
-from electra_jax.files.storage import write_json
+from electra_jax.storage import write_json
 from launch.report_data import (
     DEFAULT_PAPER_ROWS,
     LOOKS_FOR,

@@ -20,7 +20,7 @@ LAYERS = {
     "base": (),
 }  # fmt: skip
 ENTRY_MODULES = ("pretrain", "prepare", "detect")
-BASE_MODULES = ("cli", "errors", "config_fields")
+BASE_MODULES = ("cli", "errors", "config_fields", "storage")
 
 
 def module_name(path: pathlib.Path) -> str:

@@ -17,9 +17,9 @@ from electra_jax.convert import names
 from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer
 from electra_jax.errors import UserError
 from electra_jax.files.model_io import load_json
-from electra_jax.files.storage import atomic_directory, write_json
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.shapes import check_param_shapes, expected_shapes, flatten, unflatten
+from electra_jax.storage import atomic_directory, write_json
 
 # Non-persistent buffers some transformers versions saved; never weights.
 IGNORED_KEY_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")

@@ -19,6 +19,7 @@ from electra_jax.data.sources import CorpusStats, parse_corpus
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, VOCAB_FILES, file_sha256
 from electra_jax.data.vocab_training import load_or_train_tokenizer
 from electra_jax.errors import UserError
+from electra_jax.storage import write_atomic
 
 MANIFEST_FILE = "manifest.json"
 DEFAULT_SHARD_MB = 16.0
@@ -87,7 +88,7 @@ def _open_work_dir(work_dir: str, manifest: dict, log) -> None:
         if not same:
             shutil.rmtree(work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    dataset_format.write_atomic(path, json.dumps(manifest, indent=1).encode())
+    write_atomic(path, json.dumps(manifest, indent=1).encode())
 
 
 def _eval_count(n_examples: int, eval_fraction: float, eval_examples: int | None) -> int:
@@ -224,7 +225,7 @@ def prepare_dataset(
         "manifest": manifest,
     }  # fmt: skip
     meta_json = json.dumps(meta, indent=1).encode()
-    dataset_format.write_atomic(os.path.join(out_dir, dataset_format.META_FILE), meta_json)
+    write_atomic(os.path.join(out_dir, dataset_format.META_FILE), meta_json)
     if os.path.isdir(output):
         os.rmdir(output)  # empty (checked above)
     os.replace(out_dir, output)

@@ -7,7 +7,6 @@ number (1, 2, ...; 0 = padding) in the input_mask byte, decoded into `packing_id
 """
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -26,15 +25,6 @@ _REQUIRED = ("format_version", "vocab_size", "max_seq_len", "record", "splits", 
 FEATURES = ("input_ids", "input_mask", "segment_ids")
 # group_size:1 for grain's random access; uncompressed: decompression would cost loader throughput.
 WRITER_OPTIONS = "group_size:1,uncompressed"
-
-
-def write_atomic(path: str, data: bytes) -> str:
-    """Writes `path` via a temporary sibling and a rename, so no reader sees a partial file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
 
 
 def read_meta(data_dir: str) -> dict:

@@ -17,7 +17,7 @@ import tokenize
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
-from electra_jax.data.dataset_format import write_atomic
+from electra_jax.storage import write_atomic
 
 _SKIP_DIRS = frozenset(
     {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test", "_bundled"}

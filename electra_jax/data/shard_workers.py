@@ -23,6 +23,7 @@ from electra_jax.data import dataset_format
 from electra_jax.data.example_builder import ExampleBuilder, PretrainExample, pack_examples
 from electra_jax.data.sources import Blob, CorpusStats, Source, blob_documents, grouped, iter_chunks
 from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
+from electra_jax.storage import write_atomic
 
 _ENCODE_BATCH = 4096  # sentences per `encode_batch` call (bounds worker memory)
 
@@ -90,7 +91,7 @@ def process_chunk(task: ChunkTask) -> dict:
     os.replace(stem + ".array_record.tmp", stem + ".array_record")
     name = os.path.basename(stem) + ".array_record"
     result = {"index": task.index, "file": name, **counts, **stats.to_dict()}
-    dataset_format.write_atomic(stem + ".json", json.dumps(result).encode())  # chunk finished
+    write_atomic(stem + ".json", json.dumps(result).encode())  # chunk finished
     return result
 
 

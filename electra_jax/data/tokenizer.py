@@ -5,9 +5,9 @@ special tokens: the example builder lays them out."""
 import hashlib
 import os
 
-from electra_jax.data.dataset_format import write_atomic
 from electra_jax.data.wordpiece_fast_path import MAX_WORD_CHARS, AsciiWordPieceMemo
 from electra_jax.errors import UserError
+from electra_jax.storage import write_atomic
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 VOCAB_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "spm.model"}  # the saved file of a kind

@@ -12,10 +12,10 @@ import io
 import os
 from collections.abc import Iterable
 
-from electra_jax.data.dataset_format import write_atomic
 from electra_jax.data.sources import Source, sample_sentences
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, VOCAB_FILES, Tokenizer, load_tokenizer
 from electra_jax.errors import UserError
+from electra_jax.storage import write_atomic
 
 LIMIT_ALPHABET = 1000  # as in BERT's WordPiece recipe
 

@@ -12,8 +12,8 @@ import orbax.checkpoint as ocp
 
 from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.files.storage import atomic_directory, write_json
 from electra_jax.model.config import ModelConfig
+from electra_jax.storage import atomic_directory, write_json
 
 FORMAT = "electra_jax.model/1"
 MODEL_JSON = "model.json"

@@ -15,7 +15,7 @@ from typing import Any
 from etils import epath
 
 from electra_jax.errors import UserError
-from electra_jax.files.storage import write_json
+from electra_jax.storage import write_atomic, write_json
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
@@ -85,10 +85,7 @@ def truncate_metrics_after(workdir: str, step: int) -> None:
     if not os.path.exists(path):
         return
     kept = [json.dumps(r) + "\n" for r in read_metrics(workdir) if r["step"] <= step]
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.writelines(kept)
-    os.replace(tmp, path)
+    write_atomic(path, "".join(kept))
 
 
 def format_duration(seconds: float) -> str:

@@ -23,7 +23,6 @@ from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer, load_token
 from electra_jax.errors import UserError
 from electra_jax.files.model_io import MODEL_JSON, load_model
 from electra_jax.files.run_files import CONFIG_FILE, RESULTS_FILE, MetricsLogger, write_results
-from electra_jax.files.storage import make_workdir, write_json
 from electra_jax.finetune import features, metrics
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
 from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
@@ -31,6 +30,7 @@ from electra_jax.finetune.readers import read_split, split_path
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
+from electra_jax.storage import make_workdir, write_json
 from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 
 Config = ml_collections.ConfigDict

@@ -25,10 +25,10 @@ from electra_jax.files.run_files import (
     format_duration,
     truncate_metrics_after,
 )
-from electra_jax.files.storage import make_workdir, write_json
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.flops import device_peak_flops, train_flops_per_token
 from electra_jax.model.layers import cudnn_attention_problem
+from electra_jax.storage import make_workdir, write_json
 from electra_jax.train import sharding as shd
 from electra_jax.train.checkpoints import RunCheckpoints
 from electra_jax.train.objective import finalize_metrics

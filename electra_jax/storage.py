@@ -1,6 +1,5 @@
-"""Atomic writes: build a file or directory under a temporary sibling name, then rename.
-
-An interrupted export or a failed write never damages what was already at the target path.
+"""Atomic writes, the one way every command writes a file or a directory: build it under a
+temporary sibling name, then rename, so an interrupted write never damages what was there.
 """
 
 import contextlib
@@ -41,9 +40,15 @@ def make_workdir(path: str) -> str:
     return path
 
 
-def write_json(path: str, value: Any) -> None:
-    """Writes JSON to `path` via a temporary file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(value, f, indent=2, sort_keys=True)
+def write_atomic(path: str, data: bytes | str) -> str:
+    """Writes `path` via a temporary sibling and a rename, so no reader sees a partial file."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str, value: Any) -> None:
+    """Writes `value` as indented, key-sorted JSON, atomically."""
+    write_atomic(path, json.dumps(value, indent=2, sort_keys=True))
