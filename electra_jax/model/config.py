@@ -1,14 +1,16 @@
-"""Architecture configuration: one frozen dataclass, the paper's presets, the derived generator.
-
-Every field of RECIPE.md's architecture table lives here; defaults are the original's.
-"""
+"""Architecture configuration (docs/spec.md §1): one frozen dataclass, the paper's presets and
+the derived towers. Defaults are the original's."""
 
 import dataclasses
-import json
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 SharingMode = Literal["tied", "untied", "gdes"]
 AttentionImpl = Literal["auto", "exact", "fused", "cudnn"]
+
+
+def default_num_heads(hidden_size: int) -> int:
+    """The original's head count: one head per 64 hidden units, at least one."""
+    return max(1, hidden_size // 64)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,12 +29,8 @@ class EncoderConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """ELECTRA generator + discriminator architecture (BERT post-LN encoder).
-
-    Attributes mirror google-research/electra's `BertConfig` plus the pre-training switches
-    that change parameter shapes. `generator_hidden_size` and `generator_layers` are fractions
-    of the discriminator's (the original's convention).
-    """
+    """Generator + discriminator: the original's `BertConfig` plus the pre-training switches that
+    change parameter shapes."""
 
     vocab_size: int = 30522
     embedding_size: int = 128
@@ -46,20 +44,19 @@ class ModelConfig:
     attention_dropout: float = 0.1
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-12
-    # Generator shape, as fractions of the discriminator.
+    # Generator width and depth, as fractions of the discriminator's.
     generator_hidden_size: float = 0.25
     generator_layers: float = 1.0
     # False: plain BERT masked-LM baseline (one full-size tower, no discriminator loss).
     electra_objective: bool = True
-    # "tied": generator and discriminator share word/position/type embeddings and the embedding
-    # LayerNorm (the original's default). "untied": generator has its own embeddings.
-    # "gdes": DeBERTa-v3 gradient-disentangled sharing (disc table = sg(gen table) + delta).
+    # "tied" (the original): both towers share the word/position/type tables and the embedding
+    # LayerNorm. "untied": the generator has its own. "gdes": DeBERTa-v3 gradient-disentangled
+    # sharing (disc table = sg(gen table) + delta).
     embedding_sharing: SharingMode = "tied"
-    # "auto": exact attention when attention dropout is active, jax.nn.dot_product_attention
-    # otherwise. "exact": always the explicit softmax. "fused": always dot_product_attention,
-    # XLA's implementation (drops attention-probability dropout: a measured speed switch, not
-    # faithful). "cudnn": the same with implementation="cudnn" (cuDNN flash attention; a GPU
-    # and bfloat16/float16 compute only).
+    # "auto": exact attention when attention dropout is active, else jax.nn.dot_product_attention.
+    # "exact": always the explicit softmax. "fused": always dot_product_attention, XLA's (no
+    # attention-probability dropout: a speed switch, not faithful). "cudnn": the same through
+    # cuDNN flash attention (a GPU and bfloat16/float16 compute only).
     attention_impl: AttentionImpl = "auto"
 
     def __post_init__(self) -> None:
@@ -68,14 +65,11 @@ class ModelConfig:
                 f"hidden_size={self.hidden_size} is not divisible by "
                 f"num_heads={self.resolved_num_heads}; pick num_heads that divides it"
             )
-        if self.embedding_sharing not in ("tied", "untied", "gdes"):
-            raise ValueError(
-                f"embedding_sharing={self.embedding_sharing!r}; expected tied, untied or gdes"
-            )
-        if self.attention_impl not in ("auto", "exact", "fused", "cudnn"):
-            raise ValueError(
-                f"attention_impl={self.attention_impl!r}; expected auto, exact, fused or cudnn"
-            )
+        for field, mode in (("embedding_sharing", SharingMode), ("attention_impl", AttentionImpl)):
+            allowed, value = get_args(mode), getattr(self, field)
+            if value not in allowed:
+                expected = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
+                raise ValueError(f"{field}={value!r}; expected {expected}")
 
     @property
     def resolved_num_heads(self) -> int:
@@ -84,12 +78,8 @@ class ModelConfig:
     @property
     def discriminator(self) -> EncoderConfig:
         """The discriminator tower (also the single tower of the BERT baseline)."""
-        return EncoderConfig(
-            num_layers=self.num_layers,
-            hidden_size=self.hidden_size,
-            num_heads=self.resolved_num_heads,
-            intermediate_size=self.intermediate_size or 4 * self.hidden_size,
-        )
+        ffn = self.intermediate_size or 4 * self.hidden_size
+        return EncoderConfig(self.num_layers, self.hidden_size, self.resolved_num_heads, ffn)
 
     @property
     def generator(self) -> EncoderConfig:
@@ -97,12 +87,8 @@ class ModelConfig:
         if not self.electra_objective:
             return self.discriminator
         hidden = max(1, round(self.hidden_size * self.generator_hidden_size))
-        return EncoderConfig(
-            num_layers=max(1, round(self.num_layers * self.generator_layers)),
-            hidden_size=hidden,
-            num_heads=default_num_heads(hidden),
-            intermediate_size=4 * hidden,
-        )
+        layers = max(1, round(self.num_layers * self.generator_layers))
+        return EncoderConfig(layers, hidden, default_num_heads(hidden), 4 * hidden)
 
     def replace(self, **overrides: Any) -> "ModelConfig":
         return dataclasses.replace(self, **overrides)
@@ -113,18 +99,9 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
+        if unknown := sorted(set(values) - known):
             raise ValueError(f"unknown model config field(s) {unknown}; known: {sorted(known)}")
         return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
-
-
-def default_num_heads(hidden_size: int) -> int:
-    """The original's head count: one head per 64 hidden units, at least one."""
-    return max(1, hidden_size // 64)
 
 
 PRESETS: dict[str, ModelConfig] = {

@@ -1,18 +1,13 @@
-"""The ELECTRA model: shared embeddings, discriminator and generator towers and their heads.
+"""The ELECTRA model (docs/spec.md §1): shared embeddings, the two towers and their heads.
 
-Top-level parameter names (every checkpoint and conversion relies on them):
-
-- `embeddings`: word / position / type tables and the embedding LayerNorm. One array each,
-  shared by both towers in the default `tied` mode (the generator's softmax is tied to
-  `embeddings/word_embeddings`).
-- `discriminator`: its tower (`embeddings_project`, `layer_i`); `discriminator_head`.
-- `generator`: its tower; `generator_head` (dense E, LayerNorm, `output_bias`).
-- `generator_embeddings`: only with `embedding_sharing="untied"`.
-- `gdes`: only with `embedding_sharing="gdes"` (the discriminator's word-table delta).
-
-With `electra_objective=False` (BERT baseline) there is no generator tower: the masked-LM head
-sits on the `discriminator` tower. A subset of the tree (for example a converted
-discriminator) works with the methods that only touch that subset.
+Top-level parameter groups (every checkpoint and conversion relies on them): `embeddings` (word,
+position and type tables and the embedding LayerNorm; in the default `tied` mode shared by both
+towers, the generator's softmax tied to `embeddings/word_embeddings`), `discriminator`
+(`embeddings_project`, `layer_i`), `discriminator_head`, `generator`, `generator_head` (dense E,
+LayerNorm, `output_bias`), `generator_embeddings` (`untied` only) and `gdes` (the discriminator's
+word-table delta, `gdes` only). The BERT baseline has no generator tower: its masked-LM head sits
+on `discriminator`. Methods that touch only a subset of the tree (a converted discriminator, say)
+work with that subset.
 """
 
 import flax.linen as nn
@@ -34,7 +29,7 @@ from electra_jax.model.layers import (
 
 
 class DiscriminatorHead(nn.Module):
-    """Dense H->H + GELU, then dense H->1 (TF's default glorot-uniform init, as the original)."""
+    """Dense H->H + GELU, then dense H->1 with TF's default glorot-uniform kernel (spec §1)."""
 
     config: ModelConfig
     dtype: Dtype = jnp.float32
@@ -42,24 +37,15 @@ class DiscriminatorHead(nn.Module):
 
     @nn.compact
     def __call__(self, h_BxLxH: jax.Array) -> jax.Array:
-        cfg = self.config
-        args = (cfg, self.dtype, self.param_dtype)
-        h_BxLxH = dense(cfg.hidden_size, *args, axes=("hidden", "hidden_out"), name="dense")(
-            h_BxLxH
-        )
-        h_BxLxH = gelu_exact(h_BxLxH)
-        logits_BxLx1 = dense(
-            1,
-            *args,
-            axes=("hidden", None),
-            name="dense_prediction",
-            kernel_init=nn.initializers.glorot_uniform(),
-        )(h_BxLxH)
-        return logits_BxLx1[..., 0].astype(jnp.float32)
+        args = (self.config, self.dtype, self.param_dtype)
+        hidden = dense(self.config.hidden_size, *args, axes=("hidden", "hidden_out"), name="dense")
+        glorot = nn.initializers.glorot_uniform()
+        out = dense(1, *args, axes=("hidden", None), name="dense_prediction", kernel_init=glorot)
+        return out(gelu_exact(hidden(h_BxLxH)))[..., 0].astype(jnp.float32)
 
 
 class GeneratorHead(nn.Module):
-    """Dense to E + GELU + LayerNorm; logits = h . word_table^T + output_bias."""
+    """Dense to E + GELU + LayerNorm; logits = h . word_table^T + output_bias (spec §1)."""
 
     config: ModelConfig
     dtype: Dtype = jnp.float32
@@ -71,33 +57,39 @@ class GeneratorHead(nn.Module):
         args = (cfg, self.dtype, self.param_dtype)
         h_BxNxE = dense(cfg.embedding_size, *args, axes=("hidden", "embed"), name="dense")(h_BxNxG)
         h_BxNxE = layer_norm(*args, name="LayerNorm")(gelu_exact(h_BxNxE))
-        output_bias_V = self.param(
-            "output_bias",
-            partitioned(nn.initializers.zeros, "vocab"),
-            (cfg.vocab_size,),
-            self.param_dtype,
-        )
+        bias_init = partitioned(nn.initializers.zeros, "vocab")
+        output_bias_V = self.param("output_bias", bias_init, (cfg.vocab_size,), self.param_dtype)
         logits_BxNxV = embeddings.attend(h_BxNxE) + output_bias_V.astype(self.dtype)
         return logits_BxNxV.astype(jnp.float32)
+
+
+class GdesDelta(nn.Module):
+    """DeBERTa-v3 GDES (spec §7): the discriminator's word-table offset, initialised to zero."""
+
+    config: ModelConfig
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        init = partitioned(nn.initializers.zeros, "vocab", "embed")
+        shape = (self.config.vocab_size, self.config.embedding_size)
+        return self.param("word_embeddings_delta", init, shape, self.param_dtype)
 
 
 def tower_inputs(
     mask_BxL: jax.Array, packing_ids_BxL: jax.Array | None
 ) -> tuple[jax.Array, jax.Array | None]:
-    """(attention mask, position ids) of a batch: the input mask and default positions, or
-    for packed rows (`packing_ids_BxL`) per-example attention and restarting positions."""
+    """(attention mask, position ids): the input mask and default positions, or for packed rows
+    per-example attention and positions restarting at each example."""
     if packing_ids_BxL is None:
         return mask_BxL, None
     return packed_attention_mask(packing_ids_BxL), packed_positions(packing_ids_BxL)
 
 
 class ElectraModel(nn.Module):
-    """Generator + discriminator with the original's embedding sharing.
-
-    Methods return float32 logits whatever the compute `dtype`. `packing_ids_BxL` (packed
-    datasets, `prepare --pack`) gives each position's example number within its row (0 =
-    padding): attention stays within an example and positions restart at each one.
-    """
+    """Generator + discriminator with the original's embedding sharing; float32 logits whatever
+    the compute `dtype`. `packing_ids_BxL` (packed datasets, `prepare --pack`) numbers each
+    position's example within its row (0 = padding): attention stays within an example."""
 
     config: ModelConfig
     dtype: Dtype = jnp.float32
@@ -122,22 +114,17 @@ class ElectraModel(nn.Module):
         self, ids_BxL: jax.Array, segment_ids_BxL: jax.Array, mask_BxL: jax.Array
     ) -> dict[str, jax.Array]:
         """Runs every tower once (what `init` calls); returns the logits of each head."""
-        out = {"generator_logits": self.generator_logits(ids_BxL, segment_ids_BxL, mask_BxL)}
+        inputs = (ids_BxL, segment_ids_BxL, mask_BxL)
+        out = {"generator_logits": self.generator_logits(*inputs)}
         if self.config.electra_objective:
-            out["discriminator_logits"] = self.discriminator_logits(
-                ids_BxL, segment_ids_BxL, mask_BxL
-            )
+            out["discriminator_logits"] = self.discriminator_logits(*inputs)
         return out
 
     def discriminator_hidden(
-        self,
-        ids_BxL: jax.Array,
-        segment_ids_BxL: jax.Array,
-        mask_BxL: jax.Array,
-        deterministic: bool = True,
-        return_all_layers: bool = False,
+        self, ids_BxL: jax.Array, segment_ids_BxL: jax.Array, mask_BxL: jax.Array,
+        deterministic: bool = True, return_all_layers: bool = False,
         packing_ids_BxL: jax.Array | None = None,
-    ) -> jax.Array | list[jax.Array]:
+    ) -> jax.Array | list[jax.Array]:  # fmt: skip
         """Final (or every) hidden state of the discriminator tower: the fine-tuning encoder."""
         delta = self.gdes() if self.config.embedding_sharing == "gdes" else None
         attention_mask, positions_BxL = tower_inputs(mask_BxL, packing_ids_BxL)
@@ -148,13 +135,9 @@ class ElectraModel(nn.Module):
         return self.discriminator(emb_BxLxE, attention_mask, deterministic, return_all_layers)
 
     def discriminator_logits(
-        self,
-        ids_BxL: jax.Array,
-        segment_ids_BxL: jax.Array,
-        mask_BxL: jax.Array,
-        deterministic: bool = True,
-        packing_ids_BxL: jax.Array | None = None,
-    ) -> jax.Array:
+        self, ids_BxL: jax.Array, segment_ids_BxL: jax.Array, mask_BxL: jax.Array,
+        deterministic: bool = True, packing_ids_BxL: jax.Array | None = None,
+    ) -> jax.Array:  # fmt: skip
         """One replaced-token logit per position, [B, L]."""
         h_BxLxH = self.discriminator_hidden(
             ids_BxL, segment_ids_BxL, mask_BxL, deterministic, packing_ids_BxL=packing_ids_BxL
@@ -162,14 +145,10 @@ class ElectraModel(nn.Module):
         return self.discriminator_head(h_BxLxH)
 
     def generator_logits(
-        self,
-        ids_BxL: jax.Array,
-        segment_ids_BxL: jax.Array,
-        mask_BxL: jax.Array,
-        positions_BxN: jax.Array | None = None,
-        deterministic: bool = True,
+        self, ids_BxL: jax.Array, segment_ids_BxL: jax.Array, mask_BxL: jax.Array,
+        positions_BxN: jax.Array | None = None, deterministic: bool = True,
         packing_ids_BxL: jax.Array | None = None,
-    ) -> jax.Array:
+    ) -> jax.Array:  # fmt: skip
         """Masked-LM logits [B, N, V] at `positions_BxN` only, or [B, L, V] when None."""
         cfg = self.config
         untied = cfg.embedding_sharing == "untied"
@@ -181,23 +160,6 @@ class ElectraModel(nn.Module):
         if positions_BxN is not None:
             h_BxLxG = jnp.take_along_axis(h_BxLxG, positions_BxN[..., None], axis=1)
         return self.generator_head(h_BxLxG, embeddings)
-
-
-class GdesDelta(nn.Module):
-    """DeBERTa-v3 GDES: the discriminator's own word-table offset, initialised to zero."""
-
-    config: ModelConfig
-    param_dtype: Dtype = jnp.float32
-
-    @nn.compact
-    def __call__(self) -> jax.Array:
-        cfg = self.config
-        return self.param(
-            "word_embeddings_delta",
-            partitioned(nn.initializers.zeros, "vocab", "embed"),
-            (cfg.vocab_size, cfg.embedding_size),
-            self.param_dtype,
-        )
 
 
 def init_params(model: ElectraModel, rng: jax.Array, batch_size: int = 2, seq_len: int = 8) -> dict:
@@ -212,8 +174,8 @@ def count_params(params: dict) -> int:
 
 
 def discriminator_param_count(params: dict) -> int:
-    """Parameters of the discriminator alone: embeddings, tower and RTD head (what the paper
-    counts as the model's size: the generator is thrown away after pre-training)."""
+    """Parameters of the discriminator alone (embeddings, tower, RTD head): the model size the
+    paper reports, as the generator is thrown away after pre-training."""
     params = nn.unbox(params)
     keep = ("embeddings", "discriminator", "discriminator_head", "gdes")
     return sum(count_params(params[k]) for k in keep if k in params)

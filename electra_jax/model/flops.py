@@ -1,36 +1,26 @@
 """Training FLOPs per token and MFU: 6 x matmul parameters + attention, over the device peak.
 
-Counts what the step really computes: both towers at every position, the discriminator head at
-every position, the generator head (dense + tied softmax) only at the N masked positions.
-Embedding lookups are not matmuls and are not counted.
+Counts what the step computes (docs/spec.md §8 item 7: not the original's accounting): both
+towers and the discriminator head at every position, the generator head (dense + tied softmax)
+only at the N masked positions. Embedding lookups are not matmuls and are not counted.
 """
 
 import jax
 
 from electra_jax.model.config import EncoderConfig, ModelConfig
 
-# Dense bf16 peak FLOP/s per device (no sparsity), matched by substring of device_kind.
-PEAK_FLOPS_BY_DEVICE: tuple[tuple[str, float], ...] = (
-    ("H200", 989e12),
-    ("H100", 989e12),
-    ("A100", 312e12),
-    ("L4", 121e12),
-    ("A10", 125e12),
-    ("V100", 125e12),
-    ("TPU v6", 918e12),
-    ("TPU v5p", 459e12),
-    ("TPU v5 lite", 197e12),
-    ("TPU v5e", 197e12),
-    ("TPU v4", 275e12),
-    ("TPU v3", 123e12),
-)
+# Dense bf16 peak FLOP/s per device (no sparsity): the first name found in device_kind wins.
+PEAK_FLOPS_BY_DEVICE: dict[str, float] = {
+    "H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12, "V100": 125e12,
+    "TPU v6": 918e12, "TPU v5p": 459e12, "TPU v5 lite": 197e12, "TPU v5e": 197e12,
+    "TPU v4": 275e12, "TPU v3": 123e12,
+}  # fmt: skip
 
 
 def tower_matmul_params(config: ModelConfig, tower: EncoderConfig) -> int:
     H, F = tower.hidden_size, tower.intermediate_size
-    per_layer = 4 * H * H + 2 * H * F
     project = config.embedding_size * H if config.embedding_size != H else 0
-    return tower.num_layers * per_layer + project
+    return tower.num_layers * (4 * H * H + 2 * H * F) + project
 
 
 def train_flops_per_token(config: ModelConfig, seq_len: int, num_predictions: int) -> float:
@@ -53,9 +43,5 @@ def device_peak_flops(
     """The dense bf16 peak of `device` (None when unknown, e.g. CPU) unless overridden."""
     if override:
         return float(override)
-    device = device or jax.devices()[0]
-    kind = getattr(device, "device_kind", "")
-    for name, peak in PEAK_FLOPS_BY_DEVICE:
-        if name.lower() in kind.lower():
-            return peak
-    return None
+    kind = getattr(device or jax.devices()[0], "device_kind", "").lower()
+    return next((peak for name, peak in PEAK_FLOPS_BY_DEVICE.items() if name.lower() in kind), None)

@@ -1,8 +1,8 @@
-"""Transformer building blocks: embeddings, attention, the post-LN encoder layer and stack.
+"""Transformer blocks (docs/spec.md §1): embeddings, attention, the post-LN layer, the tower.
 
-Every parameter carries logical axis names (see `sharding.py`), so sharding is a config change.
-Parameter names follow the original / Hugging Face layout (`LayerNorm`, `query`, `dense`) so
-that conversion is a rename, and the optimiser's "no decay on LayerNorm and bias" rule matches.
+Every parameter carries logical axis names (see train/sharding.py), so sharding is a config
+change. Names follow the original / Hugging Face layout (`LayerNorm`, `query`, `dense`): conversion
+is a rename, and the optimiser's no-decay rule (LayerNorm, bias) matches.
 """
 
 from typing import Any
@@ -17,8 +17,7 @@ Dtype = Any
 
 
 def tf_truncated_normal(stddev: float) -> nn.initializers.Initializer:
-    """The original's initialiser: N(0, stddev) re-drawn beyond two stddev. jax's `stddev` is,
-    like TF's, that of the normal before truncation (the samples' std is 0.88 x stddev)."""
+    """TF's truncated normal (spec §1): jax's `stddev` is, like TF's, the untruncated one."""
     return jax.nn.initializers.truncated_normal(stddev=stddev)
 
 
@@ -34,53 +33,36 @@ def partitioned(init: nn.initializers.Initializer, *names: str | None) -> Any:
 
 def layer_norm(config: ModelConfig, dtype: Dtype, param_dtype: Dtype, name: str) -> nn.LayerNorm:
     return nn.LayerNorm(
-        epsilon=config.layer_norm_eps,
-        dtype=dtype,
-        param_dtype=param_dtype,
+        epsilon=config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype,
         scale_init=partitioned(nn.initializers.ones, "norm"),
-        bias_init=partitioned(nn.initializers.zeros, "norm"),
-        name=name,
-    )
+        bias_init=partitioned(nn.initializers.zeros, "norm"), name=name,
+    )  # fmt: skip
 
 
 def dense(
-    features: int | tuple[int, ...],
-    config: ModelConfig,
-    dtype: Dtype,
-    param_dtype: Dtype,
-    axes: tuple[str | None, ...],
-    name: str,
-    axis: int | tuple[int, ...] = -1,
+    features: int | tuple[int, ...], config: ModelConfig, dtype: Dtype, param_dtype: Dtype,
+    axes: tuple[str | None, ...], name: str, axis: int | tuple[int, ...] = -1,
     kernel_init: nn.initializers.Initializer | None = None,
-) -> nn.DenseGeneral:
+) -> nn.DenseGeneral:  # fmt: skip
     """A DenseGeneral with the original's initialiser and logical axes on kernel and bias."""
     num_out = 1 if isinstance(features, int) else len(features)
+    kernel_init = kernel_init or tf_truncated_normal(config.initializer_range)
     return nn.DenseGeneral(
-        features=features,
-        axis=axis,
-        dtype=dtype,
-        param_dtype=param_dtype,
-        kernel_init=partitioned(
-            kernel_init or tf_truncated_normal(config.initializer_range), *axes
-        ),
-        bias_init=partitioned(nn.initializers.zeros, *axes[-num_out:]),
-        name=name,
-    )
+        features=features, axis=axis, dtype=dtype, param_dtype=param_dtype,
+        kernel_init=partitioned(kernel_init, *axes),
+        bias_init=partitioned(nn.initializers.zeros, *axes[-num_out:]), name=name,
+    )  # fmt: skip
 
 
 class Embeddings(nn.Module):
-    """Word + position + token-type tables of width E, summed, LayerNorm, dropout.
-
-    `word_delta_VxE` (DeBERTa-v3 GDES) is added to a stop-gradient copy of the word table, so the
-    discriminator reuses the generator's table without pushing gradients into it.
-    """
+    """Word + position + token-type tables of width E, summed, LayerNorm, dropout."""
 
     config: ModelConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
     def setup(self) -> None:
-        cfg = self.config
+        cfg, E = self.config, self.config.embedding_size
         init = tf_truncated_normal(cfg.initializer_range)
         tables = {  # name: (rows, logical axis of the rows)
             "word_embeddings": (cfg.vocab_size, "vocab"),
@@ -88,28 +70,23 @@ class Embeddings(nn.Module):
             "token_type_embeddings": (cfg.type_vocab_size, "token_type"),
         }
         for name, (rows, axis) in tables.items():
-            table = self.param(
-                name, partitioned(init, axis, "embed"), (rows, cfg.embedding_size), self.param_dtype
-            )
+            table = self.param(name, partitioned(init, axis, "embed"), (rows, E), self.param_dtype)
             setattr(self, name, table)
         self.LayerNorm = layer_norm(cfg, self.dtype, self.param_dtype, "LayerNorm")
         self.dropout = nn.Dropout(cfg.hidden_dropout)
 
     def __call__(
-        self,
-        ids_BxL: jax.Array,
-        segment_ids_BxL: jax.Array,
-        deterministic: bool,
-        word_delta_VxE: jax.Array | None = None,
-        positions_BxL: jax.Array | None = None,
-    ) -> jax.Array:
-        """`positions_BxL` (packed rows: positions restart per example) defaults to 0..L-1."""
-        L = ids_BxL.shape[-1]
+        self, ids_BxL: jax.Array, segment_ids_BxL: jax.Array, deterministic: bool,
+        word_delta_VxE: jax.Array | None = None, positions_BxL: jax.Array | None = None,
+    ) -> jax.Array:  # fmt: skip
+        """`word_delta_VxE` (GDES) is added to a stop-gradient copy of the word table, so the
+        discriminator reuses the generator's table without pushing gradients into it.
+        `positions_BxL` (packed rows: positions restart per example) defaults to 0..L-1."""
         word_VxE = self.word_embeddings
         if word_delta_VxE is not None:
             word_VxE = jax.lax.stop_gradient(word_VxE) + word_delta_VxE
         if positions_BxL is None:
-            position_BxLxE = self.position_embeddings[None, :L]
+            position_BxLxE = self.position_embeddings[None, : ids_BxL.shape[-1]]
         else:
             position_BxLxE = jnp.take(self.position_embeddings, positions_BxL, axis=0)
         x_BxLxE = (
@@ -128,10 +105,7 @@ class Embeddings(nn.Module):
 
 def packed_attention_mask(packing_ids_BxL: jax.Array) -> jax.Array:
     """[B, L, L] keep mask of packed rows: a query attends to the keys of its own example.
-
-    Padding queries (id 0) attend to every real key, as in an unpacked row, so no softmax row is
-    empty; their outputs are never used.
-    """
+    Padding queries (id 0) attend to every real key, so no softmax row is empty (unused)."""
     query_BxLx1 = packing_ids_BxL[:, :, None]
     key_Bx1xL = packing_ids_BxL[:, None, :]
     return (key_Bx1xL > 0) & ((query_BxLx1 == key_Bx1xL) | (query_BxLx1 == 0))
@@ -173,30 +147,30 @@ class TowerModule(nn.Module):
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
 
+    def dense(self, features: int | tuple[int, ...], **kwargs: Any) -> nn.DenseGeneral:
+        return dense(features, self.config, self.dtype, self.param_dtype, **kwargs)
+
+    def layer_norm(self, name: str) -> nn.LayerNorm:
+        return layer_norm(self.config, self.dtype, self.param_dtype, name)
+
 
 class SelfAttention(TowerModule):
-    """Multi-head self-attention over right-padded rows.
-
-    `mask` is the [B, L] input mask (padding as a per-row length) or, for packed rows, the
-    [B, L, L] keep mask of `packed_attention_mask`.
-    """
+    """Multi-head self-attention. `mask` is the [B, L] input mask of right-padded rows or, for
+    packed rows, the [B, L, L] keep mask of `packed_attention_mask`."""
 
     @nn.compact
     def __call__(self, x_BxLxH: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         cfg, tower = self.config, self.tower
-        N, D = tower.num_heads, tower.head_dim
-        args = (cfg, self.dtype, self.param_dtype)
-        q_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="query")(x_BxLxH)
-        k_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="key")(x_BxLxH)
-        v_BxLxNxD = dense((N, D), *args, axes=("hidden", "heads", "kv"), name="value")(x_BxLxH)
+        heads = (tower.num_heads, tower.head_dim)
+        q_BxLxNxD, k_BxLxNxD, v_BxLxNxD = (
+            self.dense(heads, axes=("hidden", "heads", "kv"), name=name)(x_BxLxH)
+            for name in ("query", "key", "value")
+        )
         packed = mask.ndim == 3
         keep_Bx1xQxK = (mask[:, None] if packed else mask[:, None, None, :]).astype(bool)
         if use_fused_attention(cfg, deterministic):
-            padding = (
-                {"mask": keep_Bx1xQxK}
-                if packed
-                else {"key_value_seq_lengths": jnp.sum(mask, axis=-1, dtype=jnp.int32)}
-            )
+            lengths_B = jnp.sum(mask, axis=-1, dtype=jnp.int32)
+            padding = {"mask": keep_Bx1xQxK} if packed else {"key_value_seq_lengths": lengths_B}
             implementation = "cudnn" if cfg.attention_impl == "cudnn" else None  # None: XLA's
             out_BxLxNxD = jax.nn.dot_product_attention(
                 q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, **padding, implementation=implementation
@@ -205,18 +179,13 @@ class SelfAttention(TowerModule):
             out_BxLxNxD = self._exact_attention(
                 q_BxLxNxD, k_BxLxNxD, v_BxLxNxD, keep_Bx1xQxK, deterministic
             )
-        return dense(
-            tower.hidden_size, *args, axes=("heads", "kv", "hidden"), axis=(-2, -1), name="output"
-        )(out_BxLxNxD)
+        axes = ("heads", "kv", "hidden")
+        return self.dense(tower.hidden_size, axes=axes, axis=(-2, -1), name="output")(out_BxLxNxD)
 
     def _exact_attention(
-        self,
-        q_BxLxNxD: jax.Array,
-        k_BxLxNxD: jax.Array,
-        v_BxLxNxD: jax.Array,
-        keep_Bx1xQxK: jax.Array,
-        deterministic: bool,
-    ) -> jax.Array:
+        self, q_BxLxNxD: jax.Array, k_BxLxNxD: jax.Array, v_BxLxNxD: jax.Array,
+        keep_Bx1xQxK: jax.Array, deterministic: bool,
+    ) -> jax.Array:  # fmt: skip
         """Softmax attention with the original's attention-probability dropout; `keep_Bx1xQxK`
         broadcasts over heads (Q = 1: the same key mask for every query)."""
         D = q_BxLxNxD.shape[-1]
@@ -224,9 +193,8 @@ class SelfAttention(TowerModule):
         scores_BxNxLxL = scores_BxNxLxL.astype(jnp.float32)
         scores_BxNxLxL = jnp.where(keep_Bx1xQxK, scores_BxNxLxL, jnp.finfo(jnp.float32).min)
         probs_BxNxLxL = jax.nn.softmax(scores_BxNxLxL, axis=-1).astype(self.dtype)
-        probs_BxNxLxL = nn.Dropout(self.config.attention_dropout)(
-            probs_BxNxLxL, deterministic=deterministic
-        )
+        dropout = nn.Dropout(self.config.attention_dropout)
+        probs_BxNxLxL = dropout(probs_BxNxLxL, deterministic=deterministic)
         return jnp.einsum("bnqk,bknd->bqnd", probs_BxNxLxL, v_BxLxNxD)
 
 
@@ -236,54 +204,37 @@ class EncoderLayer(TowerModule):
     @nn.compact
     def __call__(self, x_BxLxH: jax.Array, mask: jax.Array, deterministic: bool) -> jax.Array:
         cfg, tower = self.config, self.tower
-        args = (cfg, self.dtype, self.param_dtype)
-        attn_BxLxH = SelfAttention(cfg, tower, self.dtype, self.param_dtype, name="attention")(
-            x_BxLxH, mask, deterministic
-        )
+        F, H = tower.intermediate_size, tower.hidden_size
+        attention = SelfAttention(cfg, tower, self.dtype, self.param_dtype, name="attention")
+        attn_BxLxH = attention(x_BxLxH, mask, deterministic)
         attn_BxLxH = nn.Dropout(cfg.hidden_dropout)(attn_BxLxH, deterministic=deterministic)
-        x_BxLxH = layer_norm(*args, name="attention_LayerNorm")(x_BxLxH + attn_BxLxH)
-        h_BxLxF = dense(
-            tower.intermediate_size, *args, axes=("hidden", "mlp"), name="intermediate"
-        )(x_BxLxH)
-        h_BxLxF = gelu_exact(h_BxLxF)
-        out_BxLxH = dense(tower.hidden_size, *args, axes=("mlp", "hidden"), name="output")(h_BxLxF)
+        x_BxLxH = self.layer_norm("attention_LayerNorm")(x_BxLxH + attn_BxLxH)
+        h_BxLxF = gelu_exact(self.dense(F, axes=("hidden", "mlp"), name="intermediate")(x_BxLxH))
+        out_BxLxH = self.dense(H, axes=("mlp", "hidden"), name="output")(h_BxLxF)
         out_BxLxH = nn.Dropout(cfg.hidden_dropout)(out_BxLxH, deterministic=deterministic)
-        return layer_norm(*args, name="output_LayerNorm")(x_BxLxH + out_BxLxH)
+        return self.layer_norm("output_LayerNorm")(x_BxLxH + out_BxLxH)
 
 
 class Encoder(TowerModule):
-    """A tower: optional E->H `embeddings_project`, then the stack of encoder layers.
-
-    `remat` recomputes each layer's activations in the backward pass (memory for compute).
-    """
+    """A tower: an E->H `embeddings_project` when E != H (its init: spec §8 item 4), then the
+    encoder layers. `remat` recomputes each layer's activations in the backward pass."""
 
     remat: bool = False
 
     @nn.compact
     def __call__(
-        self,
-        emb_BxLxE: jax.Array,
-        mask: jax.Array,
-        deterministic: bool,
+        self, emb_BxLxE: jax.Array, mask: jax.Array, deterministic: bool,
         return_all_layers: bool = False,
-    ) -> jax.Array | list[jax.Array]:
+    ) -> jax.Array | list[jax.Array]:  # fmt: skip
         """`mask`: the [B, L] input mask, or [B, L, L] for packed rows (see SelfAttention)."""
-        cfg, tower = self.config, self.tower
+        cfg, tower, H = self.config, self.tower, self.tower.hidden_size
         x_BxLxH = emb_BxLxE
-        if cfg.embedding_size != tower.hidden_size:
-            x_BxLxH = dense(
-                tower.hidden_size,
-                cfg,
-                self.dtype,
-                self.param_dtype,
-                axes=("embed", "hidden"),
-                name="embeddings_project",
-            )(x_BxLxH)
+        if cfg.embedding_size != H:
+            x_BxLxH = self.dense(H, axes=("embed", "hidden"), name="embeddings_project")(emb_BxLxE)
         layer_cls = nn.remat(EncoderLayer, static_argnums=(3,)) if self.remat else EncoderLayer
         all_layers = []
         for i in range(tower.num_layers):
-            x_BxLxH = layer_cls(cfg, tower, self.dtype, self.param_dtype, name=f"layer_{i}")(
-                x_BxLxH, mask, deterministic
-            )
+            layer = layer_cls(cfg, tower, self.dtype, self.param_dtype, name=f"layer_{i}")
+            x_BxLxH = layer(x_BxLxH, mask, deterministic)
             all_layers.append(x_BxLxH)
         return all_layers if return_all_layers else x_BxLxH

@@ -1,11 +1,10 @@
 """Orbax checkpoints of a run: train state and data-iterator state as separate items.
 
-Saves are asynchronous and atomic (Orbax writes a temporary directory and renames it on
-commit), so a kill mid-save leaves only finished steps visible. Restore walks back from the
-newest step to the first one that reads, moves each unreadable step aside to
-`<step>.unreadable` (kept for inspection, never chosen again) and says so in one line. A save
-that fails (full disk, lost bucket permission) stops the run with `CheckpointSaveError`;
-the steps already committed are left as they are.
+Saves are asynchronous and atomic (Orbax writes a temporary directory and renames it on commit),
+so a kill mid-save leaves only finished steps visible. Restore walks back from the newest step
+to the first one that reads, moving each unreadable step aside to `<step>.unreadable` (kept for
+inspection, never chosen again) with a one-line warning. A failed save (full disk, lost bucket
+permission) stops the run with `CheckpointSaveError`; committed steps are left as they are.
 """
 
 import contextlib
@@ -34,10 +33,8 @@ def first_line(error: BaseException, limit: int = 200) -> str:
 
 
 def describe_write_error(error: BaseException) -> str:
-    """The OS cause of a failed write ("No space left on device (errno 28)") when known.
-
-    Orbax's array writes go through tensorstore, which reports the OS error as text.
-    """
+    """The OS cause of a failed write ("No space left on device (errno 28)") when known; Orbax's
+    array writes go through tensorstore, which reports the OS error as text."""
     found = re.search(r"os_error_code='?(\d+)", str(error))
     if found:
         code = int(found.group(1))
@@ -53,11 +50,9 @@ class RunCheckpoints:
     def __init__(self, directory: str, keep: int, async_save: bool = True):
         self.directory = os.path.abspath(directory)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
-            create=True,
-            enable_async_checkpointing=async_save,
+            max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
-        )
+        )  # fmt: skip
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._pending_step: int | None = None
 
@@ -92,17 +87,13 @@ class RunCheckpoints:
         except UserError:
             raise
         except Exception as e:
-            raise self._save_failed(step, e) from e
-
-    def _save_failed(self, step: int | None, error: BaseException) -> CheckpointSaveError:
-        self.manager.reload()
-        kept = self.manager.all_steps()
-        return CheckpointSaveError(
-            f"saving checkpoint step {self._pending_step or step} in {self.directory} failed "
-            f"({describe_write_error(error)}); committed steps {list(kept) or 'none'} are "
-            "intact. Free disk space (or fix the path's permissions) and rerun the same command "
-            "to resume"
-        )
+            self.manager.reload()
+            kept = list(self.manager.all_steps()) or "none"
+            raise CheckpointSaveError(
+                f"saving checkpoint step {self._pending_step or step} in {self.directory} failed "
+                f"({describe_write_error(e)}); committed steps {kept} are intact. Free disk "
+                "space (or fix the path's permissions) and rerun the same command to resume"
+            ) from e
 
     def restore_latest(self, abstract_state: Any, data_iterator: Any) -> tuple[int, Any] | None:
         """Restores the newest readable step into `data_iterator`; returns (step, state)."""
@@ -114,7 +105,7 @@ class RunCheckpoints:
                 data=grain.checkpoint.CheckpointRestore(data_iterator),
             )
             try:
-                restored = self.manager.restore(step, args=args)
+                return step, self.manager.restore(step, args=args).state
             except Exception as e:  # any unreadable file: fall back to an older step
                 moved = self._move_aside(step)
                 print(
@@ -123,15 +114,12 @@ class RunCheckpoints:
                     file=sys.stderr,
                     flush=True,
                 )
-                continue
-            return step, restored.state
         return None
 
     def _move_aside(self, step: int) -> str:
         """Renames an unreadable step so that no later resume or save trips over it."""
         source = os.path.join(self.directory, str(step))
-        target = source + UNREADABLE_SUFFIX
-        n = 1
+        target, n = source + UNREADABLE_SUFFIX, 1
         while os.path.exists(target):
             n += 1
             target = f"{source}{UNREADABLE_SUFFIX}{n}"

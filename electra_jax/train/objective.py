@@ -1,12 +1,7 @@
-"""The replaced-token-detection objective as pure functions of (params, batch, rng).
-
-Follows google-research/electra's pretrain_helpers.py / run_pretraining.py (RECIPE.md):
-dynamic masking on device, generator logits only at the N selected positions, float32
-Gumbel-max sampling under stop_gradient, total = gen_weight * MLM + disc_weight * disc.
-A batch is a dict of int32 [B, L] arrays: `input_ids`, `input_mask`, `segment_ids`, and for
-packed datasets `packing_ids` (each position's example number; masking and the losses are
-per-token, so only the model reads it).
-"""
+"""The replaced-token-detection objective (docs/spec.md §2) as pure functions of (params, batch,
+rng). A batch is a dict of int32 [B, L] arrays: `input_ids`, `input_mask`, `segment_ids`, and for
+packed datasets `packing_ids` (each position's example number: masking and the losses are
+per-token, so only the model reads it)."""
 
 import dataclasses
 from typing import Any
@@ -17,17 +12,17 @@ import jax.numpy as jnp
 from electra_jax.model.electra import ElectraModel
 
 Batch = dict[str, jax.Array]
-# disc_auc is computed from score histograms (summable over batches and devices): 65,536 bins
-# uniform in logit space over [-16, 16), 4.9e-4 logits wide. Bins in probability space (1,000
-# of them before; the original's tf.metrics.auc uses 200 thresholds) merge the nearly equal
-# scores of a young discriminator into one bin and report ~0.5 whatever their ranking.
+# disc_auc from score histograms (summable over batches and devices): 65,536 bins uniform in
+# logit space over [-16, 16), 4.9e-4 logits wide. Bins in probability space (the original's
+# tf.metrics.auc has 200 thresholds) merge a young discriminator's nearly equal scores into one
+# bin and report ~0.5 whatever their ranking.
 AUC_BINS = 1 << 16
 AUC_LOGIT_RANGE = 16.0
 
 
 @dataclasses.dataclass(frozen=True)
 class ObjectiveConfig:
-    """Masking, sampling and loss settings; defaults are the original's."""
+    """Masking, sampling and loss settings (spec §2.8); defaults are the original's."""
 
     cls_id: int
     sep_id: int
@@ -41,8 +36,7 @@ class ObjectiveConfig:
     gen_weight: float = 1.0
     disc_weight: float = 50.0
     electra_objective: bool = True  # False: BERT masked-LM baseline, no discriminator
-    # The original's `uniform_generator`: no generator network; all-zero logits, so samples are
-    # uniform over the vocabulary and the masked-LM loss is the constant ln(V).
+    # The original's `uniform_generator`: all-zero generator logits (uniform samples, MLM ln V).
     uniform_generator: bool = False
 
     def num_predictions(self, seq_len: int) -> int:
@@ -52,7 +46,7 @@ class ObjectiveConfig:
 
 
 def max_predictions_per_seq(seq_len: int, mask_prob: float) -> int:
-    """N = int((mask_prob + 0.005) * seq_len): 19 at 128/0.15, 79 at 512/0.15."""
+    """N slots per row (spec §2.1)."""
     return int((mask_prob + 0.005) * seq_len)
 
 
@@ -74,7 +68,7 @@ def candidates_mask(batch: Batch, cfg: ObjectiveConfig) -> jax.Array:
 
 
 def num_to_predict(batch: Batch, cfg: ObjectiveConfig, num_slots: int) -> jax.Array:
-    """Per row: max(1, min(N, round(num_real_tokens * mask_prob))), half-to-even like tf."""
+    """Used slots per row, k (spec §2.1; round half to even, as tf.round)."""
     num_real_B = jnp.sum(batch["input_mask"], axis=-1).astype(jnp.float32)
     count_B = jnp.round(num_real_B * cfg.mask_prob).astype(jnp.int32)
     return jnp.maximum(1, jnp.minimum(num_slots, count_B))
@@ -83,11 +77,8 @@ def num_to_predict(batch: Batch, cfg: ObjectiveConfig, num_slots: int) -> jax.Ar
 def select_positions(
     rng: jax.Array, batch: Batch, cfg: ObjectiveConfig
 ) -> tuple[jax.Array, jax.Array]:
-    """Draws N positions per row uniformly over candidates; returns positions and weights.
-
-    With replacement (the original's `tf.random.categorical`) a row may hold a position twice;
-    without it, Gumbel top-k. Rows without any candidate get all-zero weights.
-    """
+    """(positions, weights) of N slots per row drawn over the candidates (spec §2.2), or without
+    replacement by Gumbel top-k. Rows without any candidate get all-zero weights."""
     B, L = batch["input_ids"].shape
     N = cfg.num_predictions(L)
     cand_BxL = candidates_mask(batch, cfg)
@@ -116,21 +107,8 @@ def first_occurrence(positions_BxN: jax.Array, weights_BxN: jax.Array) -> jax.Ar
     return used_BxN & ~jnp.any(same_BxNxN & earlier_NxN, axis=-1)
 
 
-def scatter_rows(
-    values_BxL: jax.Array, positions_BxN: jax.Array, apply_BxN: jax.Array, updates_BxN: jax.Array
-) -> jax.Array:
-    """values[b, positions[b, n]] = updates[b, n] where apply; positions must be unique."""
-    B, L = values_BxL.shape
-    rows_BxN = jnp.broadcast_to(jnp.arange(B)[:, None], positions_BxN.shape)
-    target_BxN = jnp.where(apply_BxN, positions_BxN, L)  # out of range: dropped
-    return values_BxL.at[rows_BxN, target_BxN].set(updates_BxN, mode="drop")
-
-
 def mask_batch(rng: jax.Array, batch: Batch, cfg: ObjectiveConfig) -> MaskedBatch:
-    """Selects positions; 85% become [MASK], 15% keep their token; no random replacement.
-
-    A position selected twice is masked if either slot chose [MASK], as in the original.
-    """
+    """Selects positions and masks the generator's input (spec §2.3; duplicates as §2.2)."""
     select_rng, mask_rng = jax.random.split(rng)
     ids_BxL = batch["input_ids"]
     positions_BxN, weights_BxN = select_positions(select_rng, batch, cfg)
@@ -146,7 +124,7 @@ def mask_batch(rng: jax.Array, batch: Batch, cfg: ObjectiveConfig) -> MaskedBatc
 def sample_tokens(
     rng: jax.Array, logits_BxNxV: jax.Array, targets_BxN: jax.Array, cfg: ObjectiveConfig
 ) -> jax.Array:
-    """Gumbel-max sample from softmax(logits / temperature), float32, no gradient."""
+    """Gumbel-max sample from softmax(logits / temperature), float32, no gradient (spec §2.4)."""
     logits_BxNxV = jax.lax.stop_gradient(logits_BxNxV).astype(jnp.float32) / cfg.temperature
     if cfg.disallow_correct:
         V = logits_BxNxV.shape[-1]
@@ -159,15 +137,20 @@ def sample_tokens(
 def replace_tokens(
     batch: Batch, masked: MaskedBatch, samples_BxN: jax.Array
 ) -> tuple[jax.Array, jax.Array]:
-    """Discriminator input (original ids, samples at the selected positions) and its labels.
-
-    Label 1 only where the written token differs from the original; padding is never 1.
-    """
+    """Discriminator input and labels (spec §2.5; never 1 on padding; a duplicate position takes
+    its first slot's sample: §8 item 5)."""
     ids_BxL = batch["input_ids"]
+    B, L = ids_BxL.shape
     first_BxN = first_occurrence(masked.positions_BxN, masked.weights_BxN)
-    fake_ids_BxL = scatter_rows(ids_BxL, masked.positions_BxN, first_BxN, samples_BxN)
+    target_BxN = jnp.where(first_BxN, masked.positions_BxN, L)  # out of range: dropped
+    fake_ids_BxL = ids_BxL.at[jnp.arange(B)[:, None], target_BxN].set(samples_BxN, mode="drop")
     labels_BxL = (fake_ids_BxL != ids_BxL) & (batch["input_mask"] > 0)
     return fake_ids_BxL, labels_BxL.astype(jnp.int32)
+
+
+def weighted_mean(losses: jax.Array, weights: jax.Array) -> jax.Array:
+    """sum(w * loss) / (sum(w) + 1e-6), the original's reduction of both losses (spec §2.6)."""
+    return jnp.sum(weights * losses) / (jnp.sum(weights) + 1e-6)
 
 
 def mlm_token_losses(logits_BxNxV: jax.Array, targets_BxN: jax.Array) -> jax.Array:
@@ -176,41 +159,28 @@ def mlm_token_losses(logits_BxNxV: jax.Array, targets_BxN: jax.Array) -> jax.Arr
 
 
 def mlm_loss(logits_BxNxV: jax.Array, targets_BxN: jax.Array, weights_BxN: jax.Array) -> jax.Array:
-    """sum(w * -log p(target)) / (sum(w) + 1e-6)."""
-    losses_BxN = mlm_token_losses(logits_BxNxV, targets_BxN)
-    return jnp.sum(weights_BxN * losses_BxN) / (jnp.sum(weights_BxN) + 1e-6)
+    return weighted_mean(mlm_token_losses(logits_BxNxV, targets_BxN), weights_BxN)
 
 
 def disc_token_losses(logits_BxL: jax.Array, labels_BxL: jax.Array) -> jax.Array:
     """Sigmoid cross-entropy per token, numerically stable."""
-    logits_BxL = logits_BxL.astype(jnp.float32)
-    labels_BxL = labels_BxL.astype(jnp.float32)
-    return (
-        jnp.maximum(logits_BxL, 0)
-        - logits_BxL * labels_BxL
-        + jnp.log1p(jnp.exp(-jnp.abs(logits_BxL)))
-    )
+    x_BxL, y_BxL = logits_BxL.astype(jnp.float32), labels_BxL.astype(jnp.float32)
+    return jnp.maximum(x_BxL, 0) - x_BxL * y_BxL + jnp.log1p(jnp.exp(-jnp.abs(x_BxL)))
 
 
 def disc_loss(logits_BxL: jax.Array, labels_BxL: jax.Array, mask_BxL: jax.Array) -> jax.Array:
-    """Sigmoid cross-entropy over all real tokens (CLS/SEP included): sum / (sum mask + 1e-6)."""
-    weights_BxL = mask_BxL.astype(jnp.float32)
-    losses_BxL = disc_token_losses(logits_BxL, labels_BxL)
-    return jnp.sum(weights_BxL * losses_BxL) / (jnp.sum(weights_BxL) + 1e-6)
+    """Over all real tokens, [CLS] and [SEP] included."""
+    return weighted_mean(disc_token_losses(logits_BxL, labels_BxL), mask_BxL.astype(jnp.float32))
 
 
 def pretrain_forward(
-    params: Any,
-    batch: Batch,
-    rng: jax.Array,
-    *,
-    model: ElectraModel,
-    cfg: ObjectiveConfig,
+    params: Any, batch: Batch, rng: jax.Array, *, model: ElectraModel, cfg: ObjectiveConfig,
     deterministic: bool = False,
-) -> tuple[jax.Array, dict[str, jax.Array]]:
+) -> tuple[jax.Array, dict[str, jax.Array]]:  # fmt: skip
     """Total loss and every intermediate the metrics need, for one batch."""
     mask_rng, sample_rng, gen_dropout, disc_dropout = jax.random.split(rng, 4)
-    variables = {"params": params}
+    variables, packing_ids_BxL = {"params": params}, batch.get("packing_ids")
+    segment_ids_BxL, mask_BxL = batch["segment_ids"], batch["input_mask"]
     with jax.named_scope("masking"):  # named scopes label the ops in profiles
         masked = mask_batch(mask_rng, batch, cfg)
     if cfg.uniform_generator and cfg.electra_objective:
@@ -218,16 +188,10 @@ def pretrain_forward(
         gen_logits_BxNxV = jnp.zeros((*masked.positions_BxN.shape, V), jnp.float32)
     else:
         gen_logits_BxNxV = model.apply(
-            variables,
-            masked.masked_ids_BxL,
-            batch["segment_ids"],
-            batch["input_mask"],
-            masked.positions_BxN,
-            deterministic,
-            batch.get("packing_ids"),
-            method=ElectraModel.generator_logits,
+            variables, masked.masked_ids_BxL, segment_ids_BxL, mask_BxL, masked.positions_BxN,
+            deterministic, packing_ids_BxL, method=ElectraModel.generator_logits,
             rngs={"dropout": gen_dropout},
-        )
+        )  # fmt: skip
     with jax.named_scope("mlm_loss"):
         gen_loss = mlm_loss(gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN)
     out = {
@@ -235,7 +199,7 @@ def pretrain_forward(
         "gen_logits_BxNxV": gen_logits_BxNxV,
         "targets_BxN": masked.targets_BxN,
         "weights_BxN": masked.weights_BxN,
-        "input_mask_BxL": batch["input_mask"],
+        "input_mask_BxL": mask_BxL,
     }
     if not cfg.electra_objective:
         out["loss"] = cfg.gen_weight * gen_loss
@@ -244,17 +208,11 @@ def pretrain_forward(
         samples_BxN = sample_tokens(sample_rng, gen_logits_BxNxV, masked.targets_BxN, cfg)
         fake_ids_BxL, labels_BxL = replace_tokens(batch, masked, samples_BxN)
     disc_logits_BxL = model.apply(
-        variables,
-        fake_ids_BxL,
-        batch["segment_ids"],
-        batch["input_mask"],
-        deterministic,
-        batch.get("packing_ids"),
-        method=ElectraModel.discriminator_logits,
-        rngs={"dropout": disc_dropout},
-    )
+        variables, fake_ids_BxL, segment_ids_BxL, mask_BxL, deterministic, packing_ids_BxL,
+        method=ElectraModel.discriminator_logits, rngs={"dropout": disc_dropout},
+    )  # fmt: skip
     with jax.named_scope("disc_loss"):
-        d_loss = disc_loss(disc_logits_BxL, labels_BxL, batch["input_mask"])
+        d_loss = disc_loss(disc_logits_BxL, labels_BxL, mask_BxL)
     out.update(
         disc_loss=d_loss,
         samples_BxN=samples_BxN,
@@ -267,12 +225,9 @@ def pretrain_forward(
 
 
 def metric_sums(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    """Additive statistics of one batch; `finalize_metrics` turns their sum into the metrics.
-
-    Keeping sums (not means) lets evaluation aggregate exactly over batches and devices.
-    """
-    w_BxN = out["weights_BxN"]
-    targets_BxN = out["targets_BxN"]
+    """Additive statistics of one batch, so that evaluation aggregates exactly over batches and
+    devices; `finalize_metrics` turns their sum into the metrics."""
+    w_BxN, targets_BxN = out["weights_BxN"], out["targets_BxN"]
     gen_logits_BxNxV = out["gen_logits_BxNxV"]
     sums = {
         "mlm_weight": jnp.sum(w_BxN),
@@ -282,8 +237,7 @@ def metric_sums(out: dict[str, jax.Array]) -> dict[str, jax.Array]:
     if "disc_logits_BxL" not in out:
         return sums
     m_BxL = out["input_mask_BxL"].astype(jnp.float32)
-    labels_BxL = out["labels_BxL"]
-    logits_BxL = out["disc_logits_BxL"]
+    labels_BxL, logits_BxL = out["labels_BxL"], out["disc_logits_BxL"]
     preds_BxL = (logits_BxL > 0).astype(jnp.int32)
     bins_BxL = auc_bins(logits_BxL)
     pos_BxL = m_BxL * labels_BxL
@@ -317,7 +271,7 @@ def histogram_auc(pos_hist: jax.Array, neg_hist: jax.Array) -> jax.Array:
 
 
 def finalize_metrics(sums: dict[str, jax.Array]) -> dict[str, float]:
-    """The original's eight eval metrics from summed statistics."""
+    """The original's eight eval metrics (spec §2.7) from summed statistics."""
 
     def ratio(num: str, den: str) -> float:
         return float(sums[num] / jnp.maximum(sums[den], 1e-6))

@@ -1,11 +1,6 @@
-"""The original's optimiser on optax: AdamW without bias correction, clip, overlapping schedule.
-
-google-research/electra model/optimization.py: global-norm clip 1.0; Adam (b1 0.9, b2 0.999,
-eps 1e-6) with **no bias correction**; decoupled weight decay 0.01 skipped for LayerNorm and
-bias parameters; LR = linear decay from lr to 0 over all steps, times min(1, step / warmup).
-Each quirk is a switch (`OptimizerConfig`). optax's `scale_by_adam` always bias-corrects, so
-the uncorrected moment update is a ten-line transformation here.
-"""
+"""The original's optimiser on optax (docs/spec.md §3): global-norm clip, Adam without bias
+correction, decoupled weight decay, the overlapping warm-up x linear-decay schedule; each quirk a
+switch (`OptimizerConfig`). optax's `scale_by_adam` always bias-corrects, hence our own."""
 
 import dataclasses
 import re
@@ -69,35 +64,25 @@ class ScaleByAdamState(NamedTuple):
 
 
 def keep_unless(apply_update: jax.Array | bool, new: Any, old: Any) -> Any:
-    """`new` where `apply_update`, else `old`, leaf by leaf.
-
-    Used where each new value is produced, so XLA fuses the select into that update: a select
-    over the finished state reads every old buffer twice and forces a copy of the whole state.
-    """
+    """`new` where `apply_update`, else `old`, leaf by leaf; applied where each new value is
+    produced, so XLA updates the state in place (train/step.py's non-finite policy)."""
     return jax.tree.map(lambda n, o: jnp.where(apply_update, n, o), new, old)
 
 
 def scale_by_adam(
     b1: float, b2: float, eps: float, bias_correction: bool
 ) -> optax.GradientTransformationExtraArgs:
-    """Adam's direction m / (sqrt(v) + eps), optionally without bias correction (original).
-
-    `apply_update=False` (a non-finite step) keeps the moments and count as they were.
-    """
+    """Adam's direction m / (sqrt(v) + eps), optionally without bias correction (original);
+    `apply_update=False` (a non-finite step) keeps the moments and count as they were."""
 
     def init(params: Any) -> ScaleByAdamState:
         zeros = jax.tree.map(lambda p: jnp.zeros_like(p, jnp.float32), params)
         return ScaleByAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
 
     def update(
-        updates: Any,
-        state: ScaleByAdamState,
-        params: Any = None,
-        *,
-        apply_update: jax.Array | bool = True,
-        **extra: Any,
-    ) -> tuple:
-        del params, extra
+        updates: Any, state: ScaleByAdamState, params: Any = None, *,
+        apply_update: jax.Array | bool = True, **extra: Any,
+    ) -> tuple:  # fmt: skip
         mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
         nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, updates)
         mu, nu = keep_unless(apply_update, (mu, nu), (state.mu, state.nu))
@@ -116,18 +101,12 @@ def scale_by_learning_rate(schedule: optax.Schedule) -> optax.GradientTransforma
     """optax's `scale_by_learning_rate` (same state), whose count stays on a skipped step."""
 
     def init(params: Any) -> optax.ScaleByScheduleState:
-        del params
         return optax.ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
 
     def update(
-        updates: Any,
-        state: optax.ScaleByScheduleState,
-        params: Any = None,
-        *,
-        apply_update: jax.Array | bool = True,
-        **extra: Any,
-    ) -> tuple:
-        del params, extra
+        updates: Any, state: optax.ScaleByScheduleState, params: Any = None, *,
+        apply_update: jax.Array | bool = True, **extra: Any,
+    ) -> tuple:  # fmt: skip
         step_size = -schedule(state.count)
         updates = jax.tree.map(lambda u: jnp.asarray(step_size, u.dtype) * u, updates)
         count = keep_unless(apply_update, optax.safe_increment(state.count), state.count)
@@ -147,45 +126,26 @@ def decay_mask(params: Any, pattern: str = NO_DECAY_PATTERN) -> Any:
 
 
 def make_optimizer(
-    cfg: OptimizerConfig,
-    lr_scale: Callable[[Any], Any] | None = None,
+    cfg: OptimizerConfig, lr_scale: Callable[[Any], Any] | None = None,
     schedule: optax.Schedule | None = None,
-) -> optax.GradientTransformation:
-    """clip -> Adam direction -> + wd * param -> * -lr (optionally per-parameter scaled).
+) -> optax.GradientTransformation:  # fmt: skip
+    """clip -> Adam direction -> + wd * param -> * -lr, optionally scaled per parameter by
+    `lr_scale(params) -> pytree of multipliers` (fine-tuning's layer-wise decay). `schedule`:
+    `learning_rate_schedule(cfg)` when the caller already built it (for logging).
 
-    `tx.update(..., apply_update=flag)`: where the flag is false the state keeps its values,
-    but the returned updates are not zero (a stale step, NaN on a skipped first step with bias
-    correction): the caller keeps its params (train_step does). Every stateful part of the chain
-    must honour `apply_update`; a stock optax transformation with state would ignore it.
-
-    `lr_scale(params) -> pytree of multipliers` gives layer-wise LR decay for fine-tuning;
-    `schedule` is `learning_rate_schedule(cfg)` when the caller already built it (for logging).
+    With `tx.update(..., apply_update=False)` the state keeps its values but the updates are not
+    zero (stale; NaN on a skipped first step with bias correction): the caller keeps its params,
+    as train_step does. Every stateful part must honour `apply_update` (stock optax ones don't).
     """
     parts = []
     if cfg.clip_norm:  # None or 0: no clipping
         parts.append(optax.clip_by_global_norm(cfg.clip_norm))
     parts.append(scale_by_adam(cfg.b1, cfg.b2, cfg.eps, cfg.bias_correction))
     if cfg.weight_decay:
-        parts.append(
-            optax.add_decayed_weights(
-                cfg.weight_decay, mask=lambda p: decay_mask(p, cfg.no_decay_pattern)
-            )
-        )
-    if lr_scale is not None:
-        parts.append(scale_by_tree(lr_scale))
+        decays = lambda p: decay_mask(p, cfg.no_decay_pattern)
+        parts.append(optax.add_decayed_weights(cfg.weight_decay, mask=decays))
+    if lr_scale is not None:  # a fixed factor per parameter, computed from the tree
+        scaled = lambda updates, _: jax.tree.map(lambda u, m: u * m, updates, lr_scale(updates))
+        parts.append(optax.stateless(scaled))
     parts.append(scale_by_learning_rate(schedule or learning_rate_schedule(cfg)))
     return optax.chain(*parts)
-
-
-def scale_by_tree(multipliers_fn: Callable[[Any], Any]) -> optax.GradientTransformation:
-    """Multiplies each update by a fixed per-parameter factor computed from the params tree."""
-
-    def init(params: Any) -> optax.EmptyState:
-        del params
-        return optax.EmptyState()
-
-    def update(updates: Any, state: optax.EmptyState, params: Any = None) -> tuple:
-        multipliers = multipliers_fn(updates)
-        return jax.tree.map(lambda u, m: u * m, updates, multipliers), state
-
-    return optax.GradientTransformation(init, update)

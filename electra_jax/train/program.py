@@ -1,7 +1,6 @@
 """The pre-training program of a config: its dataclasses, mesh, model, state shardings and the
 jitted step. The trainer, the benchmarks and the compile check all build it here, so what they
-time or compile is exactly what the trainer runs.
-"""
+time or compile is exactly what the trainer runs."""
 
 import dataclasses
 from collections.abc import Callable, Sequence
@@ -59,23 +58,19 @@ class TrainProgram:
     config: ml_collections.ConfigDict
     model_cfg: ModelConfig
     objective: ObjectiveConfig
-    opt_cfg: OptimizerConfig
     model: ElectraModel
     mesh: Mesh
     tx: optax.GradientTransformation
-    schedule: optax.Schedule
     param_sh: Any
     state_sh: Any
+    state_shapes: TrainState  # jax.ShapeDtypeStruct leaves
     batch_sh: NamedSharding
     step: Any  # jitted: state donated, in/out shardings fixed
 
     def init_state(self, edit_params: Callable[[Any], Any] | None = None) -> TrainState:
         """Fresh sharded parameters (optionally edited, e.g. `init_from`) and optimiser state."""
-        init_rng = jax.random.key(self.config.seed)
-        make_params = jax.jit(
-            lambda r: nn.unbox(init_params(self.model, r)), out_shardings=self.param_sh
-        )
-        params = make_params(init_rng)
+        init = lambda r: nn.unbox(init_params(self.model, r))
+        params = jax.jit(init, out_shardings=self.param_sh)(jax.random.key(self.config.seed))
         if edit_params is not None:
             params = edit_params(params)
         make_state = jax.jit(lambda p: create_train_state(p, self.tx), out_shardings=self.state_sh)
@@ -83,11 +78,8 @@ class TrainProgram:
 
     def abstract_state(self) -> TrainState:
         """The state as shapes, dtypes and shardings only (restore targets, compile checks)."""
-        return jax.tree.map(
-            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-            self._state_shapes(),
-            self.state_sh,
-        )
+        with_sharding = lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s)
+        return jax.tree.map(with_sharding, self.state_shapes, self.state_sh)
 
     def batch_spec(self, keys: Sequence[str]) -> dict[str, jax.ShapeDtypeStruct]:
         """One call's batch: [B, L] int32 arrays, [K, B, L] with K steps per call."""
@@ -99,12 +91,6 @@ class TrainProgram:
     def compile(self, keys: Sequence[str]) -> Any:
         """The step compiled ahead of the loop for batches with `keys`."""
         return self.step.lower(self.abstract_state(), self.batch_spec(keys)).compile()
-
-    def _state_shapes(self) -> TrainState:
-        abstract_params = jax.eval_shape(
-            lambda r: nn.unbox(init_params(self.model, r)), jax.random.key(0)
-        )
-        return jax.eval_shape(lambda p: create_train_state(p, self.tx), abstract_params)
 
 
 def build_program(
@@ -125,21 +111,17 @@ def build_program(
     state_shapes = jax.eval_shape(lambda p: create_train_state(p, tx), nn.unbox(abstract_boxed))
     state_sh = shd.state_shardings(tx, state_shapes, param_sh, mesh)
     step_cfg = StepConfig(
-        seed=config.seed,
-        grad_accum_steps=config.grad_accum_steps,
-        nonfinite_test_step=config.nonfinite_test_step,
-        rng_impl=config.rng_impl,
-    )
+        seed=config.seed, grad_accum_steps=config.grad_accum_steps,
+        nonfinite_test_step=config.nonfinite_test_step, rng_impl=config.rng_impl,
+    )  # fmt: skip
     K = config.steps_per_call
     train_step = make_multi_step(make_train_step(model, objective, tx, step_cfg, schedule), K)
     batch_sh = shd.batch_sharding(mesh, extra_leading_dims=1 if K > 1 else 0)
     step = jax.jit(
-        train_step,
-        in_shardings=(state_sh, batch_sh),
-        out_shardings=(state_sh, shd.replicated(mesh)),
-        donate_argnums=0,
-    )
+        train_step, in_shardings=(state_sh, batch_sh),
+        out_shardings=(state_sh, shd.replicated(mesh)), donate_argnums=0,
+    )  # fmt: skip
     return TrainProgram(
-        config, model_cfg, objective, opt_cfg, model, mesh, tx, schedule,
-        param_sh, state_sh, batch_sh, step,
+        config, model_cfg, objective, model, mesh, tx, param_sh, state_sh, state_shapes,
+        batch_sh, step,
     )  # fmt: skip

@@ -18,20 +18,12 @@ from electra_jax.errors import UserError
 
 MESH_AXES = ("data", "fsdp")
 BATCH_AXES = ("data", "fsdp")
-# Fully-sharded data parallel: shard the big dimension of every weight over `fsdp`.
+# Fully-sharded data parallel: the big dimension of every weight over `fsdp`; the rest replicated.
 LOGICAL_RULES: tuple[tuple[str, Any], ...] = (
-    ("batch", BATCH_AXES),
-    ("vocab", "fsdp"),
-    ("hidden", "fsdp"),
-    ("mlp", "fsdp"),
-    ("embed", None),
-    ("heads", None),
-    ("kv", None),
-    ("hidden_out", None),
-    ("position", None),
-    ("token_type", None),
-    ("norm", None),
-)
+    ("batch", BATCH_AXES), ("vocab", "fsdp"), ("hidden", "fsdp"), ("mlp", "fsdp"),
+    ("embed", None), ("heads", None), ("kv", None), ("hidden_out", None), ("position", None),
+    ("token_type", None), ("norm", None),
+)  # fmt: skip
 
 
 def make_mesh(data: int = -1, fsdp: int = 1, devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -49,8 +41,7 @@ def make_mesh(data: int = -1, fsdp: int = 1, devices: Sequence[jax.Device] | Non
             f"mesh data={data} x fsdp={fsdp} does not use the {n} available devices; "
             f"set --config.mesh.data and --config.mesh.fsdp so that their product is {n}"
         )
-    grid = np.asarray(devices).reshape(data, fsdp)
-    return Mesh(grid, MESH_AXES)
+    return Mesh(np.asarray(devices).reshape(data, fsdp), MESH_AXES)
 
 
 def _fit_spec(spec: PartitionSpec, shape: tuple[int, ...], mesh: Mesh) -> PartitionSpec:
@@ -72,12 +63,8 @@ def param_shardings(boxed_params: Any, mesh: Mesh, rules: Sequence = LOGICAL_RUL
         mesh_spec = nn.logical_to_mesh_axes(logical, rules)
         return NamedSharding(mesh, _fit_spec(mesh_spec, shape, mesh))
 
-    return jax.tree.map(
-        to_sharding,
-        logical_specs,
-        shapes,
-        is_leaf=lambda x: isinstance(x, PartitionSpec),
-    )
+    is_spec = lambda x: isinstance(x, PartitionSpec)
+    return jax.tree.map(to_sharding, logical_specs, shapes, is_leaf=is_spec)
 
 
 def state_shardings(tx: Any, state_shapes: Any, param_sh: Any, mesh: Mesh) -> Any:

@@ -4,12 +4,11 @@ The RNG of step s is fold_in(key(seed), s): a resumed run draws the same masks a
 an uninterrupted one.
 
 Non-finite steps, the whole policy in one place: a step whose loss or gradient norm is not
-finite is never applied. Inside the step the optimiser's stateful parts keep their state
-(`tx.update(..., apply_update=finite)`, honoured by every transformation in
-train/optimizer.py) and the params are selected leaf by leaf (`keep_unless`) where each new
-value is produced, so XLA updates the donated state in place (a select over the finished state
-would copy all of it: a measured cost, see tests/test_train_step.py). The state counts such
-steps (`nonfinite_steps`, `first_nonfinite_step`); the trainer then stops before the next
+finite is never applied. The optimiser's stateful parts keep their state (`tx.update(...,
+apply_update=finite)`, honoured by every transformation in train/optimizer.py) and the params
+are selected leaf by leaf (`keep_unless`) where each new value is produced, so XLA updates the
+donated state in place (a select over the finished state would copy all of it: a measured cost,
+tests/test_train_step.py). The state counts such steps; the trainer then stops before the next
 checkpoint (`on_nonfinite="stop"`, exit 3) or logs the count and goes on ("skip").
 `StepConfig.nonfinite_test_step` poisons one step's loss for the tests.
 """
@@ -69,49 +68,37 @@ def split_micro_batches(batch: Batch, num: int) -> Batch:
 
 
 def make_train_step(
-    model: ElectraModel,
-    objective: ObjectiveConfig,
-    tx: optax.GradientTransformation,
-    step_cfg: StepConfig,
-    lr_schedule: Callable[[jax.Array], jax.Array],
-) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:
+    model: ElectraModel, objective: ObjectiveConfig, tx: optax.GradientTransformation,
+    step_cfg: StepConfig, lr_schedule: Callable[[jax.Array], jax.Array],
+) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:  # fmt: skip
     """One optimiser step on one global batch."""
 
     def loss_and_grads(params: Any, batch: Batch, rng: jax.Array) -> tuple:
         def loss_fn(p: Any) -> tuple:
             loss, out = pretrain_forward(p, batch, rng, model=model, cfg=objective)
-            parts = {"loss": loss, "mlm_loss": out["mlm_loss"]}
-            if "disc_loss" in out:
-                parts["disc_loss"] = out["disc_loss"]
-            return loss, parts
+            return loss, {k: out[k] for k in ("loss", "mlm_loss", "disc_loss") if k in out}
 
         (_, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
         return parts, grads
 
     def train_step(state: TrainState, batch: Batch) -> tuple[TrainState, dict[str, jax.Array]]:
         rng = jax.random.fold_in(jax.random.key(step_cfg.seed, impl=step_cfg.rng_impl), state.step)
-        if step_cfg.grad_accum_steps == 1:
+        A = step_cfg.grad_accum_steps
+        if A == 1:
             parts, grads = loss_and_grads(state.params, batch, rng)
         else:
-            micro = split_micro_batches(batch, step_cfg.grad_accum_steps)
+            micro = split_micro_batches(batch, A)
 
             def accumulate(carry: tuple, xs: tuple) -> tuple:
                 micro_batch, index = xs
-                parts, grads = loss_and_grads(
-                    state.params, micro_batch, jax.random.fold_in(rng, index)
-                )
-                return jax.tree.map(jnp.add, carry, (parts, grads)), None
+                out = loss_and_grads(state.params, micro_batch, jax.random.fold_in(rng, index))
+                return jax.tree.map(jnp.add, carry, out), None
 
-            zeros = jax.tree.map(
-                jnp.zeros_like,
-                jax.eval_shape(
-                    loss_and_grads, state.params, jax.tree.map(lambda x: x[0], micro), rng
-                ),
-            )
-            total, _ = jax.lax.scan(
-                accumulate, zeros, (micro, jnp.arange(step_cfg.grad_accum_steps))
-            )
-            parts, grads = jax.tree.map(lambda x: x / step_cfg.grad_accum_steps, total)
+            first_micro = jax.tree.map(lambda x: x[0], micro)
+            shapes = jax.eval_shape(loss_and_grads, state.params, first_micro, rng)
+            zeros = jax.tree.map(jnp.zeros_like, shapes)
+            total, _ = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(A)))
+            parts, grads = jax.tree.map(lambda x: x / A, total)
         if step_cfg.nonfinite_test_step >= 0:
             poison = jnp.where(state.step == step_cfg.nonfinite_test_step, jnp.nan, 0.0)
             parts = dict(parts, loss=parts["loss"] + poison)
@@ -124,15 +111,12 @@ def make_train_step(
             )
             new_params = optax.apply_updates(state.params, updates)
             new_params = keep_unless(finite, new_params, state.params)
+        first_bad = state.first_nonfinite_step
         new_state = TrainState(
-            step=state.step + 1,
-            params=new_params,
-            opt_state=new_opt_state,
+            step=state.step + 1, params=new_params, opt_state=new_opt_state,
             nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32),
-            first_nonfinite_step=jnp.where(
-                (state.first_nonfinite_step < 0) & ~finite, state.step, state.first_nonfinite_step
-            ),
-        )
+            first_nonfinite_step=jnp.where((first_bad < 0) & ~finite, state.step, first_bad),
+        )  # fmt: skip
         metrics = dict(parts, grad_norm=grad_norm, learning_rate=lr_schedule(state.step))
         return new_state, metrics
 
@@ -142,10 +126,8 @@ def make_train_step(
 def make_multi_step(
     train_step: Callable[[TrainState, Batch], tuple[TrainState, dict]], num_steps: int
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict]]:
-    """K steps per call over stacked batches [K, B, L] (fewer dispatches for tiny models).
-
-    Returns the metrics of the last step.
-    """
+    """K steps per call over stacked batches [K, B, L] (fewer dispatches for tiny models);
+    returns the metrics of the last step."""
     if num_steps == 1:
         return train_step
 

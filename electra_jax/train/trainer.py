@@ -33,11 +33,7 @@ from electra_jax.train import sharding as shd
 from electra_jax.train.checkpoints import RunCheckpoints
 from electra_jax.train.objective import finalize_metrics
 from electra_jax.train.program import build_program
-from electra_jax.train.step import (
-    RNG_IMPLS,
-    TrainState,
-    make_eval_step,
-)
+from electra_jax.train.step import RNG_IMPLS, TrainState, make_eval_step
 
 EXIT_NONFINITE = 3
 
@@ -153,16 +149,13 @@ def load_init_from(path: str, params: Any, model_cfg: ModelConfig) -> Any:
     """Copies the parameter groups of an exported model into fresh params (shapes must agree)."""
     source_cfg, source, _ = load_model(path)
     check_init_from(path, model_cfg, source_cfg)
-    merged = dict(params)
-    for group in set(source) & set(params):
+    merged, groups = dict(params), sorted(set(source) & set(params))
+    to_device = lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
+    for group in groups:
         if jax.tree.map(np.shape, source[group]) != jax.tree.map(jnp.shape, merged[group]):
             raise UserError(f"init_from {path}: parameter group {group!r} has other shapes")
-        merged[group] = jax.tree.map(
-            lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding),
-            source[group],
-            merged[group],
-        )
-    print(f"init: loaded {sorted(set(source) & set(params))} from {path}")
+        merged[group] = jax.tree.map(to_device, source[group], merged[group])
+    print(f"init: loaded {groups} from {path}")
     return merged
 
 
@@ -221,11 +214,8 @@ class Throughput:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Runs (or resumes) pre-training in `workdir`; returns the last logged metrics.
-
-    The SIGTERM handler is installed first, so a preemption notice that arrives while the run
-    is still starting up also ends in a saved checkpoint and a clean exit.
-    """
+    """Runs (or resumes) pre-training in `workdir`; returns the last logged metrics. SIGTERM is
+    handled from the start, so a notice during start-up also ends in a clean exit."""
     preemption = PreemptionFlag()
     try:
         return _train(config, workdir, preemption)
@@ -237,6 +227,7 @@ def _train(
     config: ml_collections.ConfigDict, workdir: str, preemption: PreemptionFlag
 ) -> dict[str, Any]:
     validate_config(config)
+    K, B, L = config.steps_per_call, config.batch_size, config.max_seq_len
     maybe_initialize_distributed()
     check_attention_backend(config)  # after distributed init: it starts the XLA backend
     is_primary = jax.process_index() == 0
@@ -261,21 +252,14 @@ def _train(
     if config.init_from:
         check_init_from(config.init_from, model_cfg)
     train_iter = make_train_loader(
-        data_dir,
-        meta=meta,
-        global_batch_size=config.batch_size,
-        seed=config.seed,
-        worker_count=config.data.worker_count,
-        read_threads=config.data.read_threads,
+        data_dir, meta=meta, global_batch_size=B, seed=config.seed,
+        worker_count=config.data.worker_count, read_threads=config.data.read_threads,
+    )  # fmt: skip
+    eval_batches = (  # eval_batches=0 turns held-out evaluation off
+        make_eval_batches(data_dir, global_batch_size=B, num_batches=config.eval_batches, meta=meta)
+        if config.eval_batches > 0
+        else []
     )
-    eval_batches = []  # eval_batches=0 turns held-out evaluation off
-    if config.eval_batches > 0:
-        eval_batches = make_eval_batches(
-            data_dir,
-            global_batch_size=config.batch_size,
-            num_batches=config.eval_batches,
-            meta=meta,
-        )
     abstract_state = program.abstract_state()
     n_params = sum(int(x.size) for x in jax.tree.leaves(abstract_state.params))
     print(
@@ -292,16 +276,12 @@ def _train(
         start_step, state = restored
         print(f"resume: from step {start_step} in {checkpoints.directory}")
     else:
-        start_step = 0
-        init_from = config.init_from
-        state = program.init_state(
-            (lambda p: load_init_from(init_from, p, model_cfg)) if init_from else None
-        )
+        load = lambda params: load_init_from(config.init_from, params, model_cfg)
+        start_step, state = 0, program.init_state(load if config.init_from else None)
     if is_primary:
         truncate_metrics_after(workdir, start_step)
 
     # ---- update: compile before the loop
-    K, B, L = config.steps_per_call, config.batch_size, config.max_seq_len
     t0 = time.perf_counter()
     compiled = program.compile(dataset_format.batch_keys(meta))
     print(f"compile: train step in {time.perf_counter() - t0:.1f}s; {memory_summary(compiled)}")
