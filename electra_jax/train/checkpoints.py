@@ -1,24 +1,43 @@
 """Orbax checkpoints of a run: train state and data-iterator state as separate items.
 
 Saves are asynchronous and atomic (Orbax writes a temporary directory and renames it on commit),
-so a kill mid-save leaves only finished steps visible. Restore walks back from the newest step
-to the first one that reads, moving each unreadable step aside to `<step>.unreadable` (kept for
-inspection, never chosen again) with a one-line warning. A failed save (full disk, lost bucket
-permission) stops the run with `CheckpointSaveError`; committed steps are left as they are.
+so a kill mid-save leaves only finished steps visible. Restore never throws a run away:
+- a step that holds another model (its stored parameter shapes, read from metadata only,
+  differ from the run's) stops the run with `CheckpointMismatch`, touching nothing;
+- a transient read error (network, bucket) is retried, then stops with `CheckpointReadError`;
+- a corrupt step is moved aside to `<step>.unreadable` (kept for inspection, never chosen
+  again) with a one-line warning, and the next older step is tried.
+A failed save (full disk, lost bucket permission) stops the run with `CheckpointSaveError`;
+committed steps are left as they are.
 """
 
 import contextlib
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 from electra_jax.errors import UserError
 
 UNREADABLE_SUFFIX = ".unreadable"
+RETRY_DELAYS_S = (2.0, 8.0)  # waits before the second and third read of a step
+TRANSIENT = re.compile(
+    r"timed? ?out|temporar|unavailable|connection|reset by peer|deadline|\b(429|50[234])\b", re.I
+)
+
+
+class CheckpointMismatch(UserError):
+    """A checkpoint holds another model than the run's: resuming would set the run aside."""
+
+
+class CheckpointReadError(UserError):
+    """A checkpoint stayed unreadable through the retries of a transient error."""
 
 
 class CheckpointSaveError(UserError):
@@ -30,6 +49,21 @@ def first_line(error: BaseException, limit: int = 200) -> str:
     text = str(error).strip().splitlines()
     line = f"{type(error).__name__}: {text[0] if text else ''}".rstrip(": ")
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def is_transient(error: BaseException | None) -> bool:
+    """A network or service error that may pass (as opposed to a corrupt file)."""
+    while error is not None:
+        if isinstance(error, ConnectionError | TimeoutError) or TRANSIENT.search(str(error)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def param_shapes(params: Any) -> dict[str, tuple[int, ...]]:
+    """{"discriminator/layer_0/...": shape} of a parameter tree (arrays or metadata)."""
+    flat = jax.tree_util.tree_leaves_with_path(params)
+    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(x.shape) for path, x in flat}
 
 
 def describe_write_error(error: BaseException) -> str:
@@ -95,26 +129,63 @@ class RunCheckpoints:
                 "space (or fix the path's permissions) and rerun the same command to resume"
             ) from e
 
-    def restore_latest(self, abstract_state: Any, data_iterator: Any) -> tuple[int, Any] | None:
-        """Restores the newest readable step into `data_iterator`; returns (step, state)."""
+    def restore_latest(
+        self, abstract_state: Any, data_iterator: Any, config_change: str = ""
+    ) -> tuple[int, Any] | None:
+        """Restores the newest readable step into `data_iterator`; returns (step, state).
+
+        `config_change` (the fields that differ from the saved config) goes into the message
+        of a CheckpointMismatch."""
         import grain
 
         for step in sorted(self.manager.all_steps(), reverse=True):
+            self._check_same_model(step, abstract_state.params, config_change)
             args = ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract_state),
                 data=grain.checkpoint.CheckpointRestore(data_iterator),
             )
-            try:
-                return step, self.manager.restore(step, args=args).state
-            except Exception as e:  # any unreadable file: fall back to an older step
-                moved = self._move_aside(step)
-                print(
-                    f"warning: checkpoint step {step} in {self.directory} is unreadable "
-                    f"({first_line(e)}); moved it to {moved}, falling back to an earlier step",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
+                try:
+                    return step, self.manager.restore(step, args=args).state
+                except Exception as e:
+                    if not is_transient(e):
+                        error = e
+                        break
+                    if delay is None:
+                        raise CheckpointReadError(
+                            f"reading checkpoint step {step} in {self.directory} failed "
+                            f"{attempt + 1} times ({first_line(e)}); nothing was changed: "
+                            "check the storage's connectivity and rerun the same command"
+                        ) from e
+                    time.sleep(delay)
+            moved = self._move_aside(step)
+            print(
+                f"warning: checkpoint step {step} in {self.directory} is unreadable "
+                f"({first_line(error)}); moved it to {moved}, falling back to an earlier step",
+                file=sys.stderr,
+                flush=True,
+            )
         return None
+
+    def _check_same_model(self, step: int, params: Any, config_change: str) -> None:
+        """Raises CheckpointMismatch when `step`'s stored parameter shapes differ from the run's
+        (metadata only; an unreadable step is left to the restore's fallback)."""
+        path = epath.Path(self.directory) / str(step) / "state"
+        try:
+            saved = param_shapes(ocp.StandardCheckpointHandler().metadata(path)["params"])
+        except Exception:  # corrupt or missing metadata: the restore below decides
+            return
+        run = param_shapes(params)
+        if saved == run:
+            return
+        differ = sorted(k for k in saved.keys() | run.keys() if saved.get(k) != run.get(k))
+        shown = ", ".join(f"{k} {saved.get(k, 'absent')} (this run: {run.get(k, 'absent')})"
+                          for k in differ[:2])  # fmt: skip
+        raise CheckpointMismatch(
+            f"checkpoint step {step} in {self.directory} holds another model "
+            f"({config_change or shown}); nothing was changed: rerun with the saved config "
+            "(config.json beside it) or pick a new --workdir"
+        )
 
     def _move_aside(self, step: int) -> str:
         """Renames an unreadable step so that no later resume or save trips over it."""

@@ -22,6 +22,7 @@ from electra_jax.files.model_io import load_model, read_model_config, save_model
 from electra_jax.files.run_files import (
     CONFIG_FILE,
     MetricsLogger,
+    config_change,
     format_duration,
     truncate_metrics_after,
 )
@@ -266,19 +267,21 @@ def _train(
         f"model: {config.size} ({n_params / 1e6:.2f}M params, dtype {config.dtype}), "
         f"mesh {dict(mesh.shape)} on {jax.device_count()} {jax.devices()[0].platform} device(s)"
     )
-    if is_primary:  # every input is checked: a bad one never overwrites the previous config.json
-        write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
 
-    # ---- checkpoint: resume, or initialise (and load init_from)
+    # ---- checkpoint: resume (a checkpoint of another model stops the run, touching nothing),
+    # or initialise (and load init_from)
     checkpoints = RunCheckpoints(os.path.join(workdir, "checkpoints"), config.keep_checkpoints)
-    restored = checkpoints.restore_latest(abstract_state, train_iter)
+    change = config_change(workdir, config.to_dict())
+    restored = checkpoints.restore_latest(abstract_state, train_iter, change)
     if restored is not None:
         start_step, state = restored
-        print(f"resume: from step {start_step} in {checkpoints.directory}")
+        changed = f"; config changed since: {change}" if change else ""
+        print(f"resume: from step {start_step} in {checkpoints.directory}{changed}")
     else:
         load = lambda params: load_init_from(config.init_from, params, model_cfg)
         start_step, state = 0, program.init_state(load if config.init_from else None)
-    if is_primary:
+    if is_primary:  # every input and the checkpoint are checked: now the run files may change
+        write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
         truncate_metrics_after(workdir, start_step)
 
     # ---- update: compile before the loop
