@@ -123,9 +123,8 @@ def assert_trees_close(a, b, rtol: float) -> None:
         )
 
 
-# The losses are means over a batch's real tokens and used slots, so the mean of the four
-# micro-batch means is the whole batch's mean only when every micro-batch holds the same number
-# of each (see the xfail test below). These lengths differ from row to row, yet give 24 real
+# The losses are means over a batch's real tokens and used slots; the test below has unequal
+# micro-batches, this one equal shares. These lengths differ from row to row, yet give 24 real
 # tokens and 18 candidates to every micro-batch, whether row b goes to micro-batch b % 4 (as
 # step.split_micro_batches does) or to b // 2: the test does not pin the assignment.
 EQUAL_SHARE_LENGTHS = [16, 8, 13, 11, 8, 16, 11, 13]
@@ -161,14 +160,9 @@ def test_grad_accumulation_equals_one_step_on_the_whole_batch():
     assert_trees_close(grads_full, grads_accum, rtol=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: with grad_accum_steps each micro-batch's losses are normalised by "
-    "that micro-batch's own token and slot counts, and the four means are averaged; the "
-    "whole batch normalises by the batch's counts (spec 2.6), so micro-batches with more "
-    "padding weigh more",
-)
 def test_grad_accumulation_equals_one_step_when_micro_batches_hold_unequal_padding():
+    """Each micro-batch divides by the whole batch's counts (objective.loss_denominators); it
+    failed while the step averaged the four micro-batch means."""
     batch = device_batch([16, 16, 16, 16, 16, 6, 16, 6])  # micro-batches of 32, 22, 32, 22 tokens
     grads_full, metrics_full = step_gradients(batch, 1)
     grads_accum, metrics_accum = step_gradients(batch, 4)

@@ -74,6 +74,26 @@ def num_to_predict(batch: Batch, cfg: ObjectiveConfig, num_slots: int) -> jax.Ar
     return jnp.maximum(1, jnp.minimum(num_slots, count_B))
 
 
+def used_slots(batch: Batch, cfg: ObjectiveConfig) -> jax.Array:
+    """The used slots of each row: k, at most the candidates without replacement, 0 for a row
+    without any candidate. A function of the batch alone (no random draw)."""
+    cand_BxL = candidates_mask(batch, cfg)
+    count_B = num_to_predict(batch, cfg, cfg.num_predictions(cand_BxL.shape[-1]))
+    if not cfg.positions_with_replacement:
+        count_B = jnp.minimum(count_B, jnp.sum(cand_BxL, axis=-1))
+    return jnp.where(jnp.any(cand_BxL, axis=-1), count_B, 0)
+
+
+def loss_denominators(batch: Batch, cfg: ObjectiveConfig) -> dict[str, jax.Array]:
+    """What the two losses divide by (spec §2.6): used slots and real tokens of `batch`. Gradient
+    accumulation divides every micro-batch by the whole batch's, so that it computes the whole
+    batch's loss (a mean of micro-batch means would weight emptier micro-batches more)."""
+    return {
+        "mlm": jnp.sum(used_slots(batch, cfg)).astype(jnp.float32),
+        "disc": jnp.sum(batch["input_mask"] > 0).astype(jnp.float32),
+    }
+
+
 def select_positions(
     rng: jax.Array, batch: Batch, cfg: ObjectiveConfig
 ) -> tuple[jax.Array, jax.Array]:
@@ -83,16 +103,13 @@ def select_positions(
     N = cfg.num_predictions(L)
     cand_BxL = candidates_mask(batch, cfg)
     logits_BxL = jnp.where(cand_BxL, 0.0, -jnp.inf)
-    has_candidate_B = jnp.any(cand_BxL, axis=-1)
-    logits_BxL = jnp.where(has_candidate_B[:, None], logits_BxL, 0.0)
-    count_B = num_to_predict(batch, cfg, N)
+    logits_BxL = jnp.where(jnp.any(cand_BxL, axis=-1)[:, None], logits_BxL, 0.0)
     if cfg.positions_with_replacement:
         positions_BxN = jax.random.categorical(rng, logits_BxL, axis=-1, shape=(N, B)).T
     else:
         gumbel_BxL = jax.random.gumbel(rng, (B, L))
         _, positions_BxN = jax.lax.top_k(logits_BxL + gumbel_BxL, N)
-        count_B = jnp.minimum(count_B, jnp.sum(cand_BxL, axis=-1))
-    used_BxN = (jnp.arange(N)[None, :] < count_B[:, None]) & has_candidate_B[:, None]
+    used_BxN = jnp.arange(N)[None, :] < used_slots(batch, cfg)[:, None]
     positions_BxN = jnp.where(used_BxN, positions_BxN, 0).astype(jnp.int32)
     return positions_BxN, used_BxN.astype(jnp.float32)
 
@@ -148,9 +165,13 @@ def replace_tokens(
     return fake_ids_BxL, labels_BxL.astype(jnp.int32)
 
 
-def weighted_mean(losses: jax.Array, weights: jax.Array) -> jax.Array:
-    """sum(w * loss) / (sum(w) + 1e-6), the original's reduction of both losses (spec §2.6)."""
-    return jnp.sum(weights * losses) / (jnp.sum(weights) + 1e-6)
+def weighted_mean(
+    losses: jax.Array, weights: jax.Array, denominator: jax.Array | None = None
+) -> jax.Array:
+    """sum(w * loss) / (sum(w) + 1e-6), the original's reduction of both losses (spec §2.6);
+    `denominator` replaces sum(w) for a micro-batch (see `loss_denominators`)."""
+    total = jnp.sum(weights) if denominator is None else denominator
+    return jnp.sum(weights * losses) / (total + 1e-6)
 
 
 def mlm_token_losses(logits_BxNxV: jax.Array, targets_BxN: jax.Array) -> jax.Array:
@@ -158,8 +179,11 @@ def mlm_token_losses(logits_BxNxV: jax.Array, targets_BxN: jax.Array) -> jax.Arr
     return -jnp.take_along_axis(log_probs_BxNxV, targets_BxN[..., None], axis=-1)[..., 0]
 
 
-def mlm_loss(logits_BxNxV: jax.Array, targets_BxN: jax.Array, weights_BxN: jax.Array) -> jax.Array:
-    return weighted_mean(mlm_token_losses(logits_BxNxV, targets_BxN), weights_BxN)
+def mlm_loss(
+    logits_BxNxV: jax.Array, targets_BxN: jax.Array, weights_BxN: jax.Array,
+    denominator: jax.Array | None = None,
+) -> jax.Array:  # fmt: skip
+    return weighted_mean(mlm_token_losses(logits_BxNxV, targets_BxN), weights_BxN, denominator)
 
 
 def disc_token_losses(logits_BxL: jax.Array, labels_BxL: jax.Array) -> jax.Array:
@@ -168,16 +192,22 @@ def disc_token_losses(logits_BxL: jax.Array, labels_BxL: jax.Array) -> jax.Array
     return jnp.maximum(x_BxL, 0) - x_BxL * y_BxL + jnp.log1p(jnp.exp(-jnp.abs(x_BxL)))
 
 
-def disc_loss(logits_BxL: jax.Array, labels_BxL: jax.Array, mask_BxL: jax.Array) -> jax.Array:
+def disc_loss(
+    logits_BxL: jax.Array, labels_BxL: jax.Array, mask_BxL: jax.Array,
+    denominator: jax.Array | None = None,
+) -> jax.Array:  # fmt: skip
     """Over all real tokens, [CLS] and [SEP] included."""
-    return weighted_mean(disc_token_losses(logits_BxL, labels_BxL), mask_BxL.astype(jnp.float32))
+    losses_BxL = disc_token_losses(logits_BxL, labels_BxL)
+    return weighted_mean(losses_BxL, mask_BxL.astype(jnp.float32), denominator)
 
 
 def pretrain_forward(
     params: Any, batch: Batch, rng: jax.Array, *, model: ElectraModel, cfg: ObjectiveConfig,
-    deterministic: bool = False,
+    deterministic: bool = False, denominators: dict[str, jax.Array] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:  # fmt: skip
-    """Total loss and every intermediate the metrics need, for one batch."""
+    """Total loss and every intermediate the metrics need, for one batch (a micro-batch's share
+    of the whole batch's loss with the whole batch's `loss_denominators`)."""
+    den = denominators or {}
     mask_rng, sample_rng, gen_dropout, disc_dropout = jax.random.split(rng, 4)
     variables, packing_ids_BxL = {"params": params}, batch.get("packing_ids")
     segment_ids_BxL, mask_BxL = batch["segment_ids"], batch["input_mask"]
@@ -193,7 +223,9 @@ def pretrain_forward(
             rngs={"dropout": gen_dropout},
         )  # fmt: skip
     with jax.named_scope("mlm_loss"):
-        gen_loss = mlm_loss(gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN)
+        gen_loss = mlm_loss(
+            gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN, den.get("mlm")
+        )
     out = {
         "mlm_loss": gen_loss,
         "gen_logits_BxNxV": gen_logits_BxNxV,
@@ -212,7 +244,7 @@ def pretrain_forward(
         method=ElectraModel.discriminator_logits, rngs={"dropout": disc_dropout},
     )  # fmt: skip
     with jax.named_scope("disc_loss"):
-        d_loss = disc_loss(disc_logits_BxL, labels_BxL, mask_BxL)
+        d_loss = disc_loss(disc_logits_BxL, labels_BxL, mask_BxL, den.get("disc"))
     out.update(
         disc_loss=d_loss,
         samples_BxN=samples_BxN,

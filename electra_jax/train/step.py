@@ -23,7 +23,13 @@ import jax.numpy as jnp
 import optax
 
 from electra_jax.model.electra import ElectraModel
-from electra_jax.train.objective import Batch, ObjectiveConfig, metric_sums, pretrain_forward
+from electra_jax.train.objective import (
+    Batch,
+    ObjectiveConfig,
+    loss_denominators,
+    metric_sums,
+    pretrain_forward,
+)
 from electra_jax.train.optimizer import keep_unless
 
 
@@ -73,9 +79,11 @@ def make_train_step(
 ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, jax.Array]]]:  # fmt: skip
     """One optimiser step on one global batch."""
 
-    def loss_and_grads(params: Any, batch: Batch, rng: jax.Array) -> tuple:
+    def loss_and_grads(params: Any, batch: Batch, rng: jax.Array, den: Any = None) -> tuple:
         def loss_fn(p: Any) -> tuple:
-            loss, out = pretrain_forward(p, batch, rng, model=model, cfg=objective)
+            loss, out = pretrain_forward(
+                p, batch, rng, model=model, cfg=objective, denominators=den
+            )
             return loss, {k: out[k] for k in ("loss", "mlm_loss", "disc_loss") if k in out}
 
         (_, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
@@ -86,19 +94,19 @@ def make_train_step(
         A = step_cfg.grad_accum_steps
         if A == 1:
             parts, grads = loss_and_grads(state.params, batch, rng)
-        else:
-            micro = split_micro_batches(batch, A)
+        else:  # each micro-batch's share of the whole batch's loss: their sum is that loss
+            micro, den = split_micro_batches(batch, A), loss_denominators(batch, objective)
 
             def accumulate(carry: tuple, xs: tuple) -> tuple:
                 micro_batch, index = xs
-                out = loss_and_grads(state.params, micro_batch, jax.random.fold_in(rng, index))
-                return jax.tree.map(jnp.add, carry, out), None
+                rng_i = jax.random.fold_in(rng, index)
+                return jax.tree.map(jnp.add, carry, loss_and_grads(
+                    state.params, micro_batch, rng_i, den)), None  # fmt: skip
 
             first_micro = jax.tree.map(lambda x: x[0], micro)
-            shapes = jax.eval_shape(loss_and_grads, state.params, first_micro, rng)
+            shapes = jax.eval_shape(loss_and_grads, state.params, first_micro, rng, den)
             zeros = jax.tree.map(jnp.zeros_like, shapes)
-            total, _ = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(A)))
-            parts, grads = jax.tree.map(lambda x: x / A, total)
+            (parts, grads), _ = jax.lax.scan(accumulate, zeros, (micro, jnp.arange(A)))
         if step_cfg.nonfinite_test_step >= 0:
             poison = jnp.where(state.step == step_cfg.nonfinite_test_step, jnp.nan, 0.0)
             parts = dict(parts, loss=parts["loss"] + poison)
