@@ -122,6 +122,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.checkpoint_every = 200 if size == "tiny" else 5_000
     c.keep_checkpoints = 3
     c.init_from = ""  # an exported model dir (convert / pre-training export)
+    c.allow_schedule_change = False  # resume with another lr / steps / warm-up / schedule
     c.peak_flops = 0.0  # per device; 0 = look up device_kind (see electra_jax/model/flops.py)
     c.export = True  # write workdir/export/{discriminator,generator} at the end
 

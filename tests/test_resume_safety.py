@@ -73,7 +73,7 @@ def test_transient_read_error_is_retried_then_stops_without_moving_anything(
     calls.clear()
     failures = 1  # recovers on the second try: resumes from the newest step
     config.unlock()
-    config.num_train_steps = 6
+    config.num_train_steps, config.allow_schedule_change = 6, True
     train(config, str(tmp_path))
     assert calls == [4, 4]
     assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4, 6]

@@ -42,14 +42,16 @@ def read_run_config(workdir: str) -> dict | None:
     return read_json(os.path.join(workdir, CONFIG_FILE))
 
 
-def config_change(workdir: str, config: dict, limit: int = 6) -> str:
-    """The fields in which `config` differs from the run's saved config.json, as
-    "a.b=saved (this run: new), ..." ("" when the same or nothing is saved)."""
+def config_change(
+    workdir: str, config: dict, fields: tuple[str, ...] | None = None, limit: int = 6
+) -> str:
+    """The fields (of `fields`, default all) in which `config` differs from the run's saved
+    config.json, as "a.b=saved (this run: new), ..." ("" when the same or nothing is saved)."""
     saved = read_run_config(workdir)
     if not saved:
         return ""
     old, new = _flat(saved), _flat(config)
-    differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    differ = sorted(k for k in fields or old.keys() | new.keys() if old.get(k) != new.get(k))
     shown = [f"{k}={old.get(k, 'absent')} (this run: {new.get(k, 'absent')})" for k in differ]
     return ", ".join(shown[:limit] + ([f"... {len(shown) - limit} more"] if differ[limit:] else []))
 

@@ -5,6 +5,7 @@ notebooks call.
 
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -24,9 +25,10 @@ from electra_jax.files.run_files import (
     MetricsLogger,
     config_change,
     format_duration,
+    read_metrics,
     truncate_metrics_after,
 )
-from electra_jax.model.config import ModelConfig
+from electra_jax.model.config import PRESETS, ModelConfig
 from electra_jax.model.flops import device_peak_flops, train_flops_per_token
 from electra_jax.model.layers import cudnn_attention_problem
 from electra_jax.storage import make_workdir, write_json
@@ -37,6 +39,8 @@ from electra_jax.train.program import build_program
 from electra_jax.train.step import RNG_IMPLS, TrainState, make_eval_step
 
 EXIT_NONFINITE = 3
+# Changing these on resume makes the learning rate jump (allow_schedule_change=True permits it).
+SCHEDULE_FIELDS = ("learning_rate", "num_train_steps", "warmup_steps", "optimizer.schedule")
 
 
 class NonFiniteLoss(UserError):
@@ -80,6 +84,25 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     for field, (allowed, expected) in choices.items():
         if config[field] not in allowed:
             raise UserError(f"config.{field}={config[field]!r}; expected {expected}")
+    if config.warmup_steps >= config.num_train_steps:
+        print(
+            f"warning: warmup_steps={config.warmup_steps} >= num_train_steps="
+            f"{config.num_train_steps}: the learning rate never reaches its peak "
+            f"{config.learning_rate}; lower --config.warmup_steps",
+            file=sys.stderr,
+        )
+
+
+def adopt_data_vocab(config: ml_collections.ConfigDict, meta: dict) -> ml_collections.ConfigDict:
+    """The data's vocabulary size when the config keeps its preset's (data prepared with
+    `prepare --vocab-size`); a size the user set stays, and check_meta names a mismatch."""
+    preset_size, data_size = PRESETS[config.size].vocab_size, meta["vocab_size"]
+    if config.model.vocab_size != preset_size or data_size == preset_size:
+        return config
+    config = config.copy_and_resolve_references()  # the caller's config stays as given
+    config.model.vocab_size = data_size
+    print(f"model: vocab_size={data_size} from the data's meta.json (the preset's: {preset_size})")
+    return config
 
 
 def check_attention_backend(config: ml_collections.ConfigDict) -> None:
@@ -243,6 +266,7 @@ def _train(
     # ---- input
     data_dir = resolve_data_dir(config)
     meta = read_meta(data_dir)  # read once, passed on
+    config = adopt_data_vocab(config, meta)
 
     # ---- mesh, model, sharding, the jitted step (train/program.py)
     program = build_program(config, dataset_format.special_ids(meta))
@@ -277,9 +301,35 @@ def _train(
         start_step, state = restored
         changed = f"; config changed since: {change}" if change else ""
         print(f"resume: from step {start_step} in {checkpoints.directory}{changed}")
+        schedule_change = config_change(workdir, config.to_dict(), SCHEDULE_FIELDS)
+        if schedule_change and not config.allow_schedule_change:
+            checkpoints.close()
+            raise UserError(
+                f"resuming step {start_step} on another learning-rate schedule "
+                f"({schedule_change}) would make the rate jump; rerun with the saved values, "
+                "or add --config.allow_schedule_change=True"
+            )
     else:
         load = lambda params: load_init_from(config.init_from, params, model_cfg)
         start_step, state = 0, program.init_state(load if config.init_from else None)
+    export = os.path.join(workdir, "export")
+
+    def export_model(params: Any) -> None:
+        """The discriminator + generator, for fine-tuning, detect and `convert --to=hf`."""
+        if config.export and is_primary:
+            tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
+            save_model(export, jax.device_get(params), model_cfg, tokenizer, overwrite=True)
+
+    if start_step >= config.num_train_steps:  # finished: no compile, no second export
+        if not os.path.isdir(export):  # stopped between its last checkpoint and the export
+            export_model(state.params)
+        checkpoints.close()
+        print(
+            f"done: the run in {workdir} finished at step {start_step} already; nothing to do "
+            "(to train on, raise --config.num_train_steps with "
+            "--config.allow_schedule_change=True)"
+        )
+        return (read_metrics(workdir) or [{}])[-1]
     if is_primary:  # every input and the checkpoint are checked: now the run files may change
         write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
         truncate_metrics_after(workdir, start_step)
@@ -338,6 +388,9 @@ def _train(
                 at_eval = step % config.eval_every == 0 or step == config.num_train_steps
                 if eval_batches and at_eval:
                     values.update(evaluate(state.params))
+                    evals = " ".join(f"{k[5:]}={v:.4f}" for k, v in values.items() if "/" in k)
+                    if is_primary:  # held-out numbers on the console too, not only in metrics
+                        print(f"eval: step {step} {evals}")
                 logger.write(step, values)
                 logger.progress(step, values, steps_per_sec)
                 last = values
@@ -355,11 +408,7 @@ def _train(
         if checkpoints.latest_step() != step:
             checkpoints.save(step, state, train_iter, force=True)
         checkpoints.wait()
-        if config.export and is_primary:
-            # The discriminator + generator, for fine-tuning, detect and `convert --to=hf`.
-            export = os.path.join(workdir, "export")
-            tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
-            save_model(export, jax.device_get(state.params), model_cfg, tokenizer, overwrite=True)
+        export_model(state.params)
         took = format_duration(time.perf_counter() - run_start)
         shown = ", ".join(f"{k}={v:.4f}" for k, v in last.items() if k.startswith("eval/"))
         where = f"exported to {workdir}/export" if config.export else "not exported (export=False)"

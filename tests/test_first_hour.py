@@ -1,0 +1,79 @@
+"""What misled a new user in the first hour (issue 20), pre-training side: a warm-up longer than
+the run, a schedule changed on resume, held-out numbers missing from the console, prepared
+data's vocabulary size ignored, a finished run compiled and exported again."""
+
+import os
+
+import pytest
+
+from electra_jax.data.dataset import prepare_dataset
+from electra_jax.errors import UserError
+from electra_jax.files.run_files import read_metrics
+from electra_jax.train.trainer import train, validate_config
+
+SHORT = dict(num_train_steps=4, log_every=2, eval_every=4, checkpoint_every=2, eval_batches=1,
+             warmup_steps=2, export=True, **{"model.num_layers": 1})  # fmt: skip
+
+
+def test_warmup_longer_than_the_run_is_warned(tiny_config, capsys):
+    validate_config(tiny_config(num_train_steps=40, warmup_steps=60))
+    err = capsys.readouterr().err
+    assert "warmup_steps=60 >= num_train_steps=40" in err and "never reaches its peak" in err
+    validate_config(tiny_config(num_train_steps=400, warmup_steps=60))
+    assert capsys.readouterr().err == ""
+
+
+def test_schedule_change_on_resume_is_refused_unless_allowed(tiny_config, tmp_path, capsys):
+    train(tiny_config(**SHORT), str(tmp_path))
+    out = capsys.readouterr().out
+    assert "eval: step 4 masked_lm_accuracy=" in out and "disc_auc=" in out  # on the console
+    with open(tmp_path / "config.json", "rb") as f:
+        saved_config = f.read()
+    longer = tiny_config(**{**SHORT, "num_train_steps": 6})
+    with pytest.raises(UserError, match="num_train_steps=4 \\(this run: 6\\)") as info:
+        train(longer, str(tmp_path))
+    assert "allow_schedule_change=True" in str(info.value)
+    with open(tmp_path / "config.json", "rb") as f:
+        assert f.read() == saved_config  # nothing rewritten
+    allowed = tiny_config(**{**SHORT, "num_train_steps": 6, "allow_schedule_change": True})
+    train(allowed, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "resume: from step 4" in out and "config changed since: " in out
+    assert [r["step"] for r in read_metrics(str(tmp_path))] == [2, 4, 6]
+
+
+def test_finished_run_says_so_without_compiling_or_exporting_again(tiny_config, tmp_path, capsys):
+    config = tiny_config(**SHORT)
+    train(config, str(tmp_path))
+    export_files = sorted(os.listdir(tmp_path / "export"))
+    stamp = os.stat(tmp_path / "export").st_mtime_ns
+    capsys.readouterr()
+    last = train(config, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "finished at step 4 already" in out and "compile:" not in out
+    assert os.stat(tmp_path / "export").st_mtime_ns == stamp
+    assert sorted(os.listdir(tmp_path / "export")) == export_files
+    assert last["step"] == 4 and "eval/disc_auc" in last
+
+
+def test_prepared_vocabulary_size_is_used_when_the_config_keeps_the_preset(
+    tiny_config, tmp_path, capsys
+):
+    from data_fixtures import write_corpus, write_vocab
+
+    vocab = write_vocab(str(tmp_path / "vocab.txt"))
+    corpus = write_corpus(str(tmp_path / "corpus"), n_files=1, docs_per_file=20)[0]
+    data = str(tmp_path / "data")
+    prepare_dataset(corpus, data, vocab=vocab, max_seq_len=32, progress=False)
+    with open(vocab) as f:
+        size = sum(1 for _ in f)
+    run = {**SHORT, "export": False, "data.dir": data, "max_seq_len": 32, "batch_size": 8}
+    config = tiny_config(**run)
+    train(config, str(tmp_path / "run"))
+    assert (
+        f"vocab_size={size} from the data's meta.json (the preset's: 8192)"
+        in capsys.readouterr().out
+    )
+    assert config.model.vocab_size == 8192  # the caller's config is left as given
+    with pytest.raises(UserError, match="vocab_size"):  # a size the user set is kept: an error
+        train(tiny_config(**{**run, "model.vocab_size": 1000}), str(tmp_path / "run2"))
