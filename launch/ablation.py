@@ -12,6 +12,7 @@ prints the commands.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
@@ -109,15 +110,39 @@ def table(root: str, inits: list[str], tasks: tuple[str, ...]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def build_parser() -> ArgumentParser:
+    """The ablation's flags, each described in --help."""
+    parser = ArgumentParser(
+        prog="python launch/ablation.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument(
+        "--workdir", required=True,
+        help="root of every job: electra/, bert/, ft-<init>/<task>/ and ablation.md",
+    )  # fmt: skip
+    parser.add_argument(
+        "--electra-steps", type=int, default=1000,
+        help="ELECTRA pre-training steps; the BERT baseline gets as many as cost the same "
+        "FLOPs (default: %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", type=int, default=3, help="fine-tuning seeds per task and init (default: 3)"
+    )
+    parser.add_argument(
+        "--tasks", default=",".join(TASKS),
+        help="comma-separated built-in tasks to fine-tune on (default: all: "
+        + ", ".join(TASKS) + ")",
+    )  # fmt: skip
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the jobs still to run; run nothing"
+    )
+    return parser
+
+
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(prog="python launch/ablation.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", required=True)
-    parser.add_argument("--electra-steps", type=int, default=1000)
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--dry-run", action="store_true")
-    args = parser.parse_args(argv)
+    """Pre-trains both models, fine-tunes them and a random init, writes WORKDIR/ablation.md."""
+    args = build_parser().parse_args(argv)
     if args.electra_steps < 1 or args.seeds < 1:
         raise UserError("--electra-steps and --seeds must be at least 1")
     tasks = tuple(t for t in args.tasks.split(",") if t)

@@ -133,29 +133,59 @@ def render_markdown(report: dict[str, Any], paper_rows: list[PaperRow]) -> str:
 # ----------------------------------------------------------------------------- outputs
 
 
-def plot_curves(runs: list[PretrainRun], path: str) -> None:
-    """loss / mlm_loss / disc_loss / eval/disc_auc vs step, one line per run, as a PNG."""
+MARKER_BELOW = 10  # a series with fewer points than this gets markers (one point: visible)
+
+
+def run_colours(count: int) -> list[Any]:
+    """One colour per run, the same in every panel: the default cycle, or for more runs than
+    it holds, evenly spaced colours of a map."""
+    import matplotlib
+
+    cycle = matplotlib.rcParams["axes.prop_cycle"].by_key().get("color", [])
+    if 0 < count <= len(cycle):
+        return list(cycle[:count])
+    cmap = matplotlib.colormaps["turbo"]
+    return [cmap(i / max(count - 1, 1)) for i in range(count)]
+
+
+def curves_figure(runs: list[PretrainRun]) -> Any:
+    """The curves Figure: loss / mlm_loss / disc_loss / eval/disc_auc vs step, one line per run.
+    Each run keeps one colour across the panels and in the shared legend, whichever metrics
+    other runs lack; eval series, and any of fewer than MARKER_BELOW points, get markers."""
     from matplotlib.figure import Figure  # no pyplot: Agg canvas, no display, no global state
+    from matplotlib.lines import Line2D
 
     fig = Figure(figsize=(11, 8), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
+    colours = run_colours(len(runs))
+    marked = [False] * len(runs)
     for ax, key in zip(axes, CURVE_KEYS, strict=True):
-        for run in runs:
+        for i, run in enumerate(runs):
             points = curve(run.records, key)
-            if points:
-                ax.plot(*zip(*points, strict=True), label=run.label, linewidth=1.2)
+            if not points:
+                continue
+            marker = "o" if key.startswith("eval/") or len(points) < MARKER_BELOW else None
+            marked[i] = marked[i] or marker is not None
+            ax.plot(*zip(*points, strict=True), label=run.label, color=colours[i],
+                    linewidth=1.2, marker=marker, markersize=4)  # fmt: skip
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if not ax.lines:
             ax.text(0.5, 0.5, "not logged", ha="center", va="center", transform=ax.transAxes)
-    if any(ax.lines for ax in axes):
-        fig.legend(
-            *max(axes, key=lambda ax: len(ax.lines)).get_legend_handles_labels(),
-            loc="outside lower center",
-            ncols=min(len(runs), 3),
-            fontsize="small",
-        )
+    drawn = [i for i, run in enumerate(runs) if any(curve(run.records, k) for k in CURVE_KEYS)]
+    if drawn:
+        handles = [Line2D([], [], color=colours[i], linewidth=1.2, label=runs[i].label,
+                          marker="o" if marked[i] else None, markersize=4)
+                   for i in drawn]  # fmt: skip
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(drawn), 3),
+                   fontsize="small")  # fmt: skip
+    return fig
+
+
+def plot_curves(runs: list[PretrainRun], path: str) -> None:
+    """Writes `curves_figure(runs)` as a PNG (via a temporary file and a rename)."""
+    fig = curves_figure(runs)
     tmp = f"{path}.tmp-{os.getpid()}"
     fig.savefig(tmp, format="png", dpi=100)
     os.replace(tmp, path)

@@ -23,11 +23,17 @@ import dataclasses
 import os
 import re
 import shlex
+from typing import Any
 
 from electra_jax.cli import ArgumentParser
 from electra_jax.errors import UserError, exit_on_user_error
 from launch import common
 from launch.common import Command
+
+# What one job asks for: the defaults, and smaller requests for config sizes that need less
+# (tiny trains in minutes on one GPU, or a CPU with --gpus-per-node=0).
+DEFAULT_REQUEST = (8, "24:00:00")  # (GPUs per node, --time)
+SIZE_REQUESTS = {"tiny": (1, "01:00:00")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +53,29 @@ class SlurmOptions:
     env: tuple[tuple[str, str], ...] = ()
 
 
-def add_options(parser: argparse.ArgumentParser) -> None:
-    """The resource flags (shared with sweep.py --slurm)."""
+def request_for(size: Any) -> tuple[int, str]:
+    """(GPUs per node, time limit) one run of a config size asks for when --gpus-per-node and
+    --time are not given (sweep.py --slurm)."""
+    return SIZE_REQUESTS.get(str(size), DEFAULT_REQUEST)
+
+
+def add_options(parser: argparse.ArgumentParser, sized: bool = False) -> None:
+    """The resource flags (shared with sweep.py --slurm, where `sized`: --gpus-per-node and
+    --time default to None, filled in per the config's size by `request_for`)."""
     g = parser.add_argument_group("SLURM")
+    by_size = ", ".join(f"{s}: {r[0]}" for s, r in SIZE_REQUESTS.items())
     g.add_argument("--nodes", type=int, default=1, help="nodes (one task each)")
-    g.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (0: CPU only)")
-    g.add_argument("--time", default="24:00:00", help="wall-clock limit, e.g. 48:00:00")
+    g.add_argument(
+        "--gpus-per-node", type=int, default=None if sized else DEFAULT_REQUEST[0],
+        help="GPUs per node (0: CPU only); default "
+        + (f"per config size ({by_size}, else {DEFAULT_REQUEST[0]})" if sized else "%(default)s"),
+    )  # fmt: skip
+    by_size = ", ".join(f"{s}: {r[1]}" for s, r in SIZE_REQUESTS.items())
+    g.add_argument(
+        "--time", default=None if sized else DEFAULT_REQUEST[1],
+        help="wall-clock limit, e.g. 48:00:00; default "
+        + (f"per config size ({by_size}, else {DEFAULT_REQUEST[1]})" if sized else "%(default)s"),
+    )  # fmt: skip
     g.add_argument("--partition", default="", help="SLURM partition")
     g.add_argument("--account", default="", help="SLURM account")
     g.add_argument("--cpus-per-task", type=int, default=0, help="CPUs per task (0: default)")

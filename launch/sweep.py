@@ -23,40 +23,39 @@ run restarted in the same directory resumes from its newest checkpoint.
 --local (the default) runs each remaining run as a subprocess, its output appended to
 WORKDIR/<name>/log.txt, then writes the summary. --tpu=NAME --zone=Z runs them one after
 another in one tmux session on every worker of that TPU VM (see tpu_vm.py). --slurm submits
-one sbatch job per run (see slurm.py), its log in WORKDIR/<name>/slurm-<jobid>.out.
+one sbatch job per run (see slurm.py), its log in WORKDIR/<name>/slurm-<jobid>.out, each asking
+for GPUs and time by the config's size (tiny: 1 GPU for 1 h; larger: 8 GPUs for 24 h) unless
+--gpus-per-node / --time say otherwise.
 --summarize only writes WORKDIR/summary.md and summary.csv: one row per run with its overrides
 and --metric (default: `score` of results.json, or the last `eval/disc_auc` of metrics.jsonl;
 a dotted path reaches inside results.json, e.g. dev.rte.median.accuracy), sorted by the
-metric, best first, unfinished runs last.
+metric, best first, unfinished runs last. A --workdir holding none of the sweep's run
+directories (another folder, or a sweep not started) is an error, and nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import csv
 import dataclasses
 import inspect
-import io
 import math
 import os
 import re
 import runpy
 import shlex
-import statistics
 import subprocess
 import sys
 import time
 from typing import Any
 
 import ml_collections
-from etils import epath
 
 from electra_jax.cli import ArgumentParser, load_config, note, parse_value
 from electra_jax.errors import UserError, exit_on_user_error
-from electra_jax.files.run_files import read_metrics, read_results, read_run_config
 from launch import common, slurm, tpu_vm
-from launch.common import Command, read_run_file
+from launch.common import Command
+from launch.sweep_summary import check_sweep_root, is_finished, join, write_summary
 
 SWEEP_JOBS = ("pretrain", "finetune")
 DEFAULT_METRIC = {"finetune": "score", "pretrain": "eval/disc_auc"}
@@ -209,11 +208,6 @@ def expand(points: list[dict[str, Scalar]], root: str) -> list[Run]:
     return runs
 
 
-def join(root: str, name: str) -> str:
-    """root/name for local paths and gs:// alike."""
-    return root.rstrip("/") + "/" + name
-
-
 def run_args(config_spec: str, run: Run, extra: list[str]) -> list[str]:
     """The job's flags for one run: config, workdir, extra overrides, then the run's own."""
     own = [f"--config.{k}={format_value(run.overrides[k])}" for k in sorted(run.overrides)]
@@ -230,98 +224,6 @@ def parse_extra(unknown: list[str], sweep_keys: set[str]) -> list[str]:
         if key[9:] in sweep_keys:
             raise UserError(f"{key} is set by the sweep itself; drop it or change sweep()")
     return list(unknown)
-
-
-# ----------------------------------------------------------------------------- state of a run
-
-
-def is_finished(job: str, workdir: str) -> bool:
-    """results.json exists (fine-tuning); the last logged step is num_train_steps (pre-training)."""
-    if job == "finetune":
-        return read_run_file(read_results, workdir) is not None
-    config = read_run_file(read_run_config, workdir)
-    records = read_run_file(read_metrics, workdir)
-    try:
-        total = int(config["num_train_steps"])
-    except (ValueError, KeyError, TypeError):
-        return False
-    return bool(records) and records[-1]["step"] >= total
-
-
-def read_metric(job: str, workdir: str, metric: str) -> float | None:
-    """The run's metric: a (dotted) key of results.json, or the last value in metrics.jsonl."""
-    if job == "finetune":
-        value: Any = read_run_file(read_results, workdir)
-        for part in metric.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-    else:
-        values = [r[metric] for r in read_run_file(read_metrics, workdir) if metric in r]
-        value = values[-1] if values else None
-    number = isinstance(value, int | float) and not isinstance(value, bool)
-    return float(value) if number and math.isfinite(value) else None
-
-
-# ----------------------------------------------------------------------------- summary
-
-
-def summary_rows(runs: list[Run], job: str, metric: str) -> list[dict[str, Any]]:
-    """One row per run: name, overrides, metric, status; best first, unfinished last."""
-    rows = []
-    for order, run in enumerate(runs):
-        finished = is_finished(job, run.workdir)
-        value = read_metric(job, run.workdir, metric) if finished else None
-        status = "finished" if finished else "unfinished"
-        if finished and value is None:
-            status = f"finished, no {metric}"
-        rows.append({"run": run.name, **run.overrides, metric: value, "status": status,
-                     "_order": order})  # fmt: skip
-    return sorted(rows, key=lambda r: (r[metric] is None, -(r[metric] or 0.0), r["_order"]))
-
-
-def summary_columns(runs: list[Run], metric: str) -> list[str]:
-    """run, the union of override keys in first-seen order, the metric, status."""
-    keys = list(dict.fromkeys(k for run in runs for k in run.overrides))
-    return ["run", *keys, metric, "status"]
-
-
-def render_markdown(rows: list[dict], columns: list[str], metric: str, title: str) -> str:
-    """The summary table with a line of counts, the best run and the median (the paper's
-    statistic over seeds)."""
-    cell = lambda v: "" if v is None else (f"{v:.6g}" if isinstance(v, float) else str(v))
-    done = [r[metric] for r in rows if r[metric] is not None]
-    lines = [f"# Sweep: {title}", "",
-             f"{len(done)} of {len(rows)} runs have `{metric}`; sorted by it, best first.", "",
-             "| " + " | ".join(columns) + " |",
-             "|" + "|".join("---:" if c == metric else "---" for c in columns) + "|"]  # fmt: skip
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in columns) + " |" for r in rows]
-    if done:
-        median = float(statistics.median(done))
-        lines += ["", f"best: {rows[0]['run']} ({cell(rows[0][metric])}); median over "
-                      f"{len(done)} run(s): {cell(median)}"]  # fmt: skip
-    return "\n".join(lines) + "\n"
-
-
-def render_csv(rows: list[dict], columns: list[str]) -> str:
-    """The same rows as CSV (empty metric for unfinished runs)."""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
-
-
-def write_summary(runs: list[Run], job: str, metric: str, root: str, title: str) -> str:
-    """Writes ROOT/summary.md and ROOT/summary.csv; returns the Markdown."""
-    rows = summary_rows(runs, job, metric)
-    columns = summary_columns(runs, metric)
-    markdown = render_markdown(rows, columns, metric, title)
-    try:
-        epath.Path(root).mkdir(parents=True, exist_ok=True)
-        epath.Path(join(root, "summary.md")).write_text(markdown)
-        epath.Path(join(root, "summary.csv")).write_text(render_csv(rows, columns))
-    except OSError as e:
-        raise UserError(f"cannot write the summary under {root}: {e}") from None
-    return markdown
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -384,9 +286,15 @@ def dispatch_tpu(args: argparse.Namespace, job: str, spec: str, pending: list[Ru
 
 
 def dispatch_slurm(args: argparse.Namespace, job: str, spec: str, pending: list[Run],
-                   extra: list[str]) -> None:  # fmt: skip
-    """One sbatch job per pending run, its script and log in the run's directory."""
+                   extra: list[str], size: Any) -> None:  # fmt: skip
+    """One sbatch job per pending run, its script and log in the run's directory; GPUs and time
+    per run from the config's size unless --gpus-per-node / --time say otherwise."""
     args.python = args.python or ".venv/bin/python"
+    gpus, time_limit = slurm.request_for(size)
+    args.gpus_per_node = gpus if args.gpus_per_node is None else args.gpus_per_node
+    args.time = time_limit if args.time is None else args.time
+    note(f"each run asks for {args.nodes} node(s) x {args.gpus_per_node} GPU(s) for {args.time} "
+         f"(config size {size or 'unknown'}; --gpus-per-node / --time override)")  # fmt: skip
     opts = slurm.options_from(args)
     for run in pending:
         command = common.job_argv(opts.python, job, run_args(spec, run, extra))
@@ -422,7 +330,7 @@ def build_parser() -> ArgumentParser:
     tpu.add_argument("--zone", default="", help="the TPU VM's zone")
     tpu.add_argument("--project", default="", help="GCP project")
     tpu.add_argument("--code-dir", default=tpu_vm.CODE_DIR, help="code directory under ~")
-    slurm.add_options(parser)  # also --python and --env, used by local runs too
+    slurm.add_options(parser, sized=True)  # also --python and --env, used by local runs too
     parser.set_defaults(python="")
     return parser
 
@@ -440,8 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     job = job_for(path, args.job)
     points = sweep_overrides(namespace.get("sweep"), path, arg)
     extra = parse_extra(unknown, {k for p in points for k in p})
+    size = None
     if "get_config" in namespace:
         config = load_config(args.config)
+        size = config.get("size")
         for i, point in enumerate(points):
             check_fields(config, list(point), f"sweep()[{i}]", path)
             for key, value in point.items():
@@ -455,6 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = expand(points, root)
     metric = args.metric or DEFAULT_METRIC[job]
     if args.summarize:
+        check_sweep_root(runs, root, args.config)
         print(write_summary(runs, job, metric, root, args.config), end="")
         return
     pending = [run for run in runs if not is_finished(job, run.workdir)]
@@ -467,7 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.tpu:
         dispatch_tpu(args, job, remote_config_spec(path, arg), pending, extra, env)
     elif args.slurm:
-        dispatch_slurm(args, job, remote_config_spec(path, arg), pending, extra)
+        dispatch_slurm(args, job, remote_config_spec(path, arg), pending, extra, size)
     else:
         run_locally(args, job, root, runs, pending, extra, env, metric)
 

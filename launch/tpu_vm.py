@@ -9,7 +9,7 @@ line) and otherwise runs them, stopping with one line at the first failure.
       --config=configs/pretrain.py:small --workdir=runs/small --config.data.dir=gs://B/owt-128
   python launch/tpu_vm.py status my-tpu --zone=us-central2-b
   python launch/tpu_vm.py logs   my-tpu --zone=us-central2-b --lines=50
-  python launch/tpu_vm.py stop   my-tpu --zone=us-central2-b
+  python launch/tpu_vm.py stop   my-tpu --zone=us-central2-b --session=pretrain
   python launch/tpu_vm.py delete my-tpu --zone=us-central2-b
 
 Launcher flags go before the job name; everything after it is the job's own flags. Remote

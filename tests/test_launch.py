@@ -454,3 +454,164 @@ def test_ablation_dry_run_uses_equal_compute_and_table_reads_results(tmp_path, c
     text = ablation.table(str(tmp_path), ["random", "electra"], ("builtin_replaced",))
     assert "| electra | 75.0 [70.0-80.0], n=3 |" in text
     assert "| random | missing |" in text
+
+
+# ----------------------------------------------------------------------------- --help (issue 20)
+
+EXAMPLE = re.compile(r"^\s*python launch/(\w+)\.py\b")
+
+
+def launcher(name: str):
+    from launch import ablation, report
+
+    return {"tpu_vm": tpu_vm, "gpu": gpu, "slurm": slurm, "sweep": sweep,
+            "ablation": ablation, "report": report}[name]  # fmt: skip
+
+
+LAUNCHERS = ("tpu_vm", "gpu", "slurm", "sweep", "ablation", "report")
+
+
+def help_of(name: str, capsys, *sub: str) -> str:
+    """What `python launch/NAME.py [SUB] --help` prints (exit 0)."""
+    with pytest.raises(SystemExit) as exc:
+        launcher(name).main([*sub, "--help"])
+    assert exc.value.code in (0, None)
+    return capsys.readouterr().out
+
+
+def help_examples(text: str) -> list[tuple[str, list[str]]]:
+    """(launcher, argv) of every `python launch/X.py ...` example line in a --help text:
+    backslash continuations joined, `# comments` dropped, `[optional]` brackets unwrapped."""
+    lines, examples = text.splitlines(), []
+    for i, line in enumerate(lines):
+        match = EXAMPLE.match(line)
+        if not match:
+            continue
+        joined = line
+        while joined.rstrip().endswith("\\") and i + 1 < len(lines):
+            i += 1
+            joined = joined.rstrip()[:-1] + " " + lines[i]
+        words = shlex.split(joined, comments=True)[2:]
+        examples.append((match.group(1), [w.removeprefix("[").removesuffix("]") for w in words]))
+    return examples
+
+
+def check_example(name: str, argv: list[str], capsys) -> None:
+    """Runs an example as the launcher would, printing instead of running (--dry-run); the
+    report (no --dry-run) is parsed and its paper rows resolved."""
+    if name == "report":
+        from launch import report
+
+        args = report.parse_args(argv)
+        report.select_paper_rows(report.load_paper_results(), args.paper_row)
+        return
+    if name == "sweep":  # --summarize reads finished runs; the dry run checks the same flags
+        argv = [a for a in argv if a != "--summarize"] + ["--dry-run"]
+    elif name == "ablation":
+        argv = [*argv, "--dry-run"]
+    else:  # launcher flags go before the job name
+        argv = ["--dry-run", *argv]
+    try:
+        launcher(name).main(argv)
+    except SystemExit as e:
+        err = capsys.readouterr().err
+        raise AssertionError(f"example `{name} {shlex.join(argv)}` fails: {err}") from e
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_every_help_example_runs(name, tmp_path, monkeypatch, capsys):
+    """Issue 20: each example command line a launcher's --help shows parses and dry-runs (the
+    TPU `stop` example lacked the required --session)."""
+    os.symlink(os.path.join(REPO, "configs"), tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)  # relative paths of the examples land here, not in the repo
+    examples = help_examples(help_of(name, capsys))
+    assert examples, f"launch/{name}.py --help shows no example"
+    for tool, argv in examples:
+        assert tool == name
+        check_example(name, argv, capsys)
+    assert os.listdir(tmp_path) == ["configs"]  # dry runs write nothing
+
+
+def undescribed_options(text: str) -> list[str]:
+    """Options in a --help text's option lists with no description after them or below them."""
+    missing, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"^  (-\S.*?)(?: {2,}(\S.*))?$", line)  # argparse indents entries by 2
+        if not match or match.group(2):
+            continue
+        below = lines[i + 1] if i + 1 < len(lines) else ""
+        if len(below) - len(below.lstrip()) <= 2:  # blank, or the next entry: no description
+            missing.append(match.group(1).strip())
+    return missing
+
+
+@pytest.mark.parametrize("name", LAUNCHERS)
+def test_every_help_option_has_a_description(name, capsys):
+    """Issue 20: launch/ablation.py --help listed its flags bare; every option says what it is."""
+    subcommands = {"tpu_vm": ["create", "setup", "run", "status", "logs", "stop", "delete"],
+                   "gpu": ["setup", "run", "status", "logs", "stop"]}  # fmt: skip
+    for sub in [[], *([s] for s in subcommands.get(name, []))]:
+        text = help_of(name, capsys, *sub)
+        assert "--" in text
+        assert undescribed_options(text) == [], (name, sub, text)
+
+
+# ----------------------------------------------------------------------------- sweeps (issue 20)
+
+
+def test_summarize_refuses_a_folder_that_holds_none_of_the_sweep(tmp_path, capsys):
+    """Issue 20: --summarize on a folder that is not this sweep's listed four grid runs that
+    never existed as "unfinished" and wrote summary.md there; now one error line, nothing
+    written."""
+    config = make_config(tmp_path)
+    other = tmp_path / "other"
+    (other / "some-other-run").mkdir(parents=True)
+    (other / "some-other-run" / "results.json").write_text('{"score": 1}')
+    (other / "notes.txt").write_text("mine\n")
+    before = sorted(p.relative_to(other) for p in other.rglob("*"))
+    argv = [f"--config={config}", f"--workdir={other}", "--summarize"]
+    err = one_error_line(sweep.main, argv, capsys)
+    assert "none of" in err and "4 run directories" in err and "learning_rate=0.0001,seed=0" in err
+    assert sorted(p.relative_to(other) for p in other.rglob("*")) == before
+    missing = tmp_path / "missing"
+    argv = [f"--config={config}", f"--workdir={missing}", "--summarize"]
+    assert "none of" in one_error_line(sweep.main, argv, capsys)
+    assert not missing.exists()
+    (other / "learning_rate=0.0002,seed=1").mkdir()  # one run started: a sweep, summarized
+    printed = dry(sweep.main, [f"--config={config}", f"--workdir={other}", "--summarize"], capsys)
+    assert "0 of 4 runs have `score`" in "\n".join(printed) and (other / "summary.md").exists()
+
+
+def sbatch_requests(out: str) -> set[tuple[str, str]]:
+    """(--gpus-per-node, --time) of every sbatch script a dry run printed."""
+    scripts = out.split("#!/bin/bash")[1:]
+    assert scripts
+    found = set()
+    for script in scripts:
+        lines = script.splitlines()
+        gpus = [x.split("=", 1)[1] for x in lines if x.startswith("#SBATCH --gpus-per-node=")]
+        time_ = [x.split("=", 1)[1] for x in lines if x.startswith("#SBATCH --time=")]
+        found.add((gpus[0] if gpus else "0", time_[0]))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("config", "flags", "expected"),
+    [
+        ("configs/finetune.py:task=builtin_replaced,size=tiny", [], {("1", "01:00:00")}),
+        ("configs/pretrain.py:tiny", [], {("1", "01:00:00")}),
+        ("configs/finetune.py:task=rte,size=small", [], {("8", "24:00:00")}),
+        ("configs/pretrain.py:small", [], {("8", "24:00:00")}),
+        ("configs/finetune.py:task=builtin_replaced,size=tiny",
+         ["--gpus-per-node=2", "--time=03:00:00"], {("2", "03:00:00")}),
+        ("configs/pretrain.py:tiny", ["--gpus-per-node=0"], {("0", "01:00:00")}),
+    ],
+)  # fmt: skip
+def test_sweep_slurm_request_is_sized_from_the_config(config, flags, expected, tmp_path, capsys):
+    """Issue 20: --slurm asked for 8 GPUs for 24 h for every run, tiny ones included; the
+    request now follows the config's size, and --gpus-per-node / --time still override it."""
+    argv = [f"--config={os.path.join(REPO, config)}", f"--workdir={tmp_path / 'sw'}", "--slurm",
+            "--dry-run", *flags]  # fmt: skip
+    out = "\n".join(dry(sweep.main, argv, capsys))
+    assert sbatch_requests(out) == expected

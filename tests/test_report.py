@@ -245,3 +245,72 @@ def test_bad_inputs_exit_2_with_one_line(runs, tmp_path, capsys):
     bad.write_text(json.dumps({"task": "rte", "dev": {"dev": {"per_seed": [{"accuracy": "x"}]}}}))
     assert_exit_2(capsys, [f"--runs={root}", out], str(bad), "should be a number")
     assert not os.path.exists(tmp_path / "out")  # nothing written on bad input
+
+
+def write_curves_run(workdir, records: list[dict]) -> None:
+    """A pre-training workdir with exactly these metrics.jsonl records."""
+    os.makedirs(workdir, exist_ok=True)
+    (workdir / "config.json").write_text(json.dumps({"size": "tiny", "num_train_steps": 1000}))
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_curves_png_one_colour_per_run_and_visible_single_points(tmp_path, capsys, monkeypatch):
+    """Issue 20: every panel draws each run in that run's own colour (the one legend is shared),
+    with its own values, even when an earlier run lacks a metric (the `bert` baseline logs no
+    disc_loss or eval/disc_auc); a series of one or a few points carries a marker."""
+    from matplotlib.colors import to_hex
+    from matplotlib.figure import Figure
+
+    root = tmp_path / "runs"
+    steps = range(100, 2001, 100)
+    runs = {  # sorted by name: bert first, so a per-panel colour cycle would shift the others
+        "a-bert": [{"step": s, "loss": 9 - s / 1000, "mlm_loss": 7 - s / 1000} for s in steps],
+        "b-electra": [
+            {
+                "step": s,
+                "loss": 40 - s / 100,
+                "mlm_loss": 6 - s / 1000,
+                "disc_loss": 0.6 - s / 10000,
+                **({"eval/disc_auc": 0.5 + s / 10000} if s % 500 == 0 else {}),
+            }
+            for s in steps
+        ],  # fmt: skip
+        "c-short": [
+            {"step": s, "loss": 30 - s / 10, "mlm_loss": 5 - s / 100, "disc_loss": 0.5 - s / 1000}
+            for s in (50, 100, 150)
+        ]  # fmt: skip
+        + [{"step": 150, "eval/disc_auc": 0.61}],
+    }
+    for name, records in runs.items():
+        write_curves_run(root / name, records)
+    saved: list[Figure] = []
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(
+        Figure, "savefig", lambda fig, *a, **k: (saved.append(fig), real_savefig(fig, *a, **k))
+    )
+    run_report(root, tmp_path / "out", capsys)
+    (fig,) = saved
+
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_title()}
+    assert set(panels) == {"loss", "mlm_loss", "disc_loss", "eval/disc_auc"}
+    colour: dict[str, str] = {}
+    for key, ax in panels.items():
+        drawn = {line.get_label(): line for line in ax.get_lines()}
+        expected = {name: [(r["step"], r[key]) for r in records if key in r]
+                    for name, records in runs.items()}  # fmt: skip
+        assert set(drawn) == {name for name, points in expected.items() if points}, key
+        for name, line in drawn.items():
+            assert line.get_xydata().tolist() == [list(p) for p in expected[name]], (key, name)
+            assert colour.setdefault(name, to_hex(line.get_color())) == to_hex(line.get_color()), (
+                f"{name} changes colour in the {key} panel"
+            )
+            if len(expected[name]) < 10 or key.startswith("eval/"):
+                assert line.get_marker() not in (None, "", " ", "None"), (key, name)
+                assert line.get_markersize() > 0, (key, name)
+    assert len(set(colour.values())) == len(runs)  # three runs, three colours
+    (legend,) = fig.legends
+    handles = {t.get_text(): h for t, h in zip(legend.get_texts(), legend.legend_handles,
+                                               strict=True)}  # fmt: skip
+    assert set(handles) == set(runs)
+    for name, handle in handles.items():
+        assert to_hex(handle.get_color()) == colour[name], name
