@@ -3,8 +3,7 @@
 Config-driven jobs (`pretrain`, `finetune`, the bench scripts) take the big_vision flags
 `--config=configs/JOB.py:ARG --config.a.b=VALUE`: the config file's `get_config(ARG)` builds an
 `ml_collections.ConfigDict`, each override is parsed to the type of the field it replaces, and
-`--help` lists the file's arguments (its docstring) and every field with its default.
-"""
+`--help` lists the file's arguments (its docstring) and every field with its default."""
 
 import argparse
 import ast
@@ -23,7 +22,11 @@ CONFIG_PREFIX = "--config."
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with a one-line `error: <msg> (see --help)` on stderr and exit status 2."""
+    """argparse with one-line `error: <msg> (see --help)` (exit 2); descriptions kept as written."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         print(f"error: {message} (see --help)", file=sys.stderr)
@@ -31,23 +34,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def warn(message: str) -> None:
-    """One-line warning on stderr (conversions and commands share the format)."""
     print(f"warning: {message}", file=sys.stderr)
 
 
-def note(message: str) -> None:
-    """One-line informational note on stderr (keeps stdout clean for --json)."""
+def note(message: str) -> None:  # on stderr: stdout stays clean for --json
     print(f"note: {message}", file=sys.stderr)
 
 
-# ----------------------------------------------------------------------------- config files
-
-
 def load_config(spec: str, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """`FILE[:ARG]` -> the file's `get_config(ARG)` with `a.b=VALUE` overrides applied, locked.
-
-    Raises UserError (one line) for a missing file, a bad argument or a bad override.
-    """
+    """`FILE[:ARG]` -> its `get_config(ARG)` with `a.b=VALUE` overrides, locked; else UserError."""
     path, _, arg = spec.partition(":")
     module = _config_module(path)
     try:
@@ -115,47 +110,30 @@ def parse_value(current: Any, text: str, field: str) -> Any:
 
 
 def flat_fields(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
-    """{"a.b": value} of every leaf field."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        if isinstance(value, ml_collections.ConfigDict):
-            flat.update(flat_fields(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
+        nested = isinstance(value, ml_collections.ConfigDict)
+        flat.update(flat_fields(value, f"{prefix}{key}.") if nested else {prefix + key: value})
     return flat
 
 
-# ----------------------------------------------------------------------------- parsers
-
-
-def config_parser(job: str, description: str, workdir: bool = True) -> ArgumentParser:
+def config_parser(job: str, description: str) -> ArgumentParser:
     """A parser with `--config=configs/JOB.py:ARG` (+ `--config.FIELD=VALUE`) and `--workdir`."""
     parser = ArgumentParser(
-        prog=f"python -m electra_jax.{job}",
-        description=description,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        add_help=False,
+        prog=f"python -m electra_jax.{job}", description=description, add_help=False
     )
     parser.add_argument("-h", "--help", action="store_true", help="this message and the fields")
-    parser.add_argument(
-        "--config", required=False, help=f"config file and argument, e.g. configs/{job}.py:ARG"
-    )
-    if workdir:
-        parser.add_argument("--workdir", help="run directory (checkpoints, metrics, outputs)")
-    parser.set_defaults(_job=job)
+    parser.add_argument("--config", help=f"config file and argument, e.g. configs/{job}.py:ARG")
+    parser.add_argument("--workdir", help="run directory (checkpoints, metrics, outputs)")
     return parser
 
 
 def parse_config_args(
     parser: ArgumentParser, argv: Sequence[str] | None, default_config: str
 ) -> tuple[argparse.Namespace, ml_collections.ConfigDict]:
-    """Parses argv (no program name); `args.config` is replaced by the loaded ConfigDict.
-
-    `--help` prints the flags, the config file's docstring (its arguments and commands) and
-    every field with its default, then exits 0. Problems print one line and exit 2.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    overrides, rest = split_overrides(argv)
+    """(args, the loaded config) from argv (no program name); `--help` also prints the config
+    file's docstring and every field with its default. Problems print one line and exit 2."""
+    overrides, rest = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(rest)
     if args.help:
         print_config_help(parser, args.config or default_config)
@@ -164,7 +142,7 @@ def parse_config_args(
     try:
         if not args.config:
             raise UserError(f"missing --config; pass e.g. --config={default_config}")
-        if hasattr(args, "workdir") and not args.workdir:
+        if not args.workdir:
             raise UserError("missing --workdir; pass the run directory, e.g. --workdir=runs/x")
         config = load_config(args.config, overrides)
     except UserError as e:
@@ -192,9 +170,8 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 def print_config_help(parser: ArgumentParser, spec: str) -> None:
     parser.print_help()
     print(f"  --config.FIELD=VALUE  override one field of the config (below: {spec})\n")
-    path = spec.partition(":")[0]
     try:
-        module = _config_module(path)
+        module = _config_module(spec.partition(":")[0])
         print((module.__doc__ or "").strip(), "\n")
         config = load_config(spec)
     except UserError as e:

@@ -1,8 +1,6 @@
 """One path between config sections and frozen dataclasses, both ways.
-
 Config files build a section from a dataclass's defaults (`section`), so a default is written
-once; trainers build the dataclass from the section (`build`) with the run-level fields added.
-"""
+once; trainers build the dataclass from the section (`build`) with the run-level fields added."""
 
 import dataclasses
 from typing import Any, TypeVar
@@ -18,11 +16,8 @@ def section(
     cls: type, exclude: tuple[str, ...] = (), **overrides: Any
 ) -> ml_collections.ConfigDict:
     """A ConfigDict of `cls`'s fields with their defaults (minus `exclude`, plus `overrides`)."""
-    values = {
-        f.name: f.default
-        for f in dataclasses.fields(cls)
-        if f.name not in exclude and f.default is not dataclasses.MISSING
-    }
+    fields = [f for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING]
+    values = {f.name: f.default for f in fields if f.name not in exclude}
     return ml_collections.ConfigDict({**values, **overrides})
 
 

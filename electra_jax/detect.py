@@ -77,14 +77,11 @@ def detect(
     vocab_size = tokenizer.vocab_size if tokenizer is not None else 0
     token = lambda i: tokenizer.id_to_token(i) if i < vocab_size else str(i)
     result: dict[str, Any] = {
-        "tokens": [token(i) for i in ids],
-        "input_ids": ids,
+        "tokens": [token(i) for i in ids], "input_ids": ids,
         "discriminator_logits": [float(x) for x in logits_L],
         "replaced_prob": [float(p) for p in probs_L],
-        "replaced": [bool(p >= threshold) for p in probs_L],
-        "threshold": threshold,
-        "notes": notes,
-    }
+        "replaced": [bool(p >= threshold) for p in probs_L], "threshold": threshold, "notes": notes,
+    }  # fmt: skip
     gen_parts = {"generator_head", "generator" if config.electra_objective else "discriminator"}
     gen_parts.add("generator_embeddings" if config.embedding_sharing == "untied" else "embeddings")
     if tokenizer is None or not gen_parts <= set(params):
@@ -119,7 +116,6 @@ def format_result(result: dict[str, Any], color: bool) -> str:
 
 
 def parse_ids(value: str) -> list[int]:
-    """--input-ids "1,2,3" -> [1, 2, 3]."""
     try:
         return [int(part) for part in value.replace(" ", "").split(",") if part]
     except ValueError as e:
@@ -128,8 +124,7 @@ def parse_ids(value: str) -> list[int]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m electra_jax.detect", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = ArgumentParser(prog="python -m electra_jax.detect", description=__doc__)
     parser.add_argument("--checkpoint", required=True, help="exported model directory")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="text to check ([CLS] text [SEP])")

@@ -12,7 +12,7 @@ class UserError(Exception):
 
 
 def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Wraps an entry point: a UserError (or a config ValueError) prints one line, exits 2."""
+    """Wraps an entry point: a UserError prints one line and exits 2, Ctrl-C exits 130."""
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -28,19 +28,15 @@ def exit_on_user_error(main: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class _OneLineRecords(logging.Filter):
+def _one_line_record(record: logging.LogRecord) -> bool:
     """Drops the traceback from a library's error record and keeps its first line."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and record.exc_info:
-            record.exc_info = None
-            record.exc_text = None
-            record.msg = str(record.getMessage()).splitlines()[0][:300]
-            record.args = ()
-        return True
+    if record.levelno >= logging.ERROR and record.exc_info:
+        record.exc_info = record.exc_text = None
+        record.msg = str(record.getMessage()).splitlines()[0][:300]
+        record.args = ()
+    return True
 
 
 def one_line_library_errors(logger_name: str = "absl") -> None:
-    """Orbax logs a failed async save with a full traceback from its writer threads; the job
-    reports the failure itself in one line, so keep the library's records to one line too."""
-    logging.getLogger(logger_name).addFilter(_OneLineRecords())
+    """Keeps a library's error records to one line (Orbax logs a failed async save's traceback)."""
+    logging.getLogger(logger_name).addFilter(_one_line_record)

@@ -11,7 +11,6 @@ Writes OUTPUT/{train,eval}-XXXXX-of-YYYYY.array_record, OUTPUT/meta.json and the
 print examples to stdout. Bad input stops with one line on stderr and exit code 2.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -29,8 +28,7 @@ from electra_jax.errors import exit_on_user_error
 def show_lines(
     data_dir: str, n: int, as_json: bool = False, split: str = "train", meta: dict | None = None
 ) -> list[str]:
-    """N examples as lines: `[CLS] A [SEP] B [SEP]` decoded (a packed row: its examples joined
-    by ` | `), or JSON objects of the features."""
+    """N examples decoded, `[CLS] A [SEP] B [SEP]` (packed: ` | ` between examples), or as JSON."""
     meta = meta or read_meta(data_dir)
     batch = read_examples(data_dir, n, split, meta)
     rows = range(len(batch["input_ids"]) if batch else 0)
@@ -53,11 +51,7 @@ def show_lines(
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(
-        prog="python -m electra_jax.prepare",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    parser = ArgumentParser(prog="python -m electra_jax.prepare", description=__doc__)
     add = parser.add_argument
     # fmt: off
     add("--corpus", required=True,
@@ -74,8 +68,7 @@ def build_parser() -> ArgumentParser:
     held_out = parser.add_mutually_exclusive_group()
     held_out.add_argument("--eval-fraction", type=float, default=0.01,
                           help="share of examples held out for eval (default 0.01)")
-    held_out.add_argument("--eval-examples", type=int, default=None,
-                          help="number of examples held out for eval")
+    held_out.add_argument("--eval-examples", type=int, help="number of examples held out for eval")
     add("--no-lowercase", dest="lowercase", action="store_false",
         help="keep case and accents (cased models)")
     add("--one-doc-per-file", action="store_true",
@@ -85,7 +78,7 @@ def build_parser() -> ArgumentParser:
         help="drop (and count) longer lines; 0 keeps all")
     add("--vocab-sample-mb", type=float, default=DEFAULT_VOCAB_SAMPLE_MB,
         help="train the vocabulary on the corpus's first N MB")
-    add("--cache-dir", default=None, help="cache for builtin:pydocs text")
+    add("--cache-dir", help="cache for builtin:pydocs text")
     add("--pack", action="store_true",
         help="pack several examples into each row instead of padding (attention stays within "
              "an example; not the original's layout)")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import ml_collections
 
 from electra_jax.cli import config_parser, parse_config_args
-from electra_jax.errors import UserError, one_line_library_errors
+from electra_jax.errors import exit_on_user_error, one_line_library_errors
 from electra_jax.train.checkpoints import CheckpointSaveError
 from electra_jax.train.trainer import EXIT_NONFINITE, NonFiniteLoss, train
 
@@ -24,6 +24,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ml_collections.Config
     return config, args.workdir
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     config, workdir = parse_args(argv)
     one_line_library_errors()
@@ -38,9 +39,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr, flush=True)
         sys.stdout.flush()
         os._exit(2)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

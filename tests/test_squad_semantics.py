@@ -313,11 +313,6 @@ def test_per_question_decision_and_squad11_ignores_the_classifier(tokenizer, two
 # --------------------------------------------------------------------------- known bug
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: final_text drops the combining mark that ends a "
-    "decomposed (NFD) answer: Zoe + U+0308 -> 'Zoe' (EM 0; the original keeps it)",
-)
 def test_decomposed_accents_keep_their_last_combining_mark(tokenizer):
     cafe, muller, zoe = "Cafe\u0301", "Mu\u0308ller", "Zoe\u0308"  # NFD: letter + combining mark
     context = f"{cafe} {muller} won, said {zoe}."

@@ -20,8 +20,7 @@ from electra_jax.model.config import ModelConfig
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = ArgumentParser(prog="python -m electra_jax.convert", description=__doc__,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = ArgumentParser(prog="python -m electra_jax.convert", description=__doc__)
     direction = parser.add_mutually_exclusive_group(required=True)
     direction.add_argument("--from", dest="source", choices=("hf", "tf"), help="input format")
     direction.add_argument("--to", dest="target", choices=("hf",), help="output format")

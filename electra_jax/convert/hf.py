@@ -169,7 +169,6 @@ def read_hf_weights(directory: str) -> StateDict:
 
 
 def read_hf_config(directory: str) -> dict[str, Any]:
-    """Reads config.json of an HF ELECTRA directory."""
     path = os.path.join(directory, "config.json")
     if not os.path.isdir(directory):
         raise UserError(f"{directory} does not exist; pass a Hugging Face model directory")

@@ -1,9 +1,7 @@
 """Corpus -> (vocabulary) -> a prepared dataset: ArrayRecord shards + meta.json, resumable.
-
 Work happens in `OUTPUT.partial/` (the arguments' manifest, the vocabulary, the chunk shards; a
 restart with the same arguments keeps finished chunks), renamed to OUTPUT on success. The eval
-split is the corpus tail.
-"""
+split is the corpus tail."""
 
 import fcntl
 import json
@@ -12,6 +10,7 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 
 from electra_jax.data import dataset_format, sources
 from electra_jax.data.shard_workers import ChunkTask, run_chunks
@@ -27,32 +26,6 @@ DEFAULT_VOCAB_SAMPLE_MB = 100.0
 _CORPUS_COUNTS = ("source_tokens", "truncated_tokens", "two_segment_examples")
 
 
-def _validate(
-    vocab: str | None, train_vocab: str | None, vocab_size: int | None, max_seq_len: int,
-    num_processes: int, eval_fraction: float, eval_examples: int | None, shard_mb: float,
-) -> None:  # fmt: skip
-    checks = [
-        ((vocab is None) == (train_vocab is None),
-         "pass exactly one of --vocab=PATH or --train-vocab=wordpiece|sentencepiece"),
-        (train_vocab not in (None, *VOCAB_FILES),
-         f"--train-vocab={train_vocab}: expected wordpiece or sentencepiece"),
-        (train_vocab is not None and not vocab_size,
-         "--train-vocab needs --vocab-size=N (e.g. 30522 for BERT-sized)"),
-        (vocab is not None and not os.path.isfile(vocab),
-         f"--vocab={vocab} does not exist; pass a BERT vocab.txt or a .model file"),
-        (max_seq_len < 8, f"--max-seq-len={max_seq_len} is too short; use at least 8 (e.g. 128)"),
-        (num_processes < 1, f"--num-processes={num_processes}: expected at least 1"),
-        (not 0 <= eval_fraction < 1,
-         f"--eval-fraction={eval_fraction}: expected a value in [0, 1)"),
-        (eval_examples is not None and eval_examples < 0,
-         f"--eval-examples={eval_examples}: expected a count >= 0"),
-        (shard_mb <= 0, f"--shard-mb={shard_mb}: expected a positive size"),
-    ]  # fmt: skip
-    for failed, message in checks:
-        if failed:
-            raise UserError(message)
-
-
 def _check_existing_output(output: str, manifest: dict) -> dict | None:
     """Returns the existing meta if `output` already holds this dataset; refuses any other."""
     if not os.path.exists(output):
@@ -65,10 +38,8 @@ def _check_existing_output(output: str, manifest: dict) -> dict | None:
         if old == manifest:
             return meta
         key = next(k for k in sorted(set(old) | set(manifest)) if old.get(k) != manifest.get(k))
-        raise UserError(
-            f"{output} already holds a different dataset ({key} differs); pass another --output "
-            f"or delete {output}"
-        )
+        raise UserError(f"{output} already holds a different dataset ({key} differs); pass "
+                        f"another --output or delete {output}")  # fmt: skip
     if os.listdir(output):
         raise UserError(f"--output={output} exists and is not a prepared dataset; pass a new path")
     return None
@@ -88,7 +59,7 @@ def _open_work_dir(work_dir: str, manifest: dict, log) -> None:
         if not same:
             shutil.rmtree(work_dir)
     os.makedirs(work_dir, exist_ok=True)
-    write_atomic(path, json.dumps(manifest, indent=1).encode())
+    write_atomic(path, json.dumps(manifest, indent=1))
 
 
 def _eval_count(n_examples: int, eval_fraction: float, eval_examples: int | None) -> int:
@@ -146,10 +117,25 @@ def prepare_dataset(
     """Builds a dataset in `output` (at once if it holds this one; never over another) and
     returns its meta.json. `num_processes` > 1 spawns processes: the caller needs a `__main__`
     guard. `pack` fills rows with several examples; `examples` then counts rows."""
-    _validate(
-        vocab, train_vocab, vocab_size, max_seq_len, num_processes, eval_fraction, eval_examples,
-        shard_mb,
-    )  # fmt: skip
+    checks = [
+        ((vocab is None) == (train_vocab is None),
+         "pass exactly one of --vocab=PATH or --train-vocab=wordpiece|sentencepiece"),
+        (train_vocab not in (None, *VOCAB_FILES),
+         f"--train-vocab={train_vocab}: expected wordpiece or sentencepiece"),
+        (train_vocab is not None and not vocab_size,
+         "--train-vocab needs --vocab-size=N (e.g. 30522 for BERT-sized)"),
+        (vocab is not None and not os.path.isfile(vocab),
+         f"--vocab={vocab} does not exist; pass a BERT vocab.txt or a .model file"),
+        (max_seq_len < 8, f"--max-seq-len={max_seq_len} is too short; use at least 8 (e.g. 128)"),
+        (num_processes < 1, f"--num-processes={num_processes}: expected at least 1"),
+        (not 0 <= eval_fraction < 1,
+         f"--eval-fraction={eval_fraction}: expected a value in [0, 1)"),
+        (eval_examples is not None and eval_examples < 0,
+         f"--eval-examples={eval_examples}: expected a count >= 0"),
+        (shard_mb <= 0, f"--shard-mb={shard_mb}: expected a positive size"),
+    ]  # fmt: skip
+    if failed := [message for bad, message in checks if bad]:
+        raise UserError(failed[0])
     log = (lambda message: print(message, file=sys.stderr)) if progress else (lambda _: None)
     output = os.path.abspath(output)
     corpus_sources = parse_corpus(corpus, one_doc_per_file=one_doc_per_file, cache_dir=cache_dir)
@@ -168,11 +154,9 @@ def prepare_dataset(
         "max_line_chars": max_line_chars,
         **({"pack": True} if pack else {}),  # absent when off: earlier manifests stay valid
     }  # fmt: skip
-    existing = _check_existing_output(output, manifest)
-    if existing is not None:
+    if (existing := _check_existing_output(output, manifest)) is not None:
         log(f"{output} already holds this dataset; nothing to do")
         return existing
-
     work_dir = output + ".partial"
     _open_work_dir(work_dir, manifest, log)
     tokenizer = load_or_train_tokenizer(
@@ -185,8 +169,7 @@ def prepare_dataset(
     started = time.monotonic()
     results = run_chunks(corpus_sources, task, chunk_bytes, num_processes, progress)
     seconds = time.monotonic() - started
-
-    stats = CorpusStats(**{k: sum(r[k] for r in results) for k in CorpusStats().to_dict()})
+    stats = CorpusStats(**{k: sum(r[k] for r in results) for k in asdict(CorpusStats())})
     totals = {k: sum(r.get(k, 0) for r in results) for k in ("examples", "tokens", *_CORPUS_COUNTS)}
     # Chunks finished before packing existed were unpacked: one example per record.
     totals["builder_examples"] = sum(r.get("builder_examples", r["examples"]) for r in results)
@@ -201,7 +184,6 @@ def prepare_dataset(
     except UserError:
         shutil.rmtree(work_dir)
         raise
-
     out_dir = os.path.join(work_dir, "out")
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
@@ -220,12 +202,11 @@ def prepare_dataset(
         "tokenizer": settings,
         "record": dataset_format.record_layout(max_seq_len, id_dtype, packed=pack),
         "splits": splits,
-        "corpus": {**stats.to_dict(), **{k: totals[k] for k in _CORPUS_COUNTS},
+        "corpus": {**asdict(stats), **{k: totals[k] for k in _CORPUS_COUNTS},
                    "builder_examples": totals["builder_examples"], "padding_share": padding_share},
         "manifest": manifest,
     }  # fmt: skip
-    meta_json = json.dumps(meta, indent=1).encode()
-    write_atomic(os.path.join(out_dir, dataset_format.META_FILE), meta_json)
+    write_atomic(os.path.join(out_dir, dataset_format.META_FILE), json.dumps(meta, indent=1))
     if os.path.isdir(output):
         os.rmdir(output)  # empty (checked above)
     os.replace(out_dir, output)

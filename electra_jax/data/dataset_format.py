@@ -1,10 +1,8 @@
 """The prepared-dataset format: ArrayRecord shards of fixed-size records, described by meta.json.
-
 A record is input_ids (max_seq_len x uint16, or int32 past 65,536 entries), then input_mask and
 segment_ids (max_seq_len x uint8 each), little-endian: a third of three int32 arrays, and a batch
 decodes with one `np.frombuffer`. Packed datasets (`record.packed`) store each position's example
-number (1, 2, ...; 0 = padding) in the input_mask byte, decoded into `packing_ids`.
-"""
+number (1, 2, ...; 0 = padding) in the input_mask byte, decoded into `packing_ids`."""
 
 import json
 from collections.abc import Iterable, Sequence
@@ -89,10 +87,8 @@ def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
     paths = [str(epath.Path(data_dir) / shard) for shard in shards]
     missing = [p for p in paths if not epath.Path(p).is_file()]
     if missing:
-        raise UserError(
-            f"{epath.Path(data_dir) / META_FILE} lists shard {missing[0]} which is missing; re-run "
-            f"electra_jax.prepare into a fresh --output"
-        )
+        raise UserError(f"{epath.Path(data_dir) / META_FILE} lists shard {missing[0]} which is "
+                        "missing; re-run electra_jax.prepare into a fresh --output")  # fmt: skip
     return paths
 
 
@@ -101,7 +97,6 @@ def id_dtype_name(vocab_size: int) -> str:
 
 
 def record_layout(max_seq_len: int, id_dtype: str, packed: bool = False) -> dict:
-    """The record description stored in meta.json."""
     n_bytes = max_seq_len * (np.dtype(id_dtype).itemsize + 2)
     return {"features": list(FEATURES), "dtypes": [id_dtype, "u1", "u1"], "bytes": n_bytes,
             "packed": packed}  # fmt: skip
@@ -156,7 +151,6 @@ def decode_records(
 
 
 def write_records(path: str, records: Iterable[bytes]) -> int:
-    """Writes records into a new ArrayRecord file; returns how many."""
     from array_record.python.array_record_module import ArrayRecordWriter
 
     writer, count = ArrayRecordWriter(path, WRITER_OPTIONS), 0

@@ -1,14 +1,11 @@
-"""Sentences -> pre-training examples by the original `ExampleBuilder`'s rules (docs/spec.md §4).
-
-Random draws come in the original's order (Python `random`, short-circuit evaluation included)
-from a seeded `random.Random` instead of the global generator.
+"""Sentences -> pre-training examples by the original `ExampleBuilder`'s rules (docs/spec.md §4),
+its random draws in the original's order (short-circuit evaluation included) from a seeded
+`random.Random`.
 
 Packing (opt-in, `prepare --pack`; not the original's layout) fills a row's padding with further
-examples; the record stores each position's example number, from which the model keeps attention
-within an example and restarts positions; masking (round(p x real tokens) per row, docs/spec.md
-§2.1) keeps its rate. Rows are filled first-fit over a few open rows in builder order:
-deterministic, one pass, bounded memory.
-"""
+examples; each position's stored example number keeps attention within an example and restarts
+positions; masking (docs/spec.md §2.1) keeps its rate. Rows are filled first-fit over a few open
+rows in builder order: deterministic, one pass, bounded memory."""
 
 import dataclasses
 import random
@@ -27,8 +24,7 @@ DEFAULT_OPEN_ROWS = 16
 
 @dataclasses.dataclass(frozen=True)
 class PretrainExample:
-    """One example as its unpadded layout `[CLS] A [SEP] (B [SEP])`; the shard writer encodes
-    `token_ids` directly, the padded arrays are built on demand (for tests)."""
+    """One example, unpadded: `[CLS] A [SEP] (B [SEP])`; the padded arrays are built on demand."""
 
     token_ids: tuple[int, ...]
     first_length: int  # tokens with segment id 0: [CLS], A and the first [SEP]
@@ -94,8 +90,7 @@ class ExampleBuilder:
         # 100000: the original's "no second segment" target; -3: [CLS] and two [SEP] to come.
         single = rng.random() < SINGLE_SEGMENT_PROB
         first_target = 100000 if single else (self.target_length - 3) // 2
-        first: list[int] = []
-        second: list[int] = []
+        first, second = [], []
         for sentence in self._sentences:
             if (
                 not first
@@ -120,8 +115,6 @@ class ExampleBuilder:
 
 @dataclasses.dataclass
 class PackedRow:
-    """Examples laid out back to back in one row of `max_seq_len` positions."""
-
     max_seq_len: int
     examples: list[PretrainExample] = dataclasses.field(default_factory=list)
     num_tokens: int = 0

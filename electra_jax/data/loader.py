@@ -5,8 +5,7 @@ g = (i * b + j) * P + p, j < b; position g is example perm_e[g mod n] of epoch e
 seeded by (seed, e): each epoch is reshuffled and the hosts together read each example once. A
 batch is one vectorized index computation, one ArrayRecord read and one `np.frombuffer` (grain's
 per-example shuffle/batch would cost ~40 us per example). The iterator's state is its position:
-`get_state` / `set_state` or orbax (`grain.checkpoint.CheckpointSave`) restore identical batches.
-"""
+`get_state` / `set_state` or orbax (`grain.checkpoint.CheckpointSave`) restore identical batches."""
 
 import dataclasses
 import threading
@@ -132,9 +131,8 @@ def make_train_loader(
             f"{data_dir} has {read.n} train examples, fewer than one global batch of "
             f"{global_batch_size}; use a smaller batch size or a larger corpus"
         )
-    dataset = grain.MapDataset.range(_ENDLESS).map(read)
     options = grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_batches)
-    iter_dataset = dataset.to_iter_dataset(options)
+    iter_dataset = grain.MapDataset.range(_ENDLESS).map(read).to_iter_dataset(options)
     if worker_count > 0:
         from absl import flags
 

@@ -1,9 +1,7 @@
 """The built-in offline corpus `builtin:pydocs`: English prose from the Python standard library.
-
 Docstrings, comment blocks and the language reference topics, parsed with `ast` (nothing is
 imported), one sentence per line, one document per module: a few MB of real English, fixed for a
-given Python version, so a fresh machine can pre-train a tiny model with no download.
-"""
+given Python version, so a fresh machine can pre-train a tiny model with no download."""
 
 import ast
 import hashlib
@@ -77,9 +75,7 @@ def _comment_blocks(source: str) -> list[tuple[int, str]]:
     """Consecutive full-line comments as (first line, text); lines inside triple-quoted strings
     are skipped by a line-by-line quote state (AST string spans would triple the build time)."""
     blocks: list[tuple[int, str]] = []
-    current: list[str] = []
-    start_line = 0
-    open_quote: str | None = None
+    current, start_line, open_quote = [], 0, None
     for number, line in enumerate(source.split("\n"), start=1):
         stripped = line.strip()
         is_comment = open_quote is None and stripped.startswith("#")
@@ -101,7 +97,6 @@ def _comment_blocks(source: str) -> list[tuple[int, str]]:
 
 
 def _docstrings(tree: ast.Module) -> list[tuple[int, str]]:
-    """(line, docstring) of the module and every class and function."""
     kinds = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
     nodes = [node for node in ast.walk(tree) if isinstance(node, kinds)]
     docs = [(getattr(node, "lineno", 0), ast.get_docstring(node, clean=True)) for node in nodes]
@@ -118,13 +113,9 @@ def module_documents(root: str, relpath: str) -> list[str]:
     except (SyntaxError, UnicodeDecodeError, LookupError, ValueError):
         return []
     if relpath == _TOPICS_FILE:  # the language reference: one document per topic
-        documents = [
-            "\n".join(prose_sentences(value.value))
-            for node in ast.walk(tree)
-            if isinstance(node, ast.Dict)
-            for value in node.values
-            if isinstance(value, ast.Constant) and isinstance(value.value, str)
-        ]
+        dicts = [node for node in ast.walk(tree) if isinstance(node, ast.Dict)]
+        texts = [v.value for d in dicts for v in d.values if isinstance(v, ast.Constant)]
+        documents = ["\n".join(prose_sentences(t)) for t in texts if isinstance(t, str)]
         return [d for d in documents if d]
     items = sorted(_docstrings(tree) + _comment_blocks(source), key=lambda item: item[0])
     sentences = [s for _, text in items for s in prose_sentences(text)]
@@ -134,8 +125,7 @@ def module_documents(root: str, relpath: str) -> list[str]:
 def build_pydocs_text(num_processes: int = 1) -> str:
     """The corpus: one sentence per line, blank lines between documents; `num_processes` > 1
     parses in spawned processes (the caller needs a `__main__` guard)."""
-    root = stdlib_dir()
-    files = stdlib_files(root)
+    files = stdlib_files(root := stdlib_dir())
     if num_processes > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(num_processes, mp_context=context) as pool:
@@ -165,5 +155,4 @@ def pydocs_text(cache_dir: str | None = None) -> str:
 
 
 def iter_pydocs_documents(text: str) -> Iterator[str]:
-    """Splits corpus text back into documents."""
     return (document for document in text.split("\n\n") if document.strip())

@@ -1,9 +1,7 @@
 """Shard workers: each corpus chunk -> one ArrayRecord shard, in a process pool, resumable.
-
 A chunk's builder is seeded from (seed, chunk index), so the output depends only on the
 arguments, never on the process count. A finished chunk leaves `chunk-XXXXX.array_record` and a
-`.json` marker in the work directory; a restarted run skips it.
-"""
+`.json` marker in the work directory; a restarted run skips it."""
 
 import collections
 import dataclasses
@@ -30,8 +28,6 @@ _ENCODE_BATCH = 4096  # sentences per `encode_batch` call (bounds worker memory)
 
 @dataclasses.dataclass(frozen=True)
 class ChunkTask:
-    """Everything a worker needs to turn one chunk into one shard."""
-
     index: int
     blobs: list[Blob]
     tokenizer_dir: str
@@ -90,7 +86,7 @@ def process_chunk(task: ChunkTask) -> dict:
     counts["examples"] = dataset_format.write_records(stem + ".array_record.tmp", records)
     os.replace(stem + ".array_record.tmp", stem + ".array_record")
     name = os.path.basename(stem) + ".array_record"
-    result = {"index": task.index, "file": name, **counts, **stats.to_dict()}
+    result = {"index": task.index, "file": name, **counts, **dataclasses.asdict(stats)}
     write_atomic(stem + ".json", json.dumps(result).encode())  # chunk finished
     return result
 
@@ -126,8 +122,7 @@ def run_chunks(
     sources: list[Source], template: ChunkTask, chunk_bytes: int, num_processes: int,
     progress: bool,
 ) -> list[dict]:  # fmt: skip
-    """Processes every unfinished chunk (`template` with its index and blobs), in a process pool
-    when `num_processes` > 1; returns the results in chunk order."""
+    """Every chunk's result in order, unfinished ones processed (in a pool if num_processes > 1)."""
     results: dict[int, dict] = {}
     pending: collections.deque[tuple[int, int, Future]] = collections.deque()
     bar, start = _progress_bar(sources) if progress else None, time.monotonic()

@@ -1,10 +1,8 @@
 """Corpus reading: `--corpus` specs -> byte blobs on document boundaries -> documents of sentences.
-
 Specs: files, directories or globs (docs/spec.md §4; `one_doc_per_file`: one document per file),
 `tfds:NAME[:SPLIT]` (a record's `text` is a document) and `builtin:pydocs`. Blobs end on document
 boundaries, so chunks are independent and decoded in the workers, which repair and count: bad
-UTF-8 bytes become U+FFFD, lines over `max_line_chars` (~126 tokens at most) are dropped.
-"""
+UTF-8 bytes become U+FFFD, lines over `max_line_chars` (~126 tokens at most) are dropped."""
 
 import dataclasses
 import functools
@@ -85,8 +83,7 @@ def grouped(
     can_end: Callable[[T], bool] = lambda item: True,
 ) -> Iterator[list[T]]:  # fmt: skip
     """Groups items in order until a group's total `size` reaches `target` at a `can_end` item."""
-    group: list[T] = []
-    total = 0
+    group, total = [], 0
     for item in items:
         group.append(item)
         total += size(item)
@@ -195,9 +192,6 @@ class CorpusStats:
     dropped_blank_lines: int = 0
     dropped_overlong_lines: int = 0
     dropped_empty_lines: int = 0  # lines that tokenize to nothing (control characters etc.)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def blob_documents(

@@ -51,7 +51,6 @@ class Tokenizer:
 
 
 def read_vocab_txt(path: str) -> list[str]:
-    """Reads a BERT vocab.txt (one token per line) or fails with a one-line error."""
     if not os.path.isfile(path):
         raise UserError(f"vocabulary file {path} does not exist; pass a BERT vocab.txt")
     try:
@@ -65,10 +64,8 @@ def read_vocab_txt(path: str) -> list[str]:
         raise UserError(f"vocabulary file {path} is empty; expected one token per line")
     missing = [t for t in SPECIAL_TOKENS if t not in tokens]
     if missing:
-        raise UserError(
-            f"vocabulary {path} lacks required special token(s) {missing}; "
-            f"add them (expected all of {list(SPECIAL_TOKENS)})"
-        )
+        raise UserError(f"vocabulary {path} lacks required special token(s) {missing}; add "
+                        f"them (expected all of {list(SPECIAL_TOKENS)})")  # fmt: skip
     return tokens
 
 

@@ -4,8 +4,7 @@ ids the rest of the code relies on); `load_or_train_tokenizer`, a dataset's toke
 WordPiece: the `tokenizers` trainer numbers the `##` characters in hash-map order, which changes
 merge tie-breaks between runs (huggingface/tokenizers#1794); we count the alphabet ourselves
 (ties by code point) and register every `##c` after the special tokens, so the vocabulary is
-byte-identical across runs. SentencePiece: one thread, no input sampling or shuffling.
-"""
+byte-identical across runs. SentencePiece: one thread, no input sampling or shuffling."""
 
 import collections
 import io
@@ -47,14 +46,11 @@ def train_wordpiece(
     ranked = sorted((c for c in counts if c not in " \t\n\r"), key=lambda c: (-counts[c], c))
     alphabet = sorted(ranked[:limit_alphabet])
     continuations = [f"##{char}" for char in alphabet]
-    if vocab_size < len(SPECIAL_TOKENS) + 2 * len(alphabet):
-        raise UserError(
-            f"--vocab-size={vocab_size} is too small for the corpus alphabet of {len(alphabet)} "
-            f"characters; use at least {len(SPECIAL_TOKENS) + 2 * len(alphabet)}"
-        )
+    if vocab_size < (minimum := len(SPECIAL_TOKENS) + 2 * len(alphabet)):
+        raise UserError(f"--vocab-size={vocab_size} is too small for the corpus alphabet of "
+                        f"{len(alphabet)} characters; use at least {minimum}")  # fmt: skip
     tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tokenizer.normalizer = normalizer
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.normalizer, tokenizer.pre_tokenizer = normalizer, pre_tokenizers.BertPreTokenizer()
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, special_tokens=[*SPECIAL_TOKENS, *continuations],
         initial_alphabet=alphabet, limit_alphabet=len(alphabet), continuing_subword_prefix="##",

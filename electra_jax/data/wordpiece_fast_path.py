@@ -1,10 +1,8 @@
 """A per-word memo in front of the Rust WordPiece tokenizer for plain-ASCII sentences.
-
 On printable ASCII the BERT normalizer only lower-cases and the pre-tokenizer splits into runs of
 [a-z0-9] and single punctuation characters, so a word's pieces never depend on its neighbors:
 Rust computes them once, the memo serves them after. Other lines go to Rust whole. Same ids
-(tests/test_tokenizer_fast_path.py); prepare runs several times faster (BENCHMARKS.md).
-"""
+(tests/test_tokenizer_fast_path.py); prepare runs several times faster (BENCHMARKS.md)."""
 
 import re
 from collections import ChainMap
@@ -52,9 +50,7 @@ class AsciiWordPieceMemo:
             missing = sorted({w for _, words in unseen for w in words} - self._pieces.keys())
             new_pieces = dict(zip(missing, self._encode_words(missing), strict=True))
             room = max(0, self._max_words - len(self._pieces))
-            self._pieces.update(
-                new_pieces if room >= len(missing) else list(new_pieces.items())[:room]
-            )
+            self._pieces.update(list(new_pieces.items())[:room])
             lookup = self._pieces.__getitem__  # the C-level lookup, unless the memo is full
             if any(word not in self._pieces for word in new_pieces):
                 lookup = ChainMap(new_pieces, self._pieces).__getitem__

@@ -49,7 +49,6 @@ def save_model(
 
 
 def read_model_meta(directory: str) -> dict:
-    """Reads DIR/model.json or raises a one-line error naming the path."""
     path = os.path.join(directory, MODEL_JSON)
     if not os.path.isdir(directory):
         raise UserError(f"checkpoint {directory} does not exist; pass an exported model directory")

@@ -67,9 +67,7 @@ class WindowMeta:
 
 def split_words(context: str) -> tuple[list[str], list[int]]:
     """Whitespace words and, for each character, the index of the word it belongs to."""
-    words: list[str] = []
-    char_to_word: list[int] = []
-    previous_space = True
+    words, char_to_word, previous_space = [], [], True
     for ch in context:
         space = ch.isspace() or ch == "\u202f"
         if not space and previous_space:
@@ -161,14 +159,17 @@ def _normalized_chars(text: str) -> tuple[str, list[int]]:
 
 
 def final_text(predicted: str, original: str) -> str:
-    """Cuts the original words' text down to the predicted sub-word text (BERT's
-    `get_final_text` idea): the words may carry punctuation that the sub-words do not."""
+    """The original words' text cut to the predicted sub-word text (BERT's `get_final_text` idea:
+    words carry punctuation), its end extended over combining marks (NFD accents) that follow."""
     pred, _ = _normalized_chars(predicted)
     orig, index = _normalized_chars(original)
     at = orig.find(pred) if pred else -1
     if at < 0:
         return original
-    return original[index[at] : index[at + len(pred) - 1] + 1]
+    end = index[at + len(pred) - 1] + 1
+    while end < len(original) and unicodedata.category(original[end]) == "Mn":
+        end += 1
+    return original[index[at] : end]
 
 
 def decode_answers(

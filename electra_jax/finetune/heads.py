@@ -18,8 +18,6 @@ NEG = 1000.0  # the original's additive mask for positions outside the context
 
 
 class ClassificationHead(nn.Module):
-    """[CLS] -> dropout -> dense(num_outputs)."""
-
     config: ModelConfig
     num_outputs: int
     dtype: Dtype = jnp.float32

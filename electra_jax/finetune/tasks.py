@@ -9,8 +9,6 @@ from electra_jax.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    """Everything task-specific except the data itself."""
-
     name: str  # config name: cola, sst2, ..., squad20, builtin_acceptability
     kind: Literal["classification", "regression", "span"]
     dir_name: str  # folder under data_dir

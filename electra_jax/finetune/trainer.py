@@ -30,7 +30,7 @@ from electra_jax.finetune.readers import read_split, split_path
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
-from electra_jax.storage import make_workdir, write_json
+from electra_jax.storage import make_workdir, write_atomic, write_json
 from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 
 Config = ml_collections.ConfigDict
@@ -175,8 +175,7 @@ def train_group(
     config: Config, tx: Any, train_step: Any, schedule: optax.Schedule, train: dict,
     params_S: Any, seeds: list[int], num_steps: int, logger: MetricsLogger,
 ) -> Any:  # fmt: skip
-    """Trains one group of seeds together (a leading seed axis); returns their parameters and
-    each seed's training loss at the last step."""
+    """Trains a group of seeds together; returns their parameters and last-step training losses."""
     B, N = config.batch_size, len(train["input_ids"])
     opt_S = jax.jit(jax.vmap(tx.init))(params_S)
     permute = [np.random.default_rng(s).permutation for s in seeds]  # a fresh order per epoch
@@ -236,17 +235,13 @@ def score_seed(
 def write_glue_submission(
     path: str, spec: TaskSpec, indices: Sequence[str], predictions_N: np.ndarray
 ) -> None:
-    """A leaderboard TSV (`index<TAB>prediction`): label strings, or STS-B scores clipped to [0, 5]
-    with three decimals."""
+    """A leaderboard TSV (`index<TAB>prediction`): labels, or STS-B scores in [0, 5], 3 decimals."""
     if spec.kind == "regression":
         values = [f"{float(v):.3f}" for v in np.clip(predictions_N, 0.0, 5.0)]
     else:
         values = [spec.labels[int(i)] for i in predictions_N]
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("index\tprediction\n")
-        f.writelines(f"{i}\t{v}\n" for i, v in zip(indices, values, strict=True))
-    os.replace(tmp, path)
+    rows = [f"{i}\t{v}\n" for i, v in zip(indices, values, strict=True)]
+    write_atomic(path, "".join(["index\tprediction\n", *rows]))
 
 
 def write_predictions(
@@ -301,7 +296,6 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
     print(f"data: {spec.name}: {num_train} training rows, {num_steps} steps of "
           f"{config.batch_size}; eval sets {dev_names}, "
           f"test sets {[e.name for e in eval_sets if not e.has_labels]}")  # fmt: skip
-
     model = FinetuneModel(model_cfg, spec.kind, num_labels=len(spec.labels),
                           squad_v2=spec.squad_v2, beam_size=config.squad.n_best,
                           dtype=jnp.dtype(config.dtype))  # fmt: skip
@@ -315,7 +309,6 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
     print(f"model: {config.size} ({n_params / 1e6:.2f}M params) from "
           f"{config.init_from or 'random init'}; {len(seeds)} seed(s), {group} at a time under "
           "vmap")  # fmt: skip
-
     # Each group of seeds: train, then predict every dev and test set.
     dev_scores: dict[str, list[dict]] = {name: [] for name in dev_names}
     predictions: dict[str, list] = {e.name: [] for e in eval_sets}
@@ -333,13 +326,10 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
                     scores, preds = score_seed(config, spec, eval_set, one, tokenizer)
                     predictions[eval_set.name].append(preds)
                     if scores is not None:
-                        last_loss = float(train_loss_S[i])
-                        dev_scores[eval_set.name].append(
-                            {"seed": seed, **scores, "train_loss": last_loss}
-                        )
+                        row = {"seed": seed, **scores, "train_loss": float(train_loss_S[i])}
+                        dev_scores[eval_set.name].append(row)
                         shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
                         print(f"eval: seed {seed} {eval_set.name}: {shown}")
-
     # results.json (per seed and the median) and the median seed's predictions.
     headline = [m["score"] for m in dev_scores[dev_names[0]]]
     chosen = median_seed_index(headline)
