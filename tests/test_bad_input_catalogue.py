@@ -390,9 +390,12 @@ CASES = [
     Case("pretrain-binary-meta", "pretrain", "binary meta.json in data.dir",
          lambda e: _pretrain(e, f"--config.data.dir={e.dir('d', {'meta.json': BINARY})}"),
          "meta.json is unreadable or corrupt", "re-run electra_jax.prepare", unchanged=RUN),
-    Case("pretrain-vocab-mismatch", "pretrain", "data vocabulary != model.vocab_size",
-         lambda e: _pretrain(e, f"--config.data.dir={e.shared.dataset}"),
-         "vocab_size is 162 but the model config expects 8192", "set the model's vocab_size=162",
+    # A config that keeps the preset's vocab_size takes the data's (issue 20); one set by hand
+    # that differs is the error.
+    Case("pretrain-vocab-mismatch", "pretrain", "data vocabulary != model.vocab_size set",
+         lambda e: _pretrain(e, f"--config.data.dir={e.shared.dataset}",
+                             "--config.model.vocab_size=1000"),
+         "vocab_size is 162 but the model config expects 1000", "set the model's vocab_size=162",
          unchanged=lambda e: [e.path("run"), e.shared.dataset]),
     Case("pretrain-seq-len-mismatch", "pretrain", "data max_seq_len != config max_seq_len",
          lambda e: _pretrain(e, f"--config.data.dir={e.shared.dataset}",
