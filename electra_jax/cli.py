@@ -109,10 +109,11 @@ def parse_value(current: Any, text: str, field: str) -> Any:
         raise UserError(f"{CONFIG_PREFIX}{field}={text}: {e}; expected {kind}") from None
 
 
-def flat_fields(config: ml_collections.ConfigDict, prefix: str = "") -> dict[str, Any]:
+def flat_fields(config: ml_collections.ConfigDict | dict, prefix: str = "") -> dict[str, Any]:
+    """{"a.b": value} of a config's (or a saved config.json's) leaf fields."""
     flat: dict[str, Any] = {}
     for key, value in config.items():
-        nested = isinstance(value, ml_collections.ConfigDict)
+        nested = isinstance(value, ml_collections.ConfigDict | dict)
         flat.update(flat_fields(value, f"{prefix}{key}.") if nested else {prefix + key: value})
     return flat
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from etils import epath
 
+from electra_jax.cli import flat_fields
 from electra_jax.errors import UserError
 from electra_jax.storage import write_atomic, write_json
 
@@ -50,19 +51,10 @@ def config_change(
     saved = read_run_config(workdir)
     if not saved:
         return ""
-    old, new = _flat(saved), _flat(config)
+    old, new = flat_fields(saved), flat_fields(config)
     differ = sorted(k for k in fields or old.keys() | new.keys() if old.get(k) != new.get(k))
     shown = [f"{k}={old.get(k, 'absent')} (this run: {new.get(k, 'absent')})" for k in differ]
     return ", ".join(shown[:limit] + ([f"... {len(shown) - limit} more"] if differ[limit:] else []))
-
-
-def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        flat.update(
-            _flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key: value}
-        )
-    return flat
 
 
 def read_results(workdir: str) -> dict | None:

@@ -18,6 +18,11 @@ MISMATCH_FIX = "the parameters and the model config disagree: re-export or re-co
 def expected_shapes(config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Flat {"a/b/c": shape} of every parameter ElectraModel(config) creates."""
     tree = jax.eval_shape(lambda: nn.unbox(init_params(ElectraModel(config), jax.random.key(0))))
+    return shapes_of(tree)
+
+
+def shapes_of(tree: Any) -> dict[str, tuple[int, ...]]:
+    """{"a/b/c": shape} of a nested dict of arrays, ShapeDtypeStructs or checkpoint metadata."""
     return {path: tuple(leaf.shape) for path, leaf in flatten(tree).items()}
 
 

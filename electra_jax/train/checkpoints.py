@@ -1,15 +1,10 @@
 """Orbax checkpoints of a run: train state and data-iterator state as separate items.
 
-Saves are asynchronous and atomic (Orbax writes a temporary directory and renames it on commit),
-so a kill mid-save leaves only finished steps visible. Restore never throws a run away:
-- a step that holds another model (its stored parameter shapes, read from metadata only,
-  differ from the run's) stops the run with `CheckpointMismatch`, touching nothing;
-- a transient read error (network, bucket) is retried, then stops with `CheckpointReadError`;
-- a corrupt step is moved aside to `<step>.unreadable` (kept for inspection, never chosen
-  again) with a one-line warning, and the next older step is tried.
-A failed save (full disk, lost bucket permission) stops the run with `CheckpointSaveError`;
-committed steps are left as they are.
-"""
+Saves are asynchronous and atomic (a kill mid-save leaves only finished steps); a failed save
+stops the run (`CheckpointSaveError`), committed steps intact. Restore never throws a run away:
+another model stops it (`CheckpointMismatch`), a transient read error is retried, then stops
+(`CheckpointReadError`), both touching nothing; only a corrupt step is moved aside to
+`<step>.unreadable` (kept for inspection) and the next older one tried."""
 
 import contextlib
 import os
@@ -19,11 +14,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
 from electra_jax.errors import UserError
+from electra_jax.model.shapes import shapes_of
 
 UNREADABLE_SUFFIX = ".unreadable"
 RETRY_DELAYS_S = (2.0, 8.0)  # waits before the second and third read of a step
@@ -58,12 +53,6 @@ def is_transient(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
-
-
-def param_shapes(params: Any) -> dict[str, tuple[int, ...]]:
-    """{"discriminator/layer_0/...": shape} of a parameter tree (arrays or metadata)."""
-    flat = jax.tree_util.tree_leaves_with_path(params)
-    return {"/".join(str(getattr(k, "key", k)) for k in path): tuple(x.shape) for path, x in flat}
 
 
 def describe_write_error(error: BaseException) -> str:
@@ -172,10 +161,10 @@ class RunCheckpoints:
         (metadata only; an unreadable step is left to the restore's fallback)."""
         path = epath.Path(self.directory) / str(step) / "state"
         try:
-            saved = param_shapes(ocp.StandardCheckpointHandler().metadata(path)["params"])
+            saved = shapes_of(ocp.StandardCheckpointHandler().metadata(path)["params"])
         except Exception:  # corrupt or missing metadata: the restore below decides
             return
-        run = param_shapes(params)
+        run = shapes_of(params)
         if saved == run:
             return
         differ = sorted(k for k in saved.keys() | run.keys() if saved.get(k) != run.get(k))

@@ -141,16 +141,6 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
     )
 
 
-def describe_packing(meta: dict) -> str:
-    corpus = meta.get("corpus", {})
-    rows = meta["splits"]["train"]["examples"] + meta["splits"]["eval"]["examples"]
-    return (
-        f"data: packed rows ({corpus.get('builder_examples', '?')} examples in {rows} rows, "
-        f"{100 * corpus.get('padding_share', float('nan')):.1f}% padding); attention stays "
-        "within each example"
-    )
-
-
 # ----------------------------------------------------------------------------- model
 
 
@@ -200,10 +190,7 @@ class PreemptionFlag:
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.requested = True
+        self._previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
 
     def restore(self) -> None:
         signal.signal(signal.SIGTERM, self._previous)
@@ -273,7 +260,10 @@ def _train(
     model_cfg, objective, mesh = program.model_cfg, program.objective, program.mesh
     check_meta(meta, data_dir, vocab_size=model_cfg.vocab_size, max_seq_len=config.max_seq_len)
     if dataset_format.is_packed(meta):
-        print(describe_packing(meta))
+        corpus, splits = meta.get("corpus", {}), meta["splits"]
+        print(f"data: packed rows ({corpus.get('builder_examples', '?')} examples in "
+              f"{splits['train']['examples'] + splits['eval']['examples']} rows, "
+              f"{100 * corpus.get('padding_share', float('nan')):.1f}% padding)")  # fmt: skip
     if config.init_from:
         check_init_from(config.init_from, model_cfg)
     train_iter = make_train_loader(
