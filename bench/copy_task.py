@@ -14,6 +14,9 @@ from __future__ import annotations
 import time
 
 from electra_jax.cli import ArgumentParser
+from electra_jax.model.config import PRESETS
+from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.train.objective import ObjectiveConfig, pretrain_forward
 
 VOCAB, HALF, BATCH, MASK_ID = 512, 31, 32, 4
 
@@ -23,10 +26,6 @@ def run_ours(steps: int, lr: float, dropout: float) -> list[float]:
     import jax
     import jax.numpy as jnp
     import optax
-
-    from electra_jax.model.config import PRESETS
-    from electra_jax.model.electra import ElectraModel, init_params
-    from electra_jax.train.objective import ObjectiveConfig, pretrain_forward
 
     cfg = PRESETS["tiny"].replace(vocab_size=VOCAB, electra_objective=False,
                                   hidden_dropout=dropout, attention_dropout=dropout)  # fmt: skip

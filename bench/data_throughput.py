@@ -31,6 +31,7 @@ from electra_jax.cli import ArgumentParser
 from electra_jax.data import dataset, shard_workers
 from electra_jax.data.dataset_format import read_meta
 from electra_jax.data.loader import make_train_loader
+from electra_jax.data.pydocs import pydocs_text
 from electra_jax.data.sources import Blob
 from electra_jax.data.tokenizer import load_tokenizer
 
@@ -62,7 +63,6 @@ def median_rate(fn, amount: float, repeats: int, clock=time.perf_counter) -> flo
 
 
 def bench(args) -> list[tuple[str, float, str]]:
-    from electra_jax.data.pydocs import pydocs_text
 
     data_dir = dataset.ensure_builtin_dataset(args.cache_dir, vocab_size=8192, max_seq_len=128)
     meta = read_meta(data_dir)

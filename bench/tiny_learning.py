@@ -25,7 +25,10 @@ import tempfile
 import time
 
 from electra_jax.cli import ArgumentParser
+from electra_jax.data.dataset import ensure_builtin_dataset
+from electra_jax.data.loader import make_eval_batches, make_train_loader
 from electra_jax.files.run_files import read_metrics
+from electra_jax.model.config import preset
 from launch.kill_campaign import tiny_pretrain_cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,7 +37,6 @@ EVAL_BATCHES = 8
 
 
 def data_dir(seq: int) -> str:
-    from electra_jax.data.dataset import ensure_builtin_dataset
 
     return ensure_builtin_dataset(vocab_size=8192, max_seq_len=seq)
 
@@ -63,9 +65,8 @@ def run_hf(args: argparse.Namespace) -> list[dict]:
     import torch
     from sklearn.metrics import roc_auc_score
 
+    # torch (an optional, heavy dependency: requirements-dev.txt) only when the peer runs
     from bench.torch_peer import DISC_WEIGHT, build_models, peer_outputs, unique_parameters
-    from electra_jax.data.loader import make_eval_batches, make_train_loader
-    from electra_jax.model.config import preset
 
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)

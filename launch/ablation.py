@@ -20,10 +20,14 @@ import sys
 
 import numpy as np
 
+from configs.pretrain import get_config
 from electra_jax.cli import ArgumentParser
 from electra_jax.errors import UserError, exit_on_user_error
 from electra_jax.files.model_io import MODEL_JSON
 from electra_jax.files.run_files import RESULTS_FILE, read_results
+from electra_jax.model.config import ModelConfig
+from electra_jax.model.flops import train_flops_per_token
+from electra_jax.train.objective import max_predictions_per_seq
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -32,10 +36,6 @@ TASKS = ("builtin_replaced", "builtin_acceptability", "builtin_continuity")
 
 def pretrain_flops_per_step(arg: str, steps: int) -> float:
     """Training FLOPs per step of `configs/pretrain.py:<arg>` (batch x seq x per-token)."""
-    from configs.pretrain import get_config
-    from electra_jax.model.config import ModelConfig
-    from electra_jax.model.flops import train_flops_per_token
-    from electra_jax.train.objective import max_predictions_per_seq
 
     config = get_config(arg)
     model = ModelConfig.from_dict(config.model.to_dict())

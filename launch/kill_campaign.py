@@ -23,7 +23,9 @@ import time
 import numpy as np
 
 from electra_jax.cli import ArgumentParser
+from electra_jax.data.dataset import ensure_builtin_dataset
 from electra_jax.errors import UserError, exit_on_user_error
+from electra_jax.files.model_io import load_model
 from electra_jax.files.run_files import read_metrics
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -114,8 +116,6 @@ def wait_until(condition, run: Run, timeout: float, poll: float = 0.002) -> bool
 
 def exported_params(workdir: str) -> list[np.ndarray]:
     import jax
-
-    from electra_jax.files.model_io import load_model
 
     return jax.tree.leaves(load_model(os.path.join(workdir, "export"))[1])
 
@@ -230,8 +230,6 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--workdir={args.workdir} is not empty; pass a new directory")
     data_dir = args.data_dir
     if not data_dir:
-        from electra_jax.data.dataset import ensure_builtin_dataset
-
         data_dir = ensure_builtin_dataset(vocab_size=8192, max_seq_len=64)
     result = campaign(args.workdir, data_dir, args.kills, args.seed, args.steps)
     print(summary_line(result))
