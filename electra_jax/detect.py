@@ -99,7 +99,6 @@ def detect(
 
 
 def format_result(result: dict[str, Any], color: bool) -> str:
-    """Human-readable report: marked token line, per-token table, generator fillers, legend."""
     rows = list(zip(result["tokens"], result["replaced_prob"], result["replaced"], strict=True))
     mark = lambda tok: f"\033[1;31m{tok}\033[0m" if color else f"*{tok}*"
     lines = [" ".join(mark(tok) if hit else tok for tok, _, hit in rows), ""]

@@ -46,7 +46,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | None]:
-    """Reads the HF directories named by --input (and --generator) and converts them."""
     cfg, weights = hf.read_hf_config(args.input), hf.read_hf_weights(args.input)
     tokenizer = hf.read_hf_tokenizer(args.input)
     if hf.is_generator_state_dict(weights):
@@ -64,7 +63,6 @@ def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | No
 
 
 def to_hf(args: argparse.Namespace) -> None:
-    """Writes our model directory as HF discriminator (and generator) directories."""
     config, params, tokenizer = load_model(args.input)
     pad_id = tokenizer.pad_id if tokenizer is not None else 0
     disc_sd, gen_sd, disc_cfg, gen_cfg = hf.params_to_hf(params, config, pad_id)

@@ -31,7 +31,6 @@ StateDict = dict[str, np.ndarray]
 
 
 def to_numpy(value: Any) -> np.ndarray:
-    """A torch tensor or array-like as a float32 (floating) numpy array."""
     if hasattr(value, "detach"):  # torch.Tensor, without importing torch
         value = value.detach().cpu()
         value = (value.float() if value.is_floating_point() else value).numpy()
@@ -216,6 +215,5 @@ def write_hf_dir(
 
 
 def is_generator_state_dict(state_dict: Mapping[str, Any]) -> bool:
-    """True for an ElectraForMaskedLM checkpoint (generator head, no discriminator head)."""
     has_disc_head = any(k.startswith("discriminator_predictions.") for k in state_dict)
     return "generator_predictions.dense.weight" in state_dict and not has_disc_head

@@ -193,8 +193,7 @@ def prepare_dataset(
     version = dataset_format.PACKED_FORMAT_VERSION if pack else dataset_format.FORMAT_VERSION
     padding_share = round(1 - totals["tokens"] / (totals["examples"] * max_seq_len), 4)
     meta = {
-        "format": dataset_format.FORMAT,
-        "format_version": version,
+        "format": dataset_format.FORMAT, "format_version": version,
         "source": spec, "seed": seed, "max_seq_len": max_seq_len,
         "vocab_size": tokenizer.vocab_size, "vocab_hash": tokenizer.vocab_hash,
         "vocab_file": settings["file"],
@@ -225,7 +224,6 @@ def prepare_dataset(
 
 
 def default_cache_dir() -> str:
-    """Where built-in datasets are cached: $ELECTRA_JAX_CACHE or ~/.cache/electra_jax."""
     return os.environ.get("ELECTRA_JAX_CACHE", os.path.expanduser("~/.cache/electra_jax"))
 
 

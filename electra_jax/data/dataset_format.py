@@ -15,8 +15,7 @@ from electra_jax.errors import UserError
 META_FILE = "meta.json"
 FORMAT = "electra_jax/pretraining-examples"
 FORMAT_VERSION = 1
-# Packed datasets are version 2: code from before packing would misread their example numbers
-# as a mask, so it must refuse them.
+# Packed: a new version, which older code refuses (it would misread example numbers as a mask).
 PACKED_FORMAT_VERSION = 2
 READABLE_FORMAT_VERSIONS = (FORMAT_VERSION, PACKED_FORMAT_VERSION)
 _REQUIRED = ("format_version", "vocab_size", "max_seq_len", "record", "splits", "tokenizer")
@@ -67,7 +66,6 @@ def check_meta(meta: dict, data_dir: str, *, vocab_size: int, max_seq_len: int) 
 
 
 def batch_keys(meta: dict) -> tuple[str, ...]:
-    """The arrays of a batch: FEATURES, plus `packing_ids` for packed datasets."""
     return FEATURES + (("packing_ids",) if is_packed(meta) else ())
 
 
@@ -82,11 +80,9 @@ def is_packed(meta: dict) -> bool:
 
 
 def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
-    """Absolute shard paths of a split, checking that they exist."""
     shards = meta["splits"].get(split, {}).get("shards", [])
     paths = [str(epath.Path(data_dir) / shard) for shard in shards]
-    missing = [p for p in paths if not epath.Path(p).is_file()]
-    if missing:
+    if missing := [p for p in paths if not epath.Path(p).is_file()]:
         raise UserError(f"{epath.Path(data_dir) / META_FILE} lists shard {missing[0]} which is "
                         "missing; re-run electra_jax.prepare into a fresh --output")  # fmt: skip
     return paths
@@ -161,7 +157,6 @@ def write_records(path: str, records: Iterable[bytes]) -> int:
 
 
 def read_records(path: str, limit: int | None = None) -> list[bytes]:
-    """The first `limit` records (all if None) of an ArrayRecord file."""
     from array_record.python.array_record_module import ArrayRecordReader
 
     reader = ArrayRecordReader(path)

@@ -1,11 +1,7 @@
 """Sentences -> pre-training examples by the original `ExampleBuilder`'s rules (docs/spec.md §4),
 its random draws in the original's order (short-circuit evaluation included) from a seeded
-`random.Random`.
-
-Packing (opt-in, `prepare --pack`; not the original's layout) fills a row's padding with further
-examples; each position's stored example number keeps attention within an example and restarts
-positions; masking (docs/spec.md §2.1) keeps its rate. Rows are filled first-fit over a few open
-rows in builder order: deterministic, one pass, bounded memory."""
+`random.Random`. Packing (`prepare --pack`, README.md "Data") fills rows first-fit over a few
+open rows in builder order: deterministic, one pass, bounded memory."""
 
 import dataclasses
 import random
@@ -52,7 +48,6 @@ def make_example(
     first_segment: Sequence[int], second_segment: Sequence[int], *, cls_id: int, sep_id: int,
     max_seq_len: int, truncated_tokens: int = 0,
 ) -> PretrainExample:  # fmt: skip
-    """Lays out [CLS] A [SEP] (B [SEP])."""
     ids = [cls_id, *first_segment, sep_id]
     first_length = len(ids)
     if second_segment:
@@ -82,7 +77,6 @@ class ExampleBuilder:
         return self._create_example() if self._length >= self.target_length else None
 
     def end_document(self) -> PretrainExample | None:
-        """A document boundary: flushes the pending sentences (if any) into an example."""
         return self._create_example() if self._length else None
 
     def _create_example(self) -> PretrainExample:

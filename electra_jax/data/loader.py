@@ -81,7 +81,7 @@ class ReadBatch:
         return dataset_format.decode_records(restored, self.max_seq_len, self.id_dtype, self.packed)
 
 
-def _read_batch(
+def _reader(
     data_dir: str, split: str, meta: dict | None, global_batch_size: int,
     process_index: int | None, process_count: int | None, seed: int | None,
 ) -> ReadBatch:  # fmt: skip
@@ -123,9 +123,7 @@ def make_train_loader(
     [global_batch_size // process_count, L]); `worker_count` > 0 adds worker processes."""
     import grain
 
-    read = _read_batch(
-        data_dir, "train", meta, global_batch_size, process_index, process_count, seed
-    )
+    read = _reader(data_dir, "train", meta, global_batch_size, process_index, process_count, seed)
     if read.n < global_batch_size:
         raise UserError(
             f"{data_dir} has {read.n} train examples, fewer than one global batch of "
@@ -149,9 +147,6 @@ def make_eval_batches(
 ) -> list[dict[str, np.ndarray]]:  # fmt: skip
     """The held-out split as this host's batches in stored order; `num_batches=None`: as many full
     global batches as it holds (at least one; a smaller split wraps around)."""
-    read = _read_batch(
-        data_dir, "eval", meta, global_batch_size, process_index, process_count, None
-    )
-    if num_batches is None:
-        num_batches = max(1, read.n // global_batch_size)
+    read = _reader(data_dir, "eval", meta, global_batch_size, process_index, process_count, None)
+    num_batches = max(1, read.n // global_batch_size) if num_batches is None else num_batches
     return [read(i) for i in range(num_batches)]

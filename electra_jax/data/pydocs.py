@@ -34,7 +34,6 @@ def stdlib_dir() -> str:
 
 
 def stdlib_files(root: str) -> list[str]:
-    """Relative paths of the stdlib's .py files, sorted, tests and site-packages excluded."""
     found = []
     for directory, dirs, files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS and not d.startswith("."))

@@ -114,8 +114,7 @@ def _progress_bar(sources: list[Source]):
 
 
 def _init_worker() -> None:
-    """One tokenizer thread per worker process: the processes already fill the cores."""
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"  # one thread each: the processes fill the cores
 
 
 def run_chunks(

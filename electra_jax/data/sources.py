@@ -1,8 +1,7 @@
 """Corpus reading: `--corpus` specs -> byte blobs on document boundaries -> documents of sentences.
 Specs: files, directories or globs (docs/spec.md §4; `one_doc_per_file`: one document per file),
-`tfds:NAME[:SPLIT]` (a record's `text` is a document) and `builtin:pydocs`. Blobs end on document
-boundaries, so chunks are independent and decoded in the workers, which repair and count: bad
-UTF-8 bytes become U+FFFD, lines over `max_line_chars` (~126 tokens at most) are dropped."""
+`tfds:NAME[:SPLIT]` (a record's `text` is a document) and `builtin:pydocs`. Workers decode
+the chunks: bad UTF-8 bytes become U+FFFD, lines over `max_line_chars` are dropped, both counted."""
 
 import dataclasses
 import functools
@@ -42,7 +41,6 @@ class Source:
     cache_dir: str | None = None
 
     def total_bytes(self) -> int | None:
-        """Raw size for the progress bar (None when unknown: TFDS)."""
         if self.kind == "files":
             return sum(os.path.getsize(p) for p in self.paths)
         return len(_builtin_bytes(self.cache_dir)) if self.kind == "builtin" else None
@@ -73,9 +71,8 @@ class Source:
                 else:
                     yield from split_at_blank_lines(f, target_bytes)
         if self.kind == "builtin":
-            yield from split_at_blank_lines(
-                io.BytesIO(_builtin_bytes(self.cache_dir)), target_bytes
-            )
+            text = io.BytesIO(_builtin_bytes(self.cache_dir))
+            yield from split_at_blank_lines(text, target_bytes)
 
 
 def grouped(
@@ -106,7 +103,6 @@ def _builtin_bytes(cache_dir: str | None) -> bytes:
 
 
 def _expand_files(spec: str) -> tuple[str, ...]:
-    """A file, a directory (its files, recursively) or a glob -> sorted file paths."""
     if os.path.isdir(spec):
         walk = os.walk(spec)
         found = [os.path.join(d, n) for d, _, names in walk for n in names if not n.startswith(".")]
@@ -147,7 +143,6 @@ def parse_corpus(
 
 
 def _tfds_blobs(spec: str) -> Iterator[Blob]:
-    """Streams a TFDS text dataset, one record's `text` per blob (one document each)."""
     try:
         import tensorflow_datasets as tfds  # optional and heavy: imported only for tfds: specs
     except ImportError as e:

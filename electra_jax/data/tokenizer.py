@@ -14,7 +14,6 @@ VOCAB_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "spm.model"}  # the sa
 
 
 def file_sha256(path: str) -> str:
-    """Hex SHA-256 of a file: identifies a vocabulary in dataset and checkpoint metadata."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
@@ -41,7 +40,6 @@ class Tokenizer:
         return self.encode_batch([text])[0]
 
     def save(self, directory: str) -> str:
-        """Writes the vocabulary file into `directory` (atomically) and returns its path."""
         os.makedirs(directory, exist_ok=True)
         return write_atomic(os.path.join(directory, VOCAB_FILES[self.kind]), self._file_bytes)
 
@@ -62,8 +60,7 @@ def read_vocab_txt(path: str) -> list[str]:
         tokens.pop()
     if not tokens:
         raise UserError(f"vocabulary file {path} is empty; expected one token per line")
-    missing = [t for t in SPECIAL_TOKENS if t not in tokens]
-    if missing:
+    if missing := [t for t in SPECIAL_TOKENS if t not in tokens]:
         raise UserError(f"vocabulary {path} lacks required special token(s) {missing}; add "
                         f"them (expected all of {list(SPECIAL_TOKENS)})")  # fmt: skip
     return tokens
@@ -94,7 +91,6 @@ class WordPieceTokenizer(Tokenizer):
         self.vocab_size, self.vocab_hash = len(self._tokens), file_sha256(vocab_path)
 
     def encode_batch(self, texts: list[str]) -> list[list[int]]:
-        """Plain-ASCII texts through the per-word memo, the rest in one Rust batch call."""
         ids = self._memo.encode_batch(texts)
         rest = [index for index, text_ids in enumerate(ids) if text_ids is None]
         rust_ids = self.encode_batch_rust([texts[index] for index in rest]) if rest else []
@@ -143,8 +139,7 @@ class SentencePieceTokenizer(Tokenizer):
         unk = self._sp.unk_id()
         pad = self._sp.pad_id() if self._sp.pad_id() >= 0 else self._sp.piece_to_id("[PAD]")
         ids = {token: self._sp.piece_to_id(token) for token in SPECIAL_TOKENS[2:]}
-        missing = ["[PAD]"] * (pad == unk) + [token for token, i in ids.items() if i == unk]
-        if missing:
+        if missing := ["[PAD]"] * (pad == unk) + [token for token, i in ids.items() if i == unk]:
             raise UserError(
                 f"SentencePiece model {model_path} lacks special piece(s) {missing}; retrain it "
                 f"with control_symbols (see electra_jax.data.vocab_training.train_sentencepiece)"
@@ -168,9 +163,8 @@ def load_tokenizer(directory: str, settings: dict) -> Tokenizer:
     kind = settings.get("kind", "wordpiece")
     path = os.path.join(directory, settings.get("file", "vocab.txt"))
     if kind == "wordpiece":
-        return WordPieceTokenizer(
-            path, settings.get("lowercase", True), settings.get("strip_accents", True)
-        )
+        lowercase, strip = settings.get("lowercase", True), settings.get("strip_accents", True)
+        return WordPieceTokenizer(path, lowercase, strip)
     if kind == "sentencepiece":
         return SentencePieceTokenizer(path)
     raise UserError(

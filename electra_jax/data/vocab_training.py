@@ -39,9 +39,7 @@ def train_wordpiece(
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     texts = _checked(list(texts_iter), "WordPiece")
-    normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=lowercase, lowercase=lowercase
-    )
+    normalizer = normalizers.BertNormalizer(strip_accents=lowercase, lowercase=lowercase)
     counts = collections.Counter(c for text in texts for c in normalizer.normalize_str(text))
     ranked = sorted((c for c in counts if c not in " \t\n\r"), key=lambda c: (-counts[c], c))
     alphabet = sorted(ranked[:limit_alphabet])

@@ -43,7 +43,6 @@ def shuffle_locally(sentence: str, rng: random.Random, window: int = WINDOW) -> 
 
 
 def replace_words(sentence: str, rng: random.Random, word_types: list[str]) -> str:
-    """Replaces half of the words (at least two) with random word types."""
     words = sentence.split()
     for i in rng.sample(range(len(words)), max(2, len(words) // 2)):
         words[i] = rng.choice(word_types)

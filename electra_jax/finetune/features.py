@@ -24,7 +24,6 @@ def truncate_pair(ids_a: list[int], ids_b: list[int], max_tokens: int) -> None:
 
 
 def pad_rows(rows: list[tuple[list[int], list[int]]], max_seq_len: int, pad_id: int) -> dict:
-    """(token ids, segment ids) rows -> `input_ids`, `input_mask`, `segment_ids` [N, L] int32."""
     N, L = len(rows), max_seq_len
     arrays = {"input_ids": np.full((N, L), pad_id, np.int32)}
     arrays["input_mask"], arrays["segment_ids"] = np.zeros((2, N, L), np.int32)
@@ -58,8 +57,6 @@ def encode_examples(
 
 @dataclasses.dataclass
 class WindowMeta:
-    """What decoding needs about one window: its example and the token -> word map."""
-
     example_index: int
     token_to_word: dict[int, int]
     token_is_max_context: dict[int, bool]

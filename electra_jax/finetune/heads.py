@@ -138,8 +138,7 @@ def task_loss(
     return jnp.sum(per_example_B * weights_B) / jnp.maximum(jnp.sum(weights_B), 1.0)
 
 
-# docs/spec.md §5.2: lr x d^(n + 2 - depth), the GDES delta at the embeddings' depth 0;
-# `fixed=True` (§7) uses n + 1: the top layer gets d, the embeddings d^(n + 1).
+# docs/spec.md §5.2 (`fixed=True`: §7's fix, n + 1); the GDES delta at the embeddings' depth 0.
 _LAYER = re.compile(r"(?:^|/)layer_(\d+)(?:/|$)")
 _EMBEDDING = re.compile(r"(?:^|/)(embeddings|embeddings_project|gdes)(?:/|$)")
 

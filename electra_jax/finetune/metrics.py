@@ -73,7 +73,6 @@ GLUE_SCORE_TASKS = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte"
 
 
 def glue_score(scores: dict[str, float]) -> float:
-    """Mean of the eight tasks' headline scores; every one must be present."""
     if missing := [t for t in GLUE_SCORE_TASKS if t not in scores]:
         raise ValueError(f"GLUE score needs all of {GLUE_SCORE_TASKS}; missing {missing}")
     return float(np.mean([scores[t] for t in GLUE_SCORE_TASKS]))
@@ -121,8 +120,7 @@ def squad_scores(
                 out[f"{name}_{k}"] = 100.0 * np.mean([v[i] for i in subset]) if subset else 0.0
     if na_probs is not None:
         for k, fn in (("exact", exact_match), ("f1", token_f1)):
-            raw = score(fn, predictions)
-            best = best_threshold(predictions, raw, na_probs, golds)
+            best = best_threshold(predictions, score(fn, predictions), na_probs, golds)
             out[f"best_{k}"], out[f"best_{k}_thresh"] = best
     return {k: float(v) for k, v in out.items()}
 

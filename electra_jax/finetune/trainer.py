@@ -153,8 +153,6 @@ def init_seed_params(
 
 
 def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: Config) -> tuple:
-    """Jitted train and predict functions over a leading seed axis."""
-
     def train_step(params: Any, opt_state: Any, batch: dict, key: jax.Array, step: Any) -> tuple:
         rng = jax.random.fold_in(key, step)
 
@@ -309,7 +307,6 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
     print(f"model: {config.size} ({n_params / 1e6:.2f}M params) from "
           f"{config.init_from or 'random init'}; {len(seeds)} seed(s), {group} at a time under "
           "vmap")  # fmt: skip
-    # Each group of seeds: train, then predict every dev and test set.
     dev_scores: dict[str, list[dict]] = {name: [] for name in dev_names}
     predictions: dict[str, list] = {e.name: [] for e in eval_sets}
     with contextlib.closing(MetricsLogger(workdir, num_steps)) as logger:
@@ -330,7 +327,6 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
                         dev_scores[eval_set.name].append(row)
                         shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
                         print(f"eval: seed {seed} {eval_set.name}: {shown}")
-    # results.json (per seed and the median) and the median seed's predictions.
     headline = [m["score"] for m in dev_scores[dev_names[0]]]
     chosen = median_seed_index(headline)
     results: dict[str, Any] = {
