@@ -20,7 +20,7 @@ import numpy as np
 from electra_jax.cli import ArgumentParser, note
 from electra_jax.data.tokenizer import Tokenizer
 from electra_jax.errors import UserError, exit_on_user_error
-from electra_jax.files.model_io import load_model
+from electra_jax.files.model_io import export_dir, load_model
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.electra import ElectraModel
 from electra_jax.model.shapes import check_param_shapes
@@ -124,7 +124,11 @@ def parse_ids(value: str) -> list[int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = ArgumentParser(prog="python -m electra_jax.detect", description=__doc__)
-    parser.add_argument("--checkpoint", required=True, help="exported model directory")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="exported model directory (or a pre-training workdir: its export/)",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="text to check ([CLS] text [SEP])")
     source.add_argument("--input-ids", type=parse_ids, help="comma-separated ids, used as given")
@@ -139,6 +143,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    args.checkpoint = export_dir(args.checkpoint)  # a run's workdir: its export/
     config, params, tokenizer = load_model(args.checkpoint)
     source = args.text if args.text is not None else args.input_ids
     try:

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from electra_jax.data.dataset import prepare_dataset
+from electra_jax.detect import main as detect_main
 from electra_jax.errors import UserError
 from electra_jax.files.run_files import read_metrics
 from electra_jax.train.trainer import train, validate_config
@@ -54,6 +55,9 @@ def test_finished_run_says_so_without_compiling_or_exporting_again(tiny_config, 
     assert os.stat(tmp_path / "export").st_mtime_ns == stamp
     assert sorted(os.listdir(tmp_path / "export")) == export_files
     assert last["step"] == 4 and "eval/disc_auc" in last
+    # detect, like finetune's init_from, takes the run's workdir for its export/
+    detect_main([f"--checkpoint={tmp_path}", "--text=the function returns a list", "--json"])
+    assert '"replaced_prob"' in capsys.readouterr().out
 
 
 def test_prepared_vocabulary_size_is_used_when_the_config_keeps_the_preset(
@@ -77,3 +81,16 @@ def test_prepared_vocabulary_size_is_used_when_the_config_keeps_the_preset(
     assert config.model.vocab_size == 8192  # the caller's config is left as given
     with pytest.raises(UserError, match="vocab_size"):  # a size the user set is kept: an error
         train(tiny_config(**{**run, "model.vocab_size": 1000}), str(tmp_path / "run2"))
+
+
+def test_glue_data_dir_may_be_the_task_folder_or_the_root(tmp_path):
+    """README's `--config.data_dir=glue_data/rte` (the task folder) and the sweeps' root."""
+    from test_finetune_readers import LAYOUTS, write_task
+
+    from electra_jax.finetune.readers import read_split
+    from electra_jax.finetune.tasks import TASKS
+
+    folder = write_task(tmp_path / "glue_data", "rte", [LAYOUTS["rte"][0]])
+    for data_dir in (tmp_path / "glue_data", folder):
+        examples = read_split(str(data_dir), TASKS["rte"], "train").examples
+        assert len(examples) == 1, data_dir

@@ -91,3 +91,10 @@ def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
         raise UserError(f"{directory}: its vocabulary has {tokens} tokens but the model's "
                         f"vocab_size is {size}; put the model's own vocabulary there")  # fmt: skip
     return config, jax.tree.map(np.asarray, params), tokenizer
+
+
+def export_dir(path: str) -> str:
+    """`path`, or `path/export` when `path` is a pre-training run's workdir."""
+    has_model = lambda d: os.path.isfile(os.path.join(d, MODEL_JSON))
+    exported = os.path.join(path, "export")
+    return exported if has_model(exported) and not has_model(path) else path

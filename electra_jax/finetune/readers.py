@@ -149,8 +149,11 @@ def read_squad_json(path: str, is_test: bool = False, skip_malformed: bool = Fal
 
 
 def split_path(data_dir: str, spec: TaskSpec, stem: str) -> str:
-    extension = "json" if spec.kind == "span" else "tsv"
-    return os.path.join(data_dir, spec.dir_name, f"{stem}.{extension}")
+    """`data_dir/<task folder>/<stem>.<ext>`; `data_dir` may also be the task folder itself."""
+    name = f"{stem}.{'json' if spec.kind == 'span' else 'tsv'}"
+    nested, inside = os.path.join(data_dir, spec.dir_name, name), os.path.join(data_dir, name)
+    is_task_folder = os.path.basename(os.path.normpath(data_dir)) == spec.dir_name
+    return inside if is_task_folder and not os.path.exists(nested) else nested
 
 
 def read_split(

@@ -21,7 +21,7 @@ from electra_jax.data.dataset import ensure_builtin_dataset
 from electra_jax.data.dataset_format import META_FILE, read_meta
 from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer, load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.files.model_io import MODEL_JSON, load_model
+from electra_jax.files.model_io import export_dir, load_model
 from electra_jax.files.run_files import CONFIG_FILE, RESULTS_FILE, MetricsLogger, write_results
 from electra_jax.finetune import features, metrics
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
@@ -73,10 +73,7 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
             return preset(config.size, vocab_size=tokenizer.vocab_size), None, tokenizer
         except ValueError as e:
             raise UserError(str(e)) from e
-    root = config.init_from  # an exported model, or a pre-training workdir (its export/)
-    exported = os.path.join(root, "export")
-    has_model = lambda d: os.path.isfile(os.path.join(d, MODEL_JSON))
-    directory = exported if has_model(exported) and not has_model(root) else root
+    directory = export_dir(config.init_from)  # an export, or a pre-training workdir
     model_cfg, params, tokenizer = load_model(directory)
     if tokenizer is None:
         raise UserError(f"init_from {directory} has no tokenizer; re-export it with its vocab.txt")

@@ -19,7 +19,7 @@ from electra_jax.data.dataset import ensure_builtin_dataset
 from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
 from electra_jax.data.tokenizer import load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.files.model_io import load_model, read_model_config, save_model
+from electra_jax.files.model_io import export_dir, load_model, read_model_config, save_model
 from electra_jax.files.run_files import (
     CONFIG_FILE,
     MetricsLogger,
@@ -146,7 +146,7 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
 
 def check_init_from(path: str, model_cfg: ModelConfig, source_cfg: ModelConfig | None = None):
     """Fails (before any compile: only model.json is read) when `path` is another model size."""
-    source_cfg = source_cfg or read_model_config(path)
+    source_cfg = source_cfg or read_model_config(export_dir(path))
     mismatched = [
         f"{k}={getattr(source_cfg, k)} (run: {getattr(model_cfg, k)})"
         for k in ("vocab_size", "embedding_size", "hidden_size", "num_layers")
@@ -161,7 +161,7 @@ def check_init_from(path: str, model_cfg: ModelConfig, source_cfg: ModelConfig |
 
 def load_init_from(path: str, params: Any, model_cfg: ModelConfig) -> Any:
     """Copies the parameter groups of an exported model into fresh params (shapes must agree)."""
-    source_cfg, source, _ = load_model(path)
+    source_cfg, source, _ = load_model(export_dir(path))
     check_init_from(path, model_cfg, source_cfg)
     merged, groups = dict(params), sorted(set(source) & set(params))
     to_device = lambda new, old: jax.device_put(jnp.asarray(new, old.dtype), old.sharding)
