@@ -94,3 +94,13 @@ def test_glue_data_dir_may_be_the_task_folder_or_the_root(tmp_path):
     for data_dir in (tmp_path / "glue_data", folder):
         examples = read_split(str(data_dir), TASKS["rte"], "train").examples
         assert len(examples) == 1, data_dir
+
+
+def test_cached_builtin_corpus_is_not_announced_as_being_prepared(
+    tiny_config, builtin_data_dir, monkeypatch, capsys
+):
+    from electra_jax.train.trainer import resolve_data_dir
+
+    monkeypatch.setenv("ELECTRA_JAX_CACHE", os.path.dirname(builtin_data_dir))  # already built
+    assert resolve_data_dir(tiny_config(**{"data.dir": ""})) == builtin_data_dir
+    assert "preparing" not in capsys.readouterr().out

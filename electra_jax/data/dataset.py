@@ -242,6 +242,7 @@ def ensure_builtin_dataset(
     with open(os.path.join(cache_dir, ".builtin.lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not os.path.isfile(os.path.join(data_dir, dataset_format.META_FILE)):
+            print(f"data: preparing the built-in corpus once into {data_dir}...", flush=True)
             prepare_dataset(
                 sources.BUILTIN_PYDOCS, data_dir, train_vocab="wordpiece", vocab_size=vocab_size,
                 max_seq_len=max_seq_len, seed=seed, shard_mb=1.0, cache_dir=cache_dir,

@@ -133,7 +133,6 @@ def resolve_data_dir(config: ml_collections.ConfigDict) -> str:
             f"config.data.dir is empty for size {config.size!r}; prepare shards with "
             "`python -m electra_jax.prepare` and pass --config.data.dir=DIR"
         )
-    print("data: preparing the built-in corpus (cached after the first run)...", flush=True)
     return ensure_builtin_dataset(
         vocab_size=config.data.builtin_vocab_size,
         max_seq_len=config.max_seq_len,
