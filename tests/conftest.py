@@ -35,6 +35,8 @@ def builtin_data_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def tiny_config(builtin_data_dir: str):
     """A factory of small, fast `tiny` pre-training configs on the built-in corpus."""
+    from data_fixtures import set_fields
+
     from configs.pretrain import get_config
 
     def make(**overrides):
@@ -43,12 +45,6 @@ def tiny_config(builtin_data_dir: str):
         config.batch_size = 16
         config.data.dir = builtin_data_dir
         config.eval_batches = 2
-        for key, value in overrides.items():
-            target = config
-            *parents, leaf = key.split(".")
-            for p in parents:
-                target = target[p]
-            target[leaf] = value
-        return config
+        return set_fields(config, overrides)
 
     return make

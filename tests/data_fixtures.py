@@ -61,3 +61,14 @@ def run_prepare(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
         env=env,
         cwd=repo,
     )
+
+
+def set_fields(config, overrides: dict):
+    """Sets dotted `overrides` ({"model.num_layers": 1, ...}) on a ConfigDict; returns it."""
+    for key, value in overrides.items():
+        *parents, leaf = key.split(".")
+        target = config
+        for p in parents:
+            target = target[p]
+        target[leaf] = value
+    return config

@@ -8,6 +8,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from data_fixtures import set_fields
 
 import electra_jax.finetune.trainer as finetune_trainer
 from configs.finetune import get_config as finetune_config
@@ -23,23 +24,13 @@ PRETRAIN = {  # a few steps of a one-layer tiny model, on one device
 }  # fmt: skip
 
 
-def apply(config, overrides: dict):
-    for key, value in overrides.items():
-        *parents, leaf = key.split(".")
-        target = config
-        for p in parents:
-            target = target[p]
-        target[leaf] = value
-    return config
-
-
 @pytest.fixture(scope="module", params=["electra", "bert"])
 def pretrained(request, tiny_config, builtin_data_dir, tmp_path_factory):
     """(kind, pre-training workdir) after a real `train` run that exported its model."""
     if request.param == "electra":
         config = tiny_config(**PRETRAIN)
     else:  # configs/pretrain.py:tiny,bert with the tiny_config fixture's test settings
-        config = apply(pretrain_config("tiny,bert"), {
+        config = set_fields(pretrain_config("tiny,bert"), {
             "max_seq_len": 64, "batch_size": 16, "data.dir": builtin_data_dir, **PRETRAIN,
         })  # fmt: skip
         assert not config.model.electra_objective
@@ -57,7 +48,7 @@ def tasks_dir(builtin_data_dir):
 
 def tiny_finetune(init_from: str, data_dir: str):
     config = finetune_config("task=builtin_replaced,size=tiny")
-    return apply(config, {
+    return set_fields(config, {
         "init_from": init_from, "data_dir": data_dir, "max_seq_len": 32, "batch_size": 16,
         "max_train_examples": 64, "num_epochs": 1.0, "seeds": SEEDS, "log_every": 1000,
         "eval_batch_size": 200, "write_predictions": False,
