@@ -44,7 +44,25 @@ def exported(tmp_path_factory):
     checkpoint = save_model(str(root / "model"), params, config, tokenizer)
     gen_params = {k: params[k] for k in ("embeddings", "generator", "generator_head")}
     gen_only = save_model(str(root / "gen_only"), gen_params, config, tokenizer)
+    no_heads = {k: params[k] for k in ("embeddings", "discriminator")}
+    save_model(str(root / "no_heads"), no_heads, config, tokenizer)
     return checkpoint, disc, gen, gen_only, config, params, tokenizer
+
+
+@pytest.fixture(scope="module")
+def bert_export(exported, tmp_path_factory):
+    """A `bert` baseline export (one tower + masked-LM head, no discriminator) whose tower is
+    the HF generator's: its masked-LM must then give `gen`'s logits."""
+    _, _, gen, _, config, params, tokenizer = exported
+    hf = gen.config
+    bert = config.replace(
+        electra_objective=False, hidden_size=hf.hidden_size, num_layers=hf.num_hidden_layers,
+        num_heads=hf.num_attention_heads, intermediate_size=hf.intermediate_size,
+    )  # fmt: skip
+    tower = {"embeddings": params["embeddings"], "discriminator": params["generator"]}
+    bert_params = tower | {"generator_head": params["generator_head"]}
+    root = tmp_path_factory.mktemp("bert")
+    return save_model(str(root / "bert"), bert_params, bert, tokenizer), gen
 
 
 def test_json_logits_match_transformers(exported):
@@ -115,7 +133,7 @@ def detect_in_process(capsys, *args: str):
     "case, expected",
     [
         ("missing", "does not exist"),
-        ("generator_only", "no discriminator parameters"),
+        ("no_heads", "neither a discriminator with its head nor a masked-LM head"),
         ("id_too_large", f"outside the vocabulary [0, {VOCAB_SIZE})"),
         ("too_many_ids", "max_position_embeddings"),
         ("bad_ids", "comma-separated integers"),
@@ -125,7 +143,7 @@ def test_errors_are_one_line(exported, tmp_path, capsys, case, expected):
     checkpoint, _, _, gen_only, *_ = exported
     args = {
         "missing": [f"--checkpoint={tmp_path}/nope", "--text=hi"],
-        "generator_only": [f"--checkpoint={gen_only}", "--text=the chef"],
+        "no_heads": [f"--checkpoint={os.path.dirname(gen_only)}/no_heads", "--text=the chef"],
         "id_too_large": [f"--checkpoint={checkpoint}", f"--input-ids=2,{VOCAB_SIZE},3"],
         "too_many_ids": [f"--checkpoint={checkpoint}", "--input-ids=" + ",".join(["5"] * 33)],
         "bad_ids": [f"--checkpoint={checkpoint}", "--input-ids=2,x"],
@@ -134,7 +152,7 @@ def test_errors_are_one_line(exported, tmp_path, capsys, case, expected):
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert expected in lines[0]
-    if case in ("generator_only", "missing"):
+    if case in ("no_heads", "missing"):
         assert os.path.basename(args[0].split("=", 1)[1]) in lines[0]
 
 
@@ -142,3 +160,51 @@ def test_subprocess_error_has_no_traceback(exported):
     checkpoint, *_ = exported
     result = run_module("electra_jax.detect", f"--checkpoint={checkpoint}", "--input-ids=99999")
     assert_one_line_error(result, "outside the vocabulary")
+
+
+def hf_probs(gen, rows_BxL: list[list[int]]) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(gen(input_ids=torch.tensor(rows_BxL)).logits, -1).numpy()
+
+
+def test_bert_export_shows_its_masked_lm_top_tokens_at_each_position(bert_export, capsys):
+    """Issue 20: a `bert` baseline export has no discriminator; detect says it is a masked-LM
+    model and shows its top-5 at every position, each masked in turn (checked against HF)."""
+    checkpoint, gen = bert_export
+    detect_main([f"--checkpoint={checkpoint}", "--text=the chef ate a meal"])
+    report = capsys.readouterr().out
+    assert "masked-LM model (the `bert` baseline, no discriminator)" in report, report
+    assert "top-5" in report and "put [MASK] in --text" in report
+    detect_main([f"--checkpoint={checkpoint}", "--text=the chef ate a meal", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert out["mode"] == "masked_lm" and "replaced_prob" not in out
+    ids = out["input_ids"]
+    assert [fill["position"] for fill in out["masked_lm_top5"]] == list(range(1, len(ids) - 1))
+    for fill in out["masked_lm_top5"]:
+        row = list(ids)
+        row[fill["position"]] = MASK_ID
+        probs_V = hf_probs(gen, [row])[0, fill["position"]]
+        np.testing.assert_allclose(fill["token_prob"], probs_V[ids[fill["position"]]], atol=1e-5)
+        assert fill["ids"] == np.argsort(-probs_V, kind="stable")[:5].tolist()
+        np.testing.assert_allclose(fill["probs"], np.sort(probs_V)[::-1][:5], atol=1e-5)
+
+
+def test_masked_lm_model_fills_the_masks_of_the_text(bert_export, exported, capsys):
+    """With [MASK] in the text, only those positions, all masked at once (as HF sees them); a
+    generator-only export gets the same view."""
+    checkpoint, gen = bert_export
+    detect_main([f"--checkpoint={checkpoint}", "--text=the [MASK] ate a [MASK]", "--json"])
+    out = json.loads(capsys.readouterr().out)
+    ids = out["input_ids"]
+    masks = [i for i, t in enumerate(ids) if t == MASK_ID]
+    assert len(masks) == 2 and [f["position"] for f in out["masked_lm_top5"]] == masks
+    probs_LxV = hf_probs(gen, [ids])[0]
+    for fill in out["masked_lm_top5"]:
+        assert "token_prob" not in fill
+        np.testing.assert_allclose(fill["probs"], np.sort(probs_LxV[fill["position"]])[::-1][:5],
+                                   atol=1e-5)  # fmt: skip
+    _, _, _, gen_only, *_ = exported
+    detect_main([f"--checkpoint={gen_only}", "--text=the [MASK] ate a [MASK]"])
+    report = capsys.readouterr().out
+    assert "masked-LM model (a generator only, no discriminator)" in report
+    assert "at each [MASK]" in report
