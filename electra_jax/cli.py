@@ -21,11 +21,23 @@ from electra_jax.errors import UserError
 CONFIG_PREFIX = "--config."
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions kept as written; a flag that takes a value shows its default, unless the
+    default is empty (None, "", []) or its help already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        empty = action.default in (None, "", [], argparse.SUPPRESS)
+        if empty or action.nargs == 0 or not action.option_strings or "default" in help_text:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line `error: <msg> (see --help)` (exit 2); descriptions kept as written."""
+    """argparse with one-line `error: <msg> (see --help)` (exit 2), `--help` with defaults."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", argparse.RawDescriptionHelpFormatter)
+        kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:

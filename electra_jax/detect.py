@@ -203,7 +203,7 @@ def parse_ids(value: str) -> list[int]:
         raise argparse.ArgumentTypeError(message) from e
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m electra_jax.detect", description=__doc__)
     parser.add_argument(
         "--checkpoint",
@@ -215,6 +215,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source.add_argument("--input-ids", type=parse_ids, help="comma-separated ids, used as given")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--threshold", type=float, default=0.5, help="mark p(replaced) >= this")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not 0.0 <= args.threshold <= 1.0:
         parser.error(f"--threshold must be in [0, 1], got {args.threshold}")

@@ -60,31 +60,36 @@ def build_parser() -> ArgumentParser:
     vocab.add_argument("--vocab", help="BERT vocab.txt (WordPiece) or SentencePiece .model")
     vocab.add_argument("--train-vocab", choices=["wordpiece", "sentencepiece"],
                        help="train a vocabulary of --vocab-size tokens on the corpus")
-    add("--vocab-size", type=int, help="vocabulary size for --train-vocab")
+    add("--vocab-size", type=int,
+        help="vocabulary size for --train-vocab (no default: required with it, e.g. 30522)")
     add("--output", required=True, help="dataset directory to create")
-    add("--max-seq-len", type=int, default=128, help="tokens per example (default 128)")
-    add("--seed", type=int, default=0, help="seed of the example builder (default 0)")
-    add("--num-processes", type=int, default=1, help="worker processes (default 1)")
+    add("--max-seq-len", type=int, default=128, help="tokens per example")
+    add("--seed", type=int, default=0, help="seed of the example builder")
+    add("--num-processes", type=int, default=1, help="worker processes")
     held_out = parser.add_mutually_exclusive_group()
     held_out.add_argument("--eval-fraction", type=float, default=0.01,
-                          help="share of examples held out for eval (default 0.01)")
-    held_out.add_argument("--eval-examples", type=int, help="number of examples held out for eval")
+                          help="share of examples held out for eval")
+    held_out.add_argument("--eval-examples", type=int,
+                          help="number of examples held out for eval (default: --eval-fraction)")
     add("--no-lowercase", dest="lowercase", action="store_false",
-        help="keep case and accents (cased models)")
+        help="keep case and accents (cased models; default: lower-case, strip accents)")
     add("--one-doc-per-file", action="store_true",
-        help="each file is one document, blank lines skipped (OpenWebText)")
+        help="each file is one document, blank lines skipped (OpenWebText; default: a "
+             "blank line ends a document)")
     add("--shard-mb", type=float, default=DEFAULT_SHARD_MB, help="raw text MB per shard")
     add("--max-line-chars", type=int, default=DEFAULT_MAX_LINE_CHARS,
         help="drop (and count) longer lines; 0 keeps all")
     add("--vocab-sample-mb", type=float, default=DEFAULT_VOCAB_SAMPLE_MB,
         help="train the vocabulary on the corpus's first N MB")
-    add("--cache-dir", help="cache for builtin:pydocs text")
+    add("--cache-dir", help="cache for builtin:pydocs text (default: none, rebuilt each run, ~6 s)")
     add("--pack", action="store_true",
         help="pack several examples into each row instead of padding (attention stays within "
-             "an example; not the original's layout)")
+             "an example; not the original's layout; default: off, one padded example per row)")
     add("--show", type=int, default=0, metavar="N", help="print N examples")
-    add("--show-json", action="store_true", help="print the --show examples as JSON lines")
-    add("--quiet", dest="progress", action="store_false", help="no progress bar or summary")
+    add("--show-json", action="store_true",
+        help="print the --show examples as JSON lines (default: off; alone: 5 examples)")
+    add("--quiet", dest="progress", action="store_false",
+        help="no progress bar or summary (default: both, on stderr)")
     # fmt: on
     return parser
 

@@ -3,13 +3,16 @@ the run, a schedule changed on resume, held-out numbers missing from the console
 data's vocabulary size ignored, a finished run compiled and exported again."""
 
 import os
+import re
 
 import pytest
 
 from electra_jax.data.dataset import prepare_dataset
+from electra_jax.detect import build_parser as build_detect_parser
 from electra_jax.detect import main as detect_main
 from electra_jax.errors import UserError
 from electra_jax.files.run_files import read_metrics
+from electra_jax.prepare import build_parser as build_prepare_parser
 from electra_jax.train.trainer import train, validate_config
 
 SHORT = dict(num_train_steps=4, log_every=2, eval_every=4, checkpoint_every=2, eval_batches=1,
@@ -104,3 +107,34 @@ def test_cached_builtin_corpus_is_not_announced_as_being_prepared(
     monkeypatch.setenv("ELECTRA_JAX_CACHE", os.path.dirname(builtin_data_dir))  # already built
     assert resolve_data_dir(tiny_config(**{"data.dir": ""})) == builtin_data_dir
     assert "preparing" not in capsys.readouterr().out
+
+
+def help_blocks(parser) -> dict[str, str]:
+    """{first option string: its --help text, flags and description} of an argparse parser."""
+    blocks: dict[str, str] = {}
+    for block in re.split(r"\n(?=  -)", parser.format_help().split("options:", 1)[1]):
+        if block.strip():
+            blocks[block.split()[0].rstrip(",")] = " ".join(block.split())
+    return blocks
+
+
+def test_prepare_help_gives_every_flags_default(monkeypatch):
+    """Issue 20: `prepare --help` showed no defaults. Every flag that is not required says its
+    default, and the value shown is the parser's real one."""
+    monkeypatch.setenv("COLUMNS", "100")
+    parser = build_prepare_parser()
+    blocks = help_blocks(parser)
+    required_group = {a for g in parser._mutually_exclusive_groups if g.required
+                      for a in g._group_actions}  # fmt: skip
+    checked = 0
+    for action in parser._actions:
+        if action.dest == "help" or action.required or action in required_group:
+            continue
+        text = blocks[action.option_strings[0]]
+        assert "default" in text, f"prepare --help: {action.option_strings[0]} gives no default"
+        if action.default not in (None, False, True):
+            assert f"(default: {action.default})" in text, text
+        checked += 1
+    assert checked >= 15
+    assert "(default: 128)" in blocks["--max-seq-len"] and "(default: 16.0)" in blocks["--shard-mb"]
+    assert "(default: 0.5)" in help_blocks(build_detect_parser())["--threshold"]
