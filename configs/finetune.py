@@ -39,6 +39,17 @@ layer-wise LR decay 0.8 / 0.8 / 0.9, weight decay 0, batch 32, warm-up 0.1, epoc
 and STS-B, 2 for SQuAD, 3 otherwise; max seq len 128 (512 for SQuAD). Switches:
 `layerwise_fix` (the top layer gets d instead of d²), `optimizer.bias_correction`,
 `optimizer.schedule=sequential`, `skip_malformed` (skip and count bad rows instead of stopping).
+
+Fidelity (docs/spec.md §5.3, §5.5; README "Fidelity"): the defaults are the original's, and this
+code's earlier choices are switches: `loss_reduction` ("sum": the batch loss is the sum of the
+per-example losses, so the logged loss is ~batch_size times a mean; "mean"), `head_init`
+("glorot_uniform": the heads as `tf.layers.dense`; "truncated_normal": stddev 0.02),
+`squad.end_layer_norm` (False: no LayerNorm in the end head), `squad.missed_answer_is_impossible`
+(False: a window that misses an answerable question's answer keeps is_impossible = 0). The
+original's `joint_prediction`, `answerable_classifier` and `answerable_uses_start_logits` are
+`squad.*` fields, True as there (the answerable head and loss then apply to SQuAD 1.1 too).
+SQuAD data folders: ours (`squad20`, `squad11`) or the original's (`squad`, `squadv1`); the task
+names `squad` and `squadv1` (and `sst`, `sts`) are accepted as the original's names.
 """
 
 from __future__ import annotations
@@ -46,7 +57,7 @@ from __future__ import annotations
 import ml_collections
 
 from configs.common import optimizer_config
-from electra_jax.finetune.tasks import TASKS
+from electra_jax.finetune.tasks import ORIGINAL_ONLY_TASKS, TASKS, task_name
 
 # Paper Table 7, per size; `tiny` is ours (CPU tests and the built-in tasks).
 SIZE_RECIPE = {
@@ -75,6 +86,10 @@ def parse_arg(arg: str) -> tuple[str, str, str]:
         values[key] = value
     if "task" not in values:
         raise ValueError("config argument needs task=<task> (for example task=rte,size=small)")
+    values["task"] = task_name(values["task"])  # the original's names (squad, squadv1) too
+    if values["task"] in ORIGINAL_ONLY_TASKS:
+        raise ValueError(f"task {values['task']!r} ({ORIGINAL_ONLY_TASKS[values['task']]}) is "
+                         f"not implemented yet; expected one of {sorted(TASKS)}")  # fmt: skip
     for key, known in (("task", TASKS), ("size", SIZE_RECIPE), ("sweep", SWEEPS)):
         if values[key] not in known:
             raise ValueError(f"unknown {key} {values[key]!r}; expected one of {sorted(known)}")
@@ -121,6 +136,11 @@ def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collecti
     c.skip_malformed = False  # True: skip and count malformed rows instead of stopping
     c.log_every = 50
     c.write_predictions = True  # submission files (GLUE leaderboard names / SQuAD JSON)
+    # XLA executables kept for restarts (electra_jax/train/compile_cache.py): "auto" =
+    # $JAX_COMPILATION_CACHE_DIR if set, else <workdir>/xla_cache; a path or gs:// URL; "" = off
+    c.compile_cache_dir = "auto"
+    c.loss_reduction = "sum"  # the original: sum of per-example losses; "mean": batch mean
+    c.head_init = "glorot_uniform"  # tf.layers.dense's default; "truncated_normal": stddev 0.02
 
     c.optimizer = optimizer_config()  # Adam, clipping, schedule: the original's defaults
     del c.optimizer.weight_decay  # the top-level weight_decay above (Table 7's 0, not 0.01)
@@ -132,6 +152,13 @@ def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collecti
     c.squad.max_answer_len = 30
     c.squad.answerable_weight = 0.5
     c.squad.na_threshold = -2.75  # the original's qa_na_threshold on the answerable logit
+    # The original's switches (configure_finetuning.py), at its defaults:
+    c.squad.joint_prediction = True  # end conditioned on the start; False: independent logits
+    c.squad.answerable_classifier = True  # answerability head + loss (SQuAD 1.1 too)
+    c.squad.answerable_uses_start_logits = True  # its input: [CLS] + start-weighted hidden
+    # This code's earlier choices, off by default:
+    c.squad.end_layer_norm = False  # True: a LayerNorm after the end head's GELU layer
+    c.squad.missed_answer_is_impossible = False  # True: windows missing the answer labelled 1
 
     c.builtin = ml_collections.ConfigDict()  # sizes of the generated built-in tasks
     c.builtin.train = 4000

@@ -38,7 +38,7 @@ def pretrain_tree(cfg: ModelConfig) -> dict:
 
 
 def finetune_tree(cfg: ModelConfig, kind: str = "classification", squad_v2: bool = False):
-    model = FinetuneModel(cfg, kind, num_labels=3, squad_v2=squad_v2, beam_size=4)
+    model = FinetuneModel(cfg, kind, num_labels=3, answerable_classifier=squad_v2, beam_size=4)
     ids = jnp.ones((2, 16), jnp.int32)
     batch = {"input_ids": ids, "segment_ids": ids, "input_mask": ids, "answer_mask": ids}
     init = lambda r: nn.unbox(model.init({"params": r}, batch, deterministic=True)["params"])

@@ -110,10 +110,13 @@ def _context_tokens(example: SquadExample, tokenizer: Tokenizer, is_training: bo
 
 def featurize_squad(
     examples: list[SquadExample], tokenizer: Tokenizer, max_seq_len: int, doc_stride: int = 128,
-    max_query_len: int = 64, is_training: bool = False,
+    max_query_len: int = 64, is_training: bool = False, missed_answer_is_impossible: bool = False,
 ) -> tuple[dict[str, np.ndarray], list[WindowMeta]]:  # fmt: skip
-    """Examples -> window arrays (inputs, answer mask, targets) and per-window metadata."""
+    """Examples -> window arrays (inputs, answer mask, targets) and per-window metadata. A window
+    that misses the answer points at [CLS]; its `is_impossible` is the question's (the original:
+    0 for an answerable question), or 1 with `missed_answer_is_impossible`."""
     rows, targets, metas = [], [], []  # per window: (ids, segments), (start, end), WindowMeta
+    impossible = []  # per window: the answerability label
     questions = tokenizer.encode_batch([e.question for e in examples])
     for example_index, example in enumerate(examples):
         query = questions[example_index][:max_query_len]
@@ -133,10 +136,12 @@ def featurize_squad(
             metas.append(WindowMeta(example_index, token_to_word, is_max))
             inside = answer and span_start <= answer[0] and answer[1] < span_start + length
             targets.append((answer[0] + shift, answer[1] + shift) if inside else (0, 0))
+            missed = missed_answer_is_impossible and not inside
+            impossible.append(int(example.is_impossible or missed))
     arrays = pad_rows(rows, max_seq_len, tokenizer.pad_id)
     arrays["start_positions"] = np.array([s for s, _ in targets], np.int32)
     arrays["end_positions"] = np.array([e for _, e in targets], np.int32)
-    arrays["is_impossible"] = (arrays["start_positions"] == 0).astype(np.int32)
+    arrays["is_impossible"] = np.array(impossible, np.int32)
     arrays["answer_mask"] = arrays["input_mask"] * arrays["segment_ids"]
     arrays["answer_mask"][:, 0] = 1  # context tokens and [CLS] (no answer)
     return arrays, metas
@@ -169,37 +174,79 @@ def final_text(predicted: str, original: str) -> str:
     return original[index[at] : end]
 
 
+def _beams(outputs: dict[str, np.ndarray], n_best: int) -> tuple[np.ndarray, ...]:
+    """(start index [N, K], start score, end index [N, K, K], end score): the joint head's beam,
+    or (`joint_prediction=False`) the top n_best starts and ends by logit, each end with each
+    start, scored by the logits themselves (the original's `_get_best_indexes`)."""
+    if "start_top_index" in outputs:
+        keys = ("start_top_index", "start_top_log_probs", "end_top_index", "end_top_log_probs")
+        return tuple(np.asarray(outputs[k]) for k in keys)
+    top = lambda logits_NxL: np.argsort(-logits_NxL, axis=-1, kind="stable")[:, :n_best]
+    start_logits, end_logits = (np.asarray(outputs[k]) for k in ("start_logits", "end_logits"))
+    start_NxK, end_NxK = top(start_logits), top(end_logits)
+    K = start_NxK.shape[1]
+    tile = lambda x_NxK: np.broadcast_to(x_NxK[:, None], (len(x_NxK), K, x_NxK.shape[1]))
+    start_scores = np.take_along_axis(start_logits, start_NxK, -1)
+    end_scores = np.take_along_axis(end_logits, end_NxK, -1)
+    return start_NxK, start_scores, tile(end_NxK), tile(end_scores)
+
+
+def _window_null_scores(outputs: dict[str, np.ndarray], num_windows: int) -> np.ndarray | None:
+    """Each window's null score: the answerable logit (`answerable_classifier`), else the
+    original's start + end logit at [CLS] (the joint head's end logits are 0 there); None when
+    the outputs carry neither."""
+    if "answerable_logit" in outputs:
+        return np.asarray(outputs["answerable_logit"], np.float64)
+    if "start_logits" not in outputs:
+        return None
+    null_N = np.asarray(outputs["start_logits"], np.float64)[:num_windows, 0]
+    if "end_logits" in outputs:
+        null_N = null_N + np.asarray(outputs["end_logits"], np.float64)[:num_windows, 0]
+    return null_N
+
+
 def decode_answers(
     examples: list[SquadExample], metas: list[WindowMeta], outputs: dict[str, np.ndarray],
     tokenizer: Tokenizer, input_ids: np.ndarray, max_answer_len: int = 30, n_best: int = 20,
 ) -> tuple[dict[str, str], dict[str, float], dict[str, list[dict]]]:  # fmt: skip
-    """Best answer text per question, its no-answer score (the lowest answerable logit over
-    windows, or -inf without a classifier), and the n-best lists."""
+    """As the original's `write_predictions`: the best non-empty answer text per question, its
+    null odds (the lowest answerable logit over its windows; without a classifier, the lowest
+    [CLS] score minus the best answer's score; -inf without either output), and the n-best
+    lists (distinct texts, best first; the original's "empty" entry when no span is valid)."""
     candidates: list[list[tuple[float, int, int, int]]] = [[] for _ in examples]
-    null_scores: list[list[float]] = [[] for _ in examples]
-    K = outputs["start_top_index"].shape[-1]
+    start_index, start_score, end_index, end_score = _beams(outputs, n_best)
+    window_null = _window_null_scores(outputs, len(metas))
+    K, K_end = start_index.shape[-1], end_index.shape[-1]
     for w, meta in enumerate(metas):
-        if "answerable_logit" in outputs:
-            null_scores[meta.example_index].append(float(outputs["answerable_logit"][w]))
-        for i, j in itertools.product(range(K), range(K)):
-            start = int(outputs["start_top_index"][w, i])
-            end = int(outputs["end_top_index"][w, i, j])
+        for i, j in itertools.product(range(K), range(K_end)):
+            start, end = int(start_index[w, i]), int(end_index[w, i, j])
             if not meta.token_is_max_context.get(start) or end not in meta.token_to_word:
                 continue
             if start <= end < start + max_answer_len:
-                score = float(outputs["start_top_log_probs"][w, i])
-                score += float(outputs["end_top_log_probs"][w, i, j])
+                score = float(start_score[w, i]) + float(end_score[w, i, j])
                 candidates[meta.example_index].append((score, w, start, end))
+    windows_of: list[list[int]] = [[] for _ in examples]
+    for w, meta in enumerate(metas):
+        windows_of[meta.example_index].append(w)
     predictions, nulls, nbest = {}, {}, {}
     for e, example in enumerate(examples):
         words, entries = split_words(example.context)[0], []
-        for score, w, start, end in sorted(set(candidates[e]), reverse=True)[:n_best]:
+        for score, w, start, end in sorted(candidates[e], key=lambda c: c[0], reverse=True):
+            if len(entries) >= n_best:
+                break
             first, last = metas[w].token_to_word[start], metas[w].token_to_word[end]
             predicted = tokenizer.decode([int(t) for t in input_ids[w, start : end + 1]])
             predicted = predicted.replace(" ##", "").replace("##", "")
             text = final_text(predicted, " ".join(words[first : last + 1]))
-            entries.append({"text": text, "score": score})
-        predictions[example.qid] = entries[0]["text"] if entries else ""
-        nulls[example.qid] = min(null_scores[e], default=float("-inf"))
+            if all(text != entry["text"] for entry in entries):
+                entries.append({"text": text, "score": score})
+        entries = entries or [{"text": "empty", "score": 0.0}]
+        best = next((entry for entry in entries if entry["text"]), {"text": "", "score": 0.0})
+        predictions[example.qid] = best["text"]
+        if window_null is None:
+            nulls[example.qid] = float("-inf")
+        else:
+            null = min(float(window_null[w]) for w in windows_of[e])
+            nulls[example.qid] = null if "answerable_logit" in outputs else null - best["score"]
         nbest[example.qid] = entries
     return predictions, nulls, nbest

@@ -89,52 +89,95 @@ def exact_match(prediction: str, gold: str) -> float:
 
 
 def token_f1(prediction: str, gold: str) -> float:
-    """Token-overlap F1 = 2 x overlap / (|pred| + |gold|); both empty (no answer) 1, one empty 0."""
+    """The v2.0 script's `compute_f1`: token-overlap F1 (2PR / (P + R), computed as the script
+    does, so the floats agree bit for bit); both empty (no answer) 1, one empty 0."""
     pred_tokens, gold_tokens = normalize_answer(prediction).split(), normalize_answer(gold).split()
     if not pred_tokens or not gold_tokens:
         return float(pred_tokens == gold_tokens)
-    overlap = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
-    return 2.0 * sum(overlap.values()) / (len(pred_tokens) + len(gold_tokens))
+    overlap = sum((collections.Counter(pred_tokens) & collections.Counter(gold_tokens)).values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = 1.0 * overlap / len(pred_tokens), 1.0 * overlap / len(gold_tokens)
+    return (2 * precision * recall) / (precision + recall)
 
 
-def squad_scores(
+def token_f1_v1(prediction: str, gold: str) -> float:
+    """The v1.1 script's `f1_score`: as `token_f1`, but 0 whenever nothing overlaps (both empty
+    included)."""
+    both = normalize_answer(prediction).split() and normalize_answer(gold).split()
+    return token_f1(prediction, gold) if both else 0.0
+
+
+def squad_v1_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
+    """The official v1.1 script (`squad_official_eval_v1.evaluate`): EM / F1 x100, each question
+    against its best gold; a question without a prediction scores 0."""
+    best = lambda fn, i: max((fn(predictions[i], g) for g in golds[i]), default=0.0)
+    answered = [i for i in golds if i in predictions]
+    exact = sum(best(exact_match, i) for i in answered)
+    f1 = sum(best(token_f1_v1, i) for i in answered)
+    return {"exact_match": 100.0 * exact / len(golds), "f1": 100.0 * f1 / len(golds)}
+
+
+def squad_v2_scores(
     predictions: dict[str, str], golds: dict[str, list[str]],
     na_probs: dict[str, float] | None = None, na_threshold: float = 1.0,
 ) -> dict[str, float]:  # fmt: skip
-    """EM / F1 x100 as the official v1.1 / v2.0 scripts: with `na_probs`, "" where the no-answer
-    probability exceeds `na_threshold`, and `best_exact` / `best_f1` at the best threshold."""
+    """The official v2.0 script's output dict: EM / F1 x100 where a question whose no-answer
+    probability exceeds `na_threshold` counts as answered "no answer", HasAns_ / NoAns_ splits
+    with their totals and, with `na_probs`, `best_exact` / `best_f1` and their thresholds."""
     ids = list(golds)
     if missing := [i for i in ids if i not in predictions]:
         raise ValueError(f"no prediction for {len(missing)} question(s), e.g. {missing[0]!r}")
-    # Each against its best gold; golds normalizing to "" are dropped, none left = no answer.
+    has_answer = {i: bool(golds[i]) for i in ids}
+    # Golds normalizing to "" are dropped; none left: the only right answer is "".
     kept = {i: [gold for gold in golds[i] if normalize_answer(gold)] or [""] for i in ids}
-    score = lambda fn, preds: {i: max(fn(preds[i], gold) for gold in kept[i]) for i in ids}
-    drop = lambda i: na_probs is not None and na_probs[i] > na_threshold
-    final = {i: "" if drop(i) else predictions[i] for i in ids}
-    per_question = {"exact": score(exact_match, final), "f1": score(token_f1, final)}
-    out = {k: 100.0 * np.mean(list(v.values())) for k, v in per_question.items()}
-    has_answer, no_answer = [i for i in ids if golds[i]], [i for i in ids if not golds[i]]
-    if no_answer:
-        for name, subset in (("HasAns", has_answer), ("NoAns", no_answer)):
-            for k, v in per_question.items():
-                out[f"{name}_{k}"] = 100.0 * np.mean([v[i] for i in subset]) if subset else 0.0
+    raw = {k: {i: max(fn(predictions[i], g) for g in kept[i]) for i in ids}
+           for k, fn in (("exact", exact_match), ("f1", token_f1))}  # fmt: skip
+    probs = na_probs if na_probs is not None else dict.fromkeys(ids, 0.0)
+    drop = lambda i: probs[i] > na_threshold  # predicted "no answer": right iff there is none
+    final = {k: {i: float(not has_answer[i]) if drop(i) else v[i] for i in ids}
+             for k, v in raw.items()}  # fmt: skip
+    out: dict[str, float] = {}
+    subsets = [("", ids), ("HasAns_", [i for i in ids if has_answer[i]]),
+               ("NoAns_", [i for i in ids if not has_answer[i]])]  # fmt: skip
+    for prefix, subset in (s for s in subsets if s[1]):
+        for k, v in final.items():
+            out[f"{prefix}{k}"] = 100.0 * sum(v[i] for i in subset) / len(subset)
+        out[f"{prefix}total"] = len(subset)
     if na_probs is not None:
-        for k, fn in (("exact", exact_match), ("f1", token_f1)):
-            best = best_threshold(predictions, score(fn, predictions), na_probs, golds)
-            out[f"best_{k}"], out[f"best_{k}_thresh"] = best
-    return {k: float(v) for k, v in out.items()}
+        for k, v in raw.items():
+            out[f"best_{k}"], out[f"best_{k}_thresh"] = best_threshold(
+                predictions, v, na_probs, has_answer
+            )
+    return out
 
 
 def best_threshold(
     predictions: dict[str, str], raw_scores: dict[str, float], na_probs: dict[str, float],
-    golds: dict[str, list[str]],
+    has_answer: dict[str, bool],
 ) -> tuple[float, float]:  # fmt: skip
-    """The official `find_best_thresh`: sweep the no-answer threshold over the sorted probs."""
-    score = current = float(sum(1 for i in golds if not golds[i]))
+    """The official `find_best_thresh`: sweep the no-answer threshold over the probabilities in
+    ascending order (ties in `na_probs`' order); start from "no answer everywhere"."""
+    score = current = float(sum(1 for i in raw_scores if not has_answer[i]))
     best_thresh = 0.0
-    for i in sorted(golds, key=lambda k: na_probs[k]):
+    for i in sorted(na_probs, key=lambda k: na_probs[k]):
+        if i not in raw_scores:
+            continue
         # Answerable: its score; unanswerable: -1 if an answer was given, else 0.
-        current += raw_scores[i] if golds[i] else (-1.0 if predictions[i] else 0.0)
+        current += raw_scores[i] if has_answer[i] else (-1.0 if predictions[i] else 0.0)
         if current > score:
             score, best_thresh = current, na_probs[i]
-    return 100.0 * score / len(golds), float(best_thresh)
+    return 100.0 * score / len(raw_scores), float(best_thresh)
+
+
+def squad_scores(
+    predictions: dict[str, str], golds: dict[str, list[str]],
+    na_probs: dict[str, float] | None = None, na_threshold: float = 1.0, v2: bool = True,
+) -> dict[str, float]:  # fmt: skip
+    """What the fine-tuning trainer reports for a SQuAD dev set: the v2.0 script's dict (SQuAD
+    2.0: `na_probs` are the null odds, `na_threshold` the original's qa_na_threshold), or the
+    v1.1 script's EM / F1 with `exact` = `exact_match` beside it (one key for both versions)."""
+    if v2:
+        return squad_v2_scores(predictions, golds, na_probs, na_threshold)
+    scores = squad_v1_scores(predictions, golds)
+    return {**scores, "exact": scores["exact_match"]}

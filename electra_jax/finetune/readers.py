@@ -129,10 +129,13 @@ def _parse_squad_qa(qa: Any, context: Any, is_test: bool) -> SquadExample:
     return SquadExample(str(qa["id"]), qa["question"], context, tuple(answers), impossible)
 
 
-def read_squad_json(path: str, is_test: bool = False, skip_malformed: bool = False) -> ReadResult:
+def read_squad_json(
+    path: str, is_test: bool = False, skip_malformed: bool = False,
+    missing_hint: str = "put SQuAD JSON files under --config.data_dir",
+) -> ReadResult:  # fmt: skip
     """SQuAD v1.1 / v2.0 JSON -> SquadExamples; a problem names its JSON path."""
     try:
-        data = json.loads(_read_text(path, "put SQuAD JSON files under --config.data_dir"))
+        data = json.loads(_read_text(path, missing_hint))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}: not valid JSON ({e}); expected SQuAD v1.1 / v2.0 JSON") from e
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
@@ -149,11 +152,14 @@ def read_squad_json(path: str, is_test: bool = False, skip_malformed: bool = Fal
 
 
 def split_path(data_dir: str, spec: TaskSpec, stem: str) -> str:
-    """`data_dir/<task folder>/<stem>.<ext>`; `data_dir` may also be the task folder itself."""
+    """`data_dir/<task folder>/<stem>.<ext>`, the folder ours or the original's (`squad20/` or
+    `squad/`: the first that has the file); `data_dir` may also be the task folder itself."""
     name = f"{stem}.{'json' if spec.kind == 'span' else 'tsv'}"
-    nested, inside = os.path.join(data_dir, spec.dir_name, name), os.path.join(data_dir, name)
-    is_task_folder = os.path.basename(os.path.normpath(data_dir)) == spec.dir_name
-    return inside if is_task_folder and not os.path.exists(nested) else nested
+    nested = [os.path.join(data_dir, folder, name) for folder in spec.dir_names]
+    if found := next((path for path in nested if os.path.exists(path)), None):
+        return found
+    is_task_folder = os.path.basename(os.path.normpath(data_dir)) in spec.dir_names
+    return os.path.join(data_dir, name) if is_task_folder else nested[0]
 
 
 def read_split(
@@ -164,7 +170,9 @@ def read_split(
         return read_tfds(spec, stem)
     path = split_path(data_dir, spec, stem)
     if spec.kind == "span":
-        return read_squad_json(path, is_test, skip_malformed)
+        folders = " or ".join(f"{folder}/" for folder in spec.dir_names)
+        hint = f"put SQuAD JSON files under --config.data_dir as {folders}{{train,dev}}.json"
+        return read_squad_json(path, is_test, skip_malformed, hint)
     return read_glue_tsv(path, spec, is_test, skip_malformed)
 
 

@@ -25,6 +25,11 @@ class TaskSpec:
     tfds_name: str = ""
     tfds_text: tuple[str, ...] = ()  # TFDS feature names of the text fields (GLUE)
     squad_v2: bool = False
+    other_dir_names: tuple[str, ...] = ()  # also accepted: the original's folder (squad, squadv1)
+
+    @property
+    def dir_names(self) -> tuple[str, ...]:
+        return (self.dir_name, *self.other_dir_names)
 
 
 def _task(name: str, leaderboard: str, kind: str = "classification", **kw) -> TaskSpec:
@@ -65,9 +70,9 @@ TASKS: dict[str, TaskSpec] = {
         _glue("rte", "RTE.tsv", PAIR, **RTE_LAYOUT, labels=ENTAILMENT, epochs=10),
         _glue("wnli", "WNLI.tsv", PAIR, **RTE_LAYOUT, labels=BINARY),
         _task("squad11", "squad11_predictions.json", "span", metric="squad", epochs=2,
-              tfds_name="squad/v1.1"),
+              tfds_name="squad/v1.1", other_dir_names=("squadv1",)),
         _task("squad20", "squad20_predictions.json", "span", metric="squad", epochs=2,
-              tfds_name="squad/v2.0", squad_v2=True),
+              tfds_name="squad/v2.0", squad_v2=True, other_dir_names=("squad",)),
         # Built-in offline tasks (builtin_tasks.py): SST layout (sentence, label) and RTE layout.
         _task("builtin_acceptability", "builtin_acceptability.tsv", **SST_LAYOUT),
         _task("builtin_replaced", "builtin_replaced.tsv", **SST_LAYOUT),
@@ -77,8 +82,25 @@ TASKS: dict[str, TaskSpec] = {
 
 BUILTIN_TASKS = ("builtin_acceptability", "builtin_replaced", "builtin_continuity")
 
+# The original's task names (`task_names`, also its finetuning_data/ folders) -> ours.
+ORIGINAL_TASK_NAMES = {"squad": "squad20", "squadv1": "squad11", "sst": "sst2", "sts": "stsb"}
+# The original's other tasks: their names are reserved for them (not implemented here yet).
+ORIGINAL_ONLY_TASKS = {
+    "chunk": "CoNLL-2000 chunking", "newsqa": "MRQA NewsQA", "naturalqs": "MRQA NaturalQuestions",
+    "triviaqa": "MRQA TriviaQA", "searchqa": "MRQA SearchQA",
+}  # fmt: skip
+
+
+def task_name(name: str) -> str:
+    """Our name for a task given by ours or by the original's name."""
+    return ORIGINAL_TASK_NAMES.get(name, name) if name not in TASKS else name
+
 
 def get_task(name: str) -> TaskSpec:
-    if name not in TASKS:
-        raise UserError(f"unknown task {name!r}; expected one of {', '.join(sorted(TASKS))}")
-    return TASKS[name]
+    if task_name(name) in TASKS:
+        return TASKS[task_name(name)]
+    if name in ORIGINAL_ONLY_TASKS:
+        raise UserError(f"task {name!r} ({ORIGINAL_ONLY_TASKS[name]}) is one of the original's "
+                        "that electra_jax does not implement yet; expected one of "
+                        f"{', '.join(sorted(TASKS))}")  # fmt: skip
+    raise UserError(f"unknown task {name!r}; expected one of {', '.join(sorted(TASKS))}")

@@ -25,12 +25,20 @@ from electra_jax.files.model_io import export_dir, load_model
 from electra_jax.files.run_files import CONFIG_FILE, RESULTS_FILE, MetricsLogger, write_results
 from electra_jax.finetune import features, metrics
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
-from electra_jax.finetune.heads import FinetuneModel, layerwise_multipliers, task_loss
+from electra_jax.finetune.heads import (
+    HEAD_INITS,
+    LOSS_REDUCTIONS,
+    FinetuneModel,
+    finetune_model,
+    layerwise_multipliers,
+    task_loss,
+)
 from electra_jax.finetune.readers import read_split, split_path
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
 from electra_jax.storage import make_workdir, write_atomic, write_json
+from electra_jax.train.compile_cache import CompileWatch, enable_compile_cache
 from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 
 Config = ml_collections.ConfigDict
@@ -59,6 +67,9 @@ def validate_config(config: Config) -> None:
         raise UserError(f"config.layerwise_lr_decay={config.layerwise_lr_decay} must be in (0, 1]")
     if config.dtype not in ("float32", "bfloat16", "float16"):
         raise UserError(f"config.dtype={config.dtype!r}; expected float32, bfloat16 or float16")
+    for field, choices in (("loss_reduction", LOSS_REDUCTIONS), ("head_init", HEAD_INITS)):
+        if config[field] not in choices:
+            raise UserError(f"config.{field}={config[field]!r}; expected one of {choices}")
 
 
 def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
@@ -104,7 +115,8 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
             examples = examples[: config.max_train_examples]
         if spec.kind == "span":
             s = config.squad
-            args = (config.max_seq_len, s.doc_stride, s.max_query_len, is_training)
+            args = (config.max_seq_len, s.doc_stride, s.max_query_len, is_training,
+                    s.missed_answer_is_impossible)  # fmt: skip
             return (*features.featurize_squad(examples, tokenizer, *args), examples)
         if is_training and spec.double_unordered:
             examples = features.double_unordered(examples)
@@ -155,7 +167,9 @@ def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: Config) ->
 
         def loss_fn(p: Any) -> jax.Array:
             out = model.apply({"params": p}, batch, deterministic=False, rngs={"dropout": rng})
-            return task_loss(out, batch, spec.kind, spec.squad_v2, config.squad.answerable_weight)
+            s = config.squad
+            return task_loss(out, batch, spec.kind, s.answerable_classifier, s.answerable_weight,
+                             config.loss_reduction)  # fmt: skip
 
         loss, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
@@ -218,13 +232,16 @@ def score_seed(
         eval_set.examples, eval_set.windows, out, tokenizer, eval_set.arrays["input_ids"],
         s.max_answer_len, s.n_best,
     )  # fmt: skip
+    submitted = answers  # SQuAD 2.0: "" where the null odds exceed the threshold
     if spec.squad_v2:
-        answers = {q: ("" if nulls[q] > s.na_threshold else a) for q, a in answers.items()}
+        submitted = {q: ("" if nulls[q] > s.na_threshold else a) for q, a in answers.items()}
     if not eval_set.has_labels:
-        return None, (answers, nulls)
+        return None, (submitted, nulls)
+    # The official scripts' inputs, as the original passes them: the best non-null answers, the
+    # null odds and qa_na_threshold (SQuAD 2.0).
     golds = {e.qid: [text for text, _ in e.answers] for e in eval_set.examples}
-    scores = metrics.squad_scores(answers, golds, nulls if spec.squad_v2 else None, float("inf"))
-    return {**scores, "score": scores["f1"]}, (answers, nulls)
+    scores = metrics.squad_scores(answers, golds, nulls, s.na_threshold, spec.squad_v2)
+    return {**scores, "score": scores["f1"]}, (submitted, nulls)
 
 
 def write_glue_submission(
@@ -274,6 +291,7 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
     validate_config(config)
     spec = get_task(config.task)
     make_workdir(workdir)  # config.json is written once the inputs are checked
+    cache_dir, compiles = enable_compile_cache(config.compile_cache_dir, workdir), CompileWatch()
     run_start = time.perf_counter()
     model_cfg, pretrained, tokenizer = load_encoder(config)
     if config.max_seq_len > model_cfg.max_position_embeddings:
@@ -291,9 +309,7 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
     print(f"data: {spec.name}: {num_train} training rows, {num_steps} steps of "
           f"{config.batch_size}; eval sets {dev_names}, "
           f"test sets {[e.name for e in eval_sets if not e.has_labels]}")  # fmt: skip
-    model = FinetuneModel(model_cfg, spec.kind, num_labels=len(spec.labels),
-                          squad_v2=spec.squad_v2, beam_size=config.squad.n_best,
-                          dtype=jnp.dtype(config.dtype))  # fmt: skip
+    model = finetune_model(model_cfg, spec.kind, len(spec.labels), config, jnp.dtype(config.dtype))
     tx, schedule = make_tx(config, num_steps, model_cfg.num_layers)
     train_step, predict = make_steps(model, spec, tx, config)
     seeds = [config.seed + i for i in range(config.seeds)]
@@ -324,6 +340,7 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
                         dev_scores[eval_set.name].append(row)
                         shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
                         print(f"eval: seed {seed} {eval_set.name}: {shown}")
+    print(f"compile: {compiles.counts()} (cache {cache_dir})")
     headline = [m["score"] for m in dev_scores[dev_names[0]]]
     chosen = median_seed_index(headline)
     results: dict[str, Any] = {
