@@ -12,6 +12,15 @@ line) and otherwise runs them, stopping with one line at the first failure.
   python launch/tpu_vm.py stop   my-tpu --zone=us-central2-b --session=pretrain
   python launch/tpu_vm.py delete my-tpu --zone=us-central2-b
 
+`create` (given the config the slice is for) and `run` (a pretrain job) first compile the job's
+train step for the slice on this machine (`python -m electra_jax.compile_check`) and stop when
+it does not fit in HBM; `--skip-compile-check` skips that, `--dry-run` prints it too:
+
+  python launch/tpu_vm.py create my-tpu --zone=us-central2-b --accelerator-type=v4-8 \
+      --config=configs/pretrain.py:base
+  python launch/tpu_vm.py run my-tpu --zone=us-central2-b --accelerator-type=v4-8 pretrain \
+      --config=configs/pretrain.py:base --workdir=runs/base --config.data.dir=gs://B/owt-512
+
 Launcher flags go before the job name; everything after it is the job's own flags. Remote
 commands address all workers (`--worker=all`): a pod slice runs one process per host, and each
 host writes its own log, ~/electra_jax/logs/<session>-<hostname>.log.
@@ -23,9 +32,11 @@ import argparse
 import dataclasses
 import os
 import shlex
+import subprocess
+import sys
 import tempfile
 
-from electra_jax.cli import ArgumentParser
+from electra_jax.cli import CONFIG_PREFIX, ArgumentParser, note, split_overrides
 from electra_jax.errors import UserError, exit_on_user_error
 from launch import common
 from launch.common import Command
@@ -149,6 +160,48 @@ def run_commands(
     return [ssh_all(target, common.start_detached(session, jobs, worker_log(session), env))]
 
 
+# ----------------------------------------------------------------------------- compile check
+
+
+def compile_check_command(accelerator_type: str, config_args: list[str]) -> Command:
+    """This machine's `python -m electra_jax.compile_check` for the slice: the job's --config
+    and --config.FIELD=VALUE flags, nothing else (no data, no workdir)."""
+    overrides, rest = split_overrides(config_args)
+    config = [a for a in rest if a.startswith("--config=")]
+    return [sys.executable, "-m", "electra_jax.compile_check", *config,
+            *(CONFIG_PREFIX + o for o in overrides), f"--topology={accelerator_type}"]  # fmt: skip
+
+
+def describe_accelerator_type(target: Target) -> str:
+    """The accelerator type of an existing TPU VM (one gcloud call), for `run`'s check."""
+    command = gcloud("describe", target, "--format=value(acceleratorType)")
+    print(f"+ {common.format_command(command)}", flush=True)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True)
+    except FileNotFoundError:
+        result = None
+    kind = result.stdout.strip().rsplit("/", 1)[-1] if result and result.returncode == 0 else ""
+    if not kind:
+        raise UserError(
+            f"cannot read the accelerator type of TPU VM {target.name} for the compile check; "
+            "pass --accelerator-type=TYPE (e.g. v4-8) or --skip-compile-check"
+        )
+    return kind
+
+
+def check_first(args, config_args: list[str], what: str) -> list[Command]:
+    """[the compile check] when there is a config to check and it is not skipped."""
+    if args.skip_compile_check:
+        return []
+    if not any(a.startswith("--config=") for a in config_args):
+        note(f"no --config given: nothing to compile-check before {what}")
+        return []
+    if not args.accelerator_type:
+        note("the compile check needs --accelerator-type (a real run asks gcloud for it)")
+        return []
+    return [compile_check_command(args.accelerator_type, config_args)]
+
+
 # ----------------------------------------------------------------------------- entry point
 
 
@@ -179,8 +232,16 @@ def build_parser() -> ArgumentParser:
             p.add_argument("--session", required=True, help="tmux session (`run`'s job name)")
         elif name in ("status", "logs"):
             p.add_argument("--session", default="", help="tmux session (default: all / newest)")
+        if name in ("create", "run"):
+            p.add_argument(
+                "--skip-compile-check", action="store_true",
+                help="do not compile the job's step for the slice here first",
+            )  # fmt: skip
+        if name == "run":
+            p.add_argument("--accelerator-type", default="", help="for the check (default: ask)")
         if name == "create":
             p.add_argument("--accelerator-type", required=True, help="e.g. v4-8, v5litepod-16")
+            p.add_argument("--config", default="", help="check this config fits (FILE:ARG)")
             p.add_argument("--version", default="", help="runtime image (default: per type)")
             p.add_argument("--spot", action="store_true", help="spot (preemptible) capacity")
         elif name == "setup":
@@ -197,20 +258,24 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def commands_for(args) -> list[Command]:
-    """The gcloud commands of the parsed subcommand."""
+def commands_for(args, config_overrides: list[str] | None = None) -> list[Command]:
+    """The commands of the parsed subcommand: gcloud's, after the local compile check for
+    `create` (with --config and `config_overrides`) and `run` (a pretrain job)."""
     target = Target(args.name, args.zone, args.project, args.code_dir)
     session = getattr(args, "session", "") or getattr(args, "job", "")
     session = common.safe_name(session) if session else ""
     if args.command == "create":
         version = args.version or runtime_version(args.accelerator_type)
-        return create_commands(target, args.accelerator_type, version, args.spot)
+        config_args = [f"--config={args.config}"] if args.config else []
+        check = check_first(args, config_args + list(config_overrides or []), "creating it")
+        return check + create_commands(target, args.accelerator_type, version, args.spot)
     if args.command == "setup":
         return setup_commands(target, args.python, args.git, args.ref)
     if args.command == "run":
         common.check_job_args(args.job, args.job_args)
         job = common.job_argv(VENV_PYTHON, args.job, args.job_args)
-        return run_commands(target, session, [job], common.parse_env(args.env))
+        check = check_first(args, args.job_args, "running it") if args.job == "pretrain" else []
+        return check + run_commands(target, session, [job], common.parse_env(args.env))
     if args.command == "status":
         return [ssh_all(target, common.status_script(session, worker_log(session)))]
     if args.command == "logs":
@@ -224,8 +289,22 @@ def commands_for(args) -> list[Command]:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     """Parses the command line and prints (--dry-run) or runs the subcommand's commands."""
-    args = build_parser().parse_args(argv)
-    common.execute(commands_for(args), common.is_dry_run(args))
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    # `create --config=FILE:ARG` takes the config's --config.FIELD=VALUE overrides too.
+    overrides = [a for a in unknown if args.command == "create" and a.startswith(CONFIG_PREFIX)]
+    if len(overrides) != len(unknown):
+        parser.error(
+            f"unrecognized arguments: {' '.join(a for a in unknown if a not in overrides)}"
+        )
+    dry_run = common.is_dry_run(args)
+    checked_run = args.command == "run" and args.job == "pretrain" and not args.skip_compile_check
+    if checked_run and not args.accelerator_type and not dry_run:
+        common.check_job_args(args.job, args.job_args)  # its one-line errors come first
+        args.accelerator_type = describe_accelerator_type(
+            Target(args.name, args.zone, args.project)
+        )
+    common.execute(commands_for(args, overrides), dry_run)
 
 
 if __name__ == "__main__":

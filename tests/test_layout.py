@@ -19,7 +19,7 @@ LAYERS = {
     "model": ("base",),
     "base": (),
 }  # fmt: skip
-ENTRY_MODULES = ("pretrain", "prepare", "detect")
+ENTRY_MODULES = ("pretrain", "prepare", "detect", "compile_check")
 BASE_MODULES = ("cli", "errors", "config_fields", "storage")
 
 
