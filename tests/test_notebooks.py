@@ -1,17 +1,22 @@
-"""The notebooks run headless: quickstart (pre-train, curves, detect), then inspect_checkpoint."""
+"""The notebooks run headless: quickstart (pre-train, curves, detect), then inspect_checkpoint,
+through launch/run_notebook.py, which streams each cell's output to the console as it comes."""
 
 from __future__ import annotations
 
+import datetime
+import io
 import json
 import os
+import subprocess
 import sys
+import time
 
-import nbclient
 import nbformat
 import pytest
 
 from electra_jax.files.model_io import load_model
 from electra_jax.model.electra import count_params, discriminator_param_count
+from launch.run_notebook import StreamingClient
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = os.path.join(REPO, "notebooks")
@@ -34,14 +39,27 @@ def jupyter_env(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
 
 
-def execute(name: str) -> nbformat.NotebookNode:
+class TimedConsole(io.StringIO):
+    """A console that remembers when (UTC) each piece of text was written to it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pieces: list[tuple[datetime.datetime, str]] = []
+
+    def write(self, text: str) -> int:
+        self.pieces.append((datetime.datetime.now(datetime.UTC), text))
+        return super().write(text)
+
+
+def execute(name: str, console: io.StringIO | None = None) -> nbformat.NotebookNode:
     """Runs notebooks/NAME as Jupyter would (kernel started in notebooks/, the environment of
-    this process: XLA_FLAGS, JAX_PLATFORMS, the compile cache and the ELECTRA_JAX_* settings);
-    any cell error fails the test with the cell and its traceback."""
+    this process: XLA_FLAGS, JAX_PLATFORMS, the compile cache and the ELECTRA_JAX_* settings),
+    echoing outputs to `console` as launch/run_notebook.py does; a cell error fails the test
+    with the cell and its traceback."""
     nb = nbformat.read(os.path.join(NOTEBOOKS, name), as_version=4)
-    client = nbclient.NotebookClient(
-        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": NOTEBOOKS}}
-    )
+    console = console if console is not None else io.StringIO()
+    client = StreamingClient(nb, console, console, kernel_name="python3", timeout=300,
+                             resources={"metadata": {"path": NOTEBOOKS}})  # fmt: skip
     client.execute()
     return nb
 
@@ -75,13 +93,22 @@ def test_quickstart_then_inspect_checkpoint(builtin_data_dir, tmp_path, monkeypa
     # One of the 8 fake devices: the tiny step runs ~2x faster unsharded on 2 cores.
     monkeypatch.setenv("ELECTRA_JAX_NOTEBOOK_OVERRIDES", "mesh.num_devices=1")
 
-    quickstart = execute("quickstart.ipynb")
+    console = TimedConsole()
+    quickstart = execute("quickstart.ipynb", console)
     with open(workdir / "metrics.jsonl") as f:
         records = [json.loads(line) for line in f]
     assert records[-1]["step"] == 20
     assert any("eval/disc_auc" in r for r in records)
     plots = [o for o in tagged(quickstart, "plot").outputs if "image/png" in o.get("data", {})]
     assert len(plots) == 1
+    # Progress reached the console while the training cell ran, not when the notebook ended.
+    (train_cell,) = [c for c in quickstart.cells if "train(config, WORKDIR)" in c.source]
+    finished = datetime.datetime.fromisoformat(train_cell.metadata.execution["shell.execute_reply"])
+    progress = [
+        when for when, text in console.pieces if " step 1/20 " in text or "step 2/20" in text
+    ]
+    assert progress and progress[0] < finished, console.getvalue()[:2000]
+    assert "--- cell " in console.getvalue() and "[figure: image/png]" in console.getvalue()
     for tag in ("detect", "detect-replaced"):  # tokens coloured by p(replaced), as HTML
         shown = html_of(tagged(quickstart, tag))
         assert shown and all('class="electra-detect"' in h for h in shown), tag
@@ -103,3 +130,39 @@ def test_quickstart_then_inspect_checkpoint(builtin_data_dir, tmp_path, monkeypa
     assert "latest checkpoint step: 20" in checkpoint
     assert "metrics logged at step 20:" in checkpoint and "eval/disc_auc" in checkpoint
     assert "p(replaced)" in text_of(tagged(inspect, "detect"))
+
+
+def test_run_notebook_streams_output_while_a_cell_runs(tmp_path, jupyter_env):
+    """launch/run_notebook.py prints a cell's first line before the cell ends (`jupyter execute`
+    prints nothing until the notebook ends); a failing cell: its traceback, one error line,
+    exit 1, and --output still written."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            'import time\nprint("first", flush=True)\ntime.sleep(3)\nprint("second")'
+        ),
+        nbformat.v4.new_code_cell('raise ValueError("boom")'),
+    ]  # fmt: skip
+    path = tmp_path / "streams.ipynb"
+    nbformat.write(nb, str(path))
+    command = [sys.executable, os.path.join(REPO, "launch", "run_notebook.py"), str(path),
+               f"--output={tmp_path / 'ran.ipynb'}"]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO)  # fmt: skip
+    arrived = {}
+    for line in proc.stdout:
+        arrived.setdefault(line.strip(), time.monotonic())
+    err = proc.stderr.read()
+    assert proc.wait(timeout=60) == 1, err
+    assert arrived["second"] - arrived["first"] > 2.0, arrived  # streamed, not at the end
+    assert "--- cell 0: import time" in arrived
+    assert "ValueError" in err and err.strip().splitlines()[-1] == (
+        f"error: {path}: a cell failed (ValueError: boom); its traceback is above"
+    )
+    ran = nbformat.read(str(tmp_path / "ran.ipynb"), as_version=4)
+    assert ran.cells[0].outputs[0].text == "first\n"
