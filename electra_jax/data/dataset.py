@@ -1,9 +1,11 @@
 """Corpus -> (vocabulary) -> a prepared dataset: ArrayRecord shards + meta.json, resumable.
 Work happens in `OUTPUT.partial/` (the arguments' manifest, the vocabulary, the chunk shards; a
-restart with the same arguments keeps finished chunks), renamed to OUTPUT on success. The eval
-split is the corpus tail."""
+restart with the same arguments keeps finished chunks), renamed to OUTPUT on success. A remote
+OUTPUT (gs://) is built in a local staging folder of the cache, then uploaded with meta.json last
+(readers take a folder without it for no dataset). The eval split is the corpus tail."""
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -12,13 +14,22 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
+from etils import epath
+
 from electra_jax.data import dataset_format, sources
 from electra_jax.data.shard_workers import ChunkTask, run_chunks
 from electra_jax.data.sources import CorpusStats, parse_corpus
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, VOCAB_FILES, file_sha256
 from electra_jax.data.vocab_training import load_or_train_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.storage import write_atomic
+from electra_jax.storage import (
+    absolute,
+    check_location,
+    copy_tree,
+    is_remote,
+    local_cache_dir,
+    write_atomic,
+)  # fmt: skip
 
 MANIFEST_FILE = "manifest.json"
 DEFAULT_SHARD_MB = 16.0
@@ -26,13 +37,16 @@ DEFAULT_VOCAB_SAMPLE_MB = 100.0
 _CORPUS_COUNTS = ("source_tokens", "truncated_tokens", "two_segment_examples")
 
 
-def _check_existing_output(output: str, manifest: dict) -> dict | None:
-    """Returns the existing meta if `output` already holds this dataset; refuses any other."""
-    if not os.path.exists(output):
+def _check_existing_output(output: str, manifest: dict, staged: bool = False) -> dict | None:
+    """Returns the existing meta if `output` already holds this dataset; refuses any other.
+    `staged`: a whole copy waits in the local staging folder (an interrupted upload), so an
+    unfinished remote `output` is no obstacle."""
+    target = epath.Path(output)
+    if not target.exists():
         return None
-    if not os.path.isdir(output):
+    if not target.is_dir():
         raise UserError(f"--output={output} is a file; pass a directory path")
-    if os.path.isfile(os.path.join(output, dataset_format.META_FILE)):
+    if (target / dataset_format.META_FILE).is_file():
         meta = dataset_format.read_meta(output)
         old = meta.get("manifest", {})
         if old == manifest:
@@ -40,9 +54,24 @@ def _check_existing_output(output: str, manifest: dict) -> dict | None:
         key = next(k for k in sorted(set(old) | set(manifest)) if old.get(k) != manifest.get(k))
         raise UserError(f"{output} already holds a different dataset ({key} differs); pass "
                         f"another --output or delete {output}")  # fmt: skip
-    if os.listdir(output):
+    if any(target.iterdir()) and not staged:
         raise UserError(f"--output={output} exists and is not a prepared dataset; pass a new path")
     return None
+
+
+def staging_dir(output: str) -> str:
+    """The local folder in which a dataset for a remote `output` is built (one per URL)."""
+    key = hashlib.sha256(output.encode()).hexdigest()[:16]
+    return os.path.join(local_cache_dir(), "staging", key)
+
+
+def _staged_meta(local_output: str, manifest: dict) -> dict | None:
+    """The meta of a whole dataset with `manifest` waiting in `local_output`, else None."""
+    path = os.path.join(local_output, dataset_format.META_FILE)
+    if not os.path.isfile(path):
+        return None
+    meta = dataset_format.read_meta(local_output)
+    return meta if meta.get("manifest") == manifest else None
 
 
 def _open_work_dir(work_dir: str, manifest: dict, log) -> None:
@@ -124,7 +153,7 @@ def prepare_dataset(
          f"--train-vocab={train_vocab}: expected wordpiece or sentencepiece"),
         (train_vocab is not None and not vocab_size,
          "--train-vocab needs --vocab-size=N (e.g. 30522 for BERT-sized)"),
-        (vocab is not None and not os.path.isfile(vocab),
+        (vocab is not None and not epath.Path(vocab).is_file(),
          f"--vocab={vocab} does not exist; pass a BERT vocab.txt or a .model file"),
         (max_seq_len < 8, f"--max-seq-len={max_seq_len} is too short; use at least 8 (e.g. 128)"),
         (num_processes < 1, f"--num-processes={num_processes}: expected at least 1"),
@@ -137,12 +166,13 @@ def prepare_dataset(
     if failed := [message for bad, message in checks if bad]:
         raise UserError(failed[0])
     log = (lambda message: print(message, file=sys.stderr)) if progress else (lambda _: None)
-    output = os.path.abspath(output)
+    output = absolute(output)
+    check_location(output, "--output")
     corpus_sources = parse_corpus(corpus, one_doc_per_file=one_doc_per_file, cache_dir=cache_dir)
     chunk_bytes = max(1, int(shard_mb * 1e6))
     vocab_key = (
         {"train": train_vocab, "vocab_size": vocab_size} if train_vocab
-        else {"file": os.path.abspath(vocab), "sha256": file_sha256(vocab)}  # type: ignore[arg-type]
+        else {"file": absolute(vocab), "sha256": file_sha256(vocab)}  # type: ignore[arg-type]
     )  # fmt: skip
     manifest = {  # the arguments that determine the dataset (not the process count)
         "format_version": dataset_format.FORMAT_VERSION,
@@ -154,10 +184,14 @@ def prepare_dataset(
         "max_line_chars": max_line_chars,
         **({"pack": True} if pack else {}),  # absent when off: earlier manifests stay valid
     }  # fmt: skip
-    if (existing := _check_existing_output(output, manifest)) is not None:
+    local_output = staging_dir(output) if is_remote(output) else output
+    staged = _staged_meta(local_output, manifest) if local_output != output else None
+    if (existing := _check_existing_output(output, manifest, staged is not None)) is not None:
         log(f"{output} already holds this dataset; nothing to do")
         return existing
-    work_dir = output + ".partial"
+    if staged is not None:  # built before, its upload interrupted
+        return _upload(local_output, output, staged, log)
+    work_dir = local_output + ".partial"
     _open_work_dir(work_dir, manifest, log)
     tokenizer = load_or_train_tokenizer(
         corpus_sources, work_dir, vocab=vocab, train_vocab=train_vocab, vocab_size=vocab_size,
@@ -206,10 +240,12 @@ def prepare_dataset(
         "manifest": manifest,
     }  # fmt: skip
     write_atomic(os.path.join(out_dir, dataset_format.META_FILE), json.dumps(meta, indent=1))
-    if os.path.isdir(output):
-        os.rmdir(output)  # empty (checked above)
-    os.replace(out_dir, output)
+    if os.path.isdir(local_output):  # empty (checked above), or a stale staging copy
+        (os.rmdir if local_output == output else shutil.rmtree)(local_output)
+    os.replace(out_dir, local_output)
     shutil.rmtree(work_dir)
+    if local_output != output:
+        _upload(local_output, output, meta, log)
     mb = stats.raw_bytes / 1e6
     unit = f"rows ({totals['builder_examples']:,} examples packed)" if pack else "examples"
     dropped = stats.dropped_blank_lines + stats.dropped_overlong_lines + stats.dropped_empty_lines
@@ -223,8 +259,16 @@ def prepare_dataset(
     return meta
 
 
+def _upload(local_output: str, output: str, meta: dict, log) -> dict:
+    """Copies a dataset built in its staging folder to the remote `output`, meta.json last."""
+    log(f"uploading the dataset to {output}")
+    copy_tree(local_output, output, last=dataset_format.META_FILE)
+    shutil.rmtree(local_output)
+    return meta
+
+
 def default_cache_dir() -> str:
-    return os.environ.get("ELECTRA_JAX_CACHE", os.path.expanduser("~/.cache/electra_jax"))
+    return local_cache_dir()
 
 
 def ensure_builtin_dataset(

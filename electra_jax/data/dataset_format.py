@@ -10,7 +10,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from etils import epath
 
+from electra_jax.data.shard_cache import local_shards
 from electra_jax.errors import UserError
+from electra_jax.storage import check_location, is_remote
 
 META_FILE = "meta.json"
 FORMAT = "electra_jax/pretraining-examples"
@@ -26,6 +28,7 @@ WRITER_OPTIONS = "group_size:1,uncompressed"
 
 def read_meta(data_dir: str) -> dict:
     """Reads `data_dir/meta.json` (local or gs://), or fails with one line saying how to fix it."""
+    check_location(data_dir, "data directory")
     path = epath.Path(data_dir) / META_FILE
     if not path.is_file():
         raise UserError(
@@ -80,12 +83,14 @@ def is_packed(meta: dict) -> bool:
 
 
 def split_paths(meta: dict, data_dir: str, split: str) -> list[str]:
+    """The local paths of a split's shards: in `data_dir`, or for a remote `data_dir` (which
+    ArrayRecord cannot read) in the local cache (shard_cache)."""
     shards = meta["splits"].get(split, {}).get("shards", [])
     paths = [str(epath.Path(data_dir) / shard) for shard in shards]
     if missing := [p for p in paths if not epath.Path(p).is_file()]:
         raise UserError(f"{epath.Path(data_dir) / META_FILE} lists shard {missing[0]} which is "
                         "missing; re-run electra_jax.prepare into a fresh --output")  # fmt: skip
-    return paths
+    return local_shards(data_dir, meta, paths, split) if is_remote(data_dir) else paths
 
 
 def id_dtype_name(vocab_size: int) -> str:

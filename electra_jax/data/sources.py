@@ -13,8 +13,11 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO, TypeVar
 
+from etils import epath
+
 from electra_jax.data import pydocs
 from electra_jax.errors import UserError
+from electra_jax.storage import is_remote, list_files
 
 T = TypeVar("T")
 BUILTIN_PYDOCS = "builtin:pydocs"
@@ -42,13 +45,13 @@ class Source:
 
     def total_bytes(self) -> int | None:
         if self.kind == "files":
-            return sum(os.path.getsize(p) for p in self.paths)
+            return sum(_size_and_mtime(p)[0] for p in self.paths)
         return len(_builtin_bytes(self.cache_dir)) if self.kind == "builtin" else None
 
     def fingerprint(self) -> dict:
         """Identifies the content in a run manifest (restart and overwrite checks)."""
         if self.kind == "files":
-            files = [[p, os.path.getsize(p), os.stat(p).st_mtime_ns] for p in self.paths]
+            files = [[p, *_size_and_mtime(p)] for p in self.paths]
             return {"spec": self.spec, "files": files}
         if self.kind == "builtin":
             return {"spec": self.spec, "python": pydocs.pydocs_cache_key()}
@@ -59,7 +62,7 @@ class Source:
         if self.kind == "tfds":
             yield from _tfds_blobs(self.spec)
         for path in self.paths:
-            with open(path, "rb") as f:
+            with epath.Path(path).open("rb") as f:  # local or a bucket
                 if b"\0" in f.read(8192):  # git's test for binary (a .gz, UTF-16): would be garbage
                     raise UserError(
                         f"--corpus: {path} looks binary (NUL bytes in its first 8 KB); pass UTF-8 "
@@ -102,8 +105,29 @@ def _builtin_bytes(cache_dir: str | None) -> bytes:
     return pydocs.pydocs_text(cache_dir).encode("utf-8")
 
 
+def _size_and_mtime(path: str) -> tuple[int, int]:
+    """(bytes, modification time in ns; a bucket object's in whole seconds)."""
+    if is_remote(path):
+        stat = epath.Path(path).stat()
+        return stat.length, stat.mtime * 10**9
+    return os.path.getsize(path), os.stat(path).st_mtime_ns
+
+
+def _expand_remote(spec: str) -> list[str]:
+    """A bucket's file, folder (recursively) or glob (`*` within one level, no `**`)."""
+    path = epath.Path(spec)
+    if path.is_file():
+        return [spec]
+    if path.is_dir():
+        return [str(path / name) for name in list_files(spec) if not name.startswith(".")]
+    parent, pattern = spec.rsplit("/", 1)
+    return [str(p) for p in epath.Path(parent).glob(pattern) if p.is_file()]
+
+
 def _expand_files(spec: str) -> tuple[str, ...]:
-    if os.path.isdir(spec):
+    if is_remote(spec):
+        found = _expand_remote(spec)
+    elif os.path.isdir(spec):
         walk = os.walk(spec)
         found = [os.path.join(d, n) for d, _, names in walk for n in names if not n.startswith(".")]
     elif os.path.isfile(spec):

@@ -1,20 +1,24 @@
 """Tokenizers: WordPiece (a BERT vocab.txt, on the Rust `tokenizers` library) and SentencePiece
 (a .model file); `load_tokenizer` rebuilds either from its saved settings. `encode` adds no
-special tokens: the example builder lays them out."""
+special tokens: the example builder lays them out. Vocabulary files are read through
+`etils.epath` (local or a bucket)."""
 
 import hashlib
+import io
 import os
+
+from etils import epath
 
 from electra_jax.data.wordpiece_fast_path import MAX_WORD_CHARS, AsciiWordPieceMemo
 from electra_jax.errors import UserError
-from electra_jax.storage import write_atomic
+from electra_jax.storage import make_dirs, write_atomic
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 VOCAB_FILES = {"wordpiece": "vocab.txt", "sentencepiece": "spm.model"}  # the saved file of a kind
 
 
 def file_sha256(path: str) -> str:
-    with open(path, "rb") as f:
+    with epath.Path(path).open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
@@ -40,7 +44,7 @@ class Tokenizer:
         return self.encode_batch([text])[0]
 
     def save(self, directory: str) -> str:
-        os.makedirs(directory, exist_ok=True)
+        make_dirs(directory)
         return write_atomic(os.path.join(directory, VOCAB_FILES[self.kind]), self._file_bytes)
 
     def settings(self) -> dict:
@@ -49,11 +53,11 @@ class Tokenizer:
 
 
 def read_vocab_txt(path: str) -> list[str]:
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():
         raise UserError(f"vocabulary file {path} does not exist; pass a BERT vocab.txt")
     try:
-        with open(path, encoding="utf-8") as f:
-            tokens = [line.rstrip("\n").rstrip("\r") for line in f]
+        text = io.StringIO(epath.Path(path).read_bytes().decode("utf-8"), newline=None)
+        tokens = [line.rstrip("\n").rstrip("\r") for line in text]  # universal newlines
     except UnicodeDecodeError as e:
         raise UserError(f"{path} is not UTF-8 text ({e.reason}); expected a BERT vocab.txt") from e
     while tokens and tokens[-1] == "":
@@ -127,13 +131,12 @@ class SentencePieceTokenizer(Tokenizer):
     def __init__(self, model_path: str):
         import sentencepiece as spm
 
-        if not os.path.isfile(model_path):
+        if not epath.Path(model_path).is_file():
             raise UserError(f"SentencePiece model {model_path} does not exist; pass a .model file")
-        with open(model_path, "rb") as f:
-            self._file_bytes = f.read()
+        self._file_bytes = epath.Path(model_path).read_bytes()
         self._sp = spm.SentencePieceProcessor()
-        try:
-            self._sp.Load(model_path)
+        try:  # from the bytes: SentencePiece's own loader reads only local files
+            self._sp.LoadFromSerializedProto(self._file_bytes)
         except (OSError, RuntimeError) as e:
             raise UserError(f"{model_path} is not a SentencePiece model ({e})") from e
         unk = self._sp.unk_id()

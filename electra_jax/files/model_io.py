@@ -9,11 +9,12 @@ import flax.linen as nn
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
 
 from electra_jax.data.tokenizer import Tokenizer, load_tokenizer
 from electra_jax.errors import UserError
 from electra_jax.model.config import ModelConfig
-from electra_jax.storage import atomic_directory, write_json
+from electra_jax.storage import absolute, atomic_directory, check_location, write_json
 
 FORMAT = "electra_jax.model/1"
 MODEL_JSON = "model.json"
@@ -22,8 +23,7 @@ MODEL_JSON = "model.json"
 def load_json(path: str, fix: str) -> Any:
     """The JSON value in `path`; unreadable text is a UserError ending with `fix`."""
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(epath.Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e}){fix}") from e
 
@@ -32,13 +32,17 @@ def save_model(
     directory: str, params: Any, config: ModelConfig, tokenizer: Tokenizer | None = None,
     overwrite: bool = False,
 ) -> str:  # fmt: skip
-    """Exports `params` (a subset of ElectraModel's tree is fine) with config and tokenizer."""
-    directory = os.path.abspath(directory)
+    """Exports `params` (a subset of ElectraModel's tree is fine) with config and tokenizer, into
+    a local or remote `directory` (written whole, model.json last: see storage.atomic_directory)."""
+    directory = absolute(directory)
     params = jax.tree.map(np.asarray, nn.unbox(params))
     # cuDNN attention is this machine's run-time choice: an export must load anywhere.
     if config.attention_impl == "cudnn":
         config = config.replace(attention_impl="auto")
-    with atomic_directory(directory, overwrite) as tmp, ocp.StandardCheckpointer() as checkpointer:
+    with (
+        atomic_directory(directory, overwrite, MODEL_JSON) as tmp,
+        ocp.StandardCheckpointer() as checkpointer,
+    ):
         checkpointer.save(os.path.join(tmp, "params"), params)
         if tokenizer is not None:
             tokenizer.save(tmp)
@@ -50,9 +54,10 @@ def save_model(
 
 def read_model_meta(directory: str) -> dict:
     path = os.path.join(directory, MODEL_JSON)
-    if not os.path.isdir(directory):
+    check_location(directory, "checkpoint")
+    if not epath.Path(directory).is_dir():
         raise UserError(f"checkpoint {directory} does not exist; pass an exported model directory")
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():
         raise UserError(
             f"{directory} has no {MODEL_JSON}: not an electra_jax model directory "
             "(export one with `python -m electra_jax.convert` or a pre-training run)"
@@ -66,7 +71,7 @@ def read_model_meta(directory: str) -> dict:
 
 def read_model_config(directory: str, meta: dict | None = None) -> ModelConfig:
     """The ModelConfig of DIR/model.json (no parameters read), or a one-line UserError."""
-    directory = os.path.abspath(directory)
+    directory = absolute(directory)
     meta = read_model_meta(directory) if meta is None else meta
     try:
         return ModelConfig.from_dict(meta["model"])
@@ -75,11 +80,12 @@ def read_model_config(directory: str, meta: dict | None = None) -> ModelConfig:
 
 
 def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
-    """Returns (config, params as numpy arrays, tokenizer or None)."""
-    directory = os.path.abspath(directory)
+    """Returns (config, params as numpy arrays, tokenizer or None); Orbax reads a remote
+    directory itself."""
+    directory = absolute(directory)
     config = read_model_config(directory, meta := read_model_meta(directory))
     params_dir = os.path.join(directory, "params")
-    if not os.path.isdir(params_dir):
+    if not epath.Path(params_dir).is_dir():
         raise UserError(f"{directory} has no params/ directory; re-export the model")
     try:
         with ocp.StandardCheckpointer() as checkpointer:
@@ -93,8 +99,12 @@ def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
     return config, jax.tree.map(np.asarray, params), tokenizer
 
 
+def is_model_dir(directory: str) -> bool:
+    """`directory` holds an exported model (its model.json, written last, is there)."""
+    return epath.Path(directory, MODEL_JSON).is_file()
+
+
 def export_dir(path: str) -> str:
     """`path`, or `path/export` when `path` is a pre-training run's workdir."""
-    has_model = lambda d: os.path.isfile(os.path.join(d, MODEL_JSON))
     exported = os.path.join(path, "export")
-    return exported if has_model(exported) and not has_model(path) else path
+    return exported if is_model_dir(exported) and not is_model_dir(path) else path

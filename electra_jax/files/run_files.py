@@ -16,13 +16,15 @@ from etils import epath
 
 from electra_jax.cli import flat_fields
 from electra_jax.errors import UserError
-from electra_jax.storage import write_atomic, write_json
+from electra_jax.storage import LocalMirror, write_atomic, write_json
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 RESULTS_FILE = "results.json"
 # The console line shows these metrics (every one goes to metrics.jsonl and TensorBoard).
 PROGRESS_KEYS = ("loss", "mlm_loss", "disc_loss", "learning_rate", "tokens_per_sec", "mfu")
+# A remote workdir's TensorBoard events are uploaded at most this often (and at close).
+TENSORBOARD_UPLOAD_S = 60.0
 
 
 def read_json(path: str) -> Any | None:
@@ -97,7 +99,7 @@ def read_metrics(
 def truncate_metrics_after(workdir: str, step: int) -> None:
     """Drops records with step > `step` (a resumed run re-logs them): no duplicates, no gaps."""
     path = os.path.join(workdir, METRICS_FILE)
-    if not os.path.exists(path):
+    if not epath.Path(path).exists():
         return
     kept = [json.dumps(r) + "\n" for r in read_metrics(workdir) if r["step"] <= step]
     write_atomic(path, "".join(kept))
@@ -111,18 +113,26 @@ def format_duration(seconds: float) -> str:
 
 
 class MetricsLogger:
-    """Writes each record to metrics.jsonl (flushed), TensorBoard, and a one-line progress."""
+    """Writes each record to metrics.jsonl (flushed), TensorBoard, and a one-line progress.
+
+    Both writers append to local files; for a remote workdir these live in a LocalMirror:
+    metrics.jsonl is uploaded after every record (a bucket object cannot be appended to, so the
+    whole file is rewritten: readers such as sweeps always see every logged step), TensorBoard
+    events at most every TENSORBOARD_UPLOAD_S seconds and at close."""
 
     def __init__(self, workdir: str, total_steps: int, is_primary: bool = True):
         self.is_primary = is_primary
         self.total_steps = total_steps
         self.path = os.path.join(workdir, METRICS_FILE)
-        self._file = open(self.path, "a") if is_primary else None  # noqa: SIM115
-        self._tb = None
+        self._file = self._tb = self._metrics_mirror = self._tb_mirror = None
         if is_primary:
             from tensorboardX import SummaryWriter
 
-            self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self._metrics_mirror = LocalMirror(workdir)
+            self._file = open(self._metrics_mirror.pull(METRICS_FILE), "a")  # noqa: SIM115
+            tensorboard = os.path.join(workdir, "tensorboard")
+            self._tb_mirror = LocalMirror(tensorboard, TENSORBOARD_UPLOAD_S)
+            self._tb = SummaryWriter(self._tb_mirror.local)
 
     def write(self, step: int, values: dict[str, Any]) -> None:
         if not self.is_primary:
@@ -130,10 +140,12 @@ class MetricsLogger:
         record = {"step": int(step), **{k: _plain(v) for k, v in values.items()}}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
+        self._metrics_mirror.push(METRICS_FILE, force=True)
         for key, value in record.items():
             if key != "step" and isinstance(value, int | float):
                 self._tb.add_scalar(key, value, step)
         self._tb.flush()
+        self._tb_mirror.push()
 
     def progress(
         self,
@@ -156,8 +168,12 @@ class MetricsLogger:
     def close(self) -> None:
         if self._file:
             self._file.close()
+            self._metrics_mirror.push(METRICS_FILE, force=True)
+            self._metrics_mirror.close()
         if self._tb:
             self._tb.close()
+            self._tb_mirror.push(force=True)
+            self._tb_mirror.close()
 
 
 def _plain(value: Any) -> Any:

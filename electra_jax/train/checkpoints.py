@@ -4,7 +4,9 @@ Saves are asynchronous and atomic (a kill mid-save leaves only finished steps); 
 stops the run (`CheckpointSaveError`), committed steps intact. Restore never throws a run away:
 another model stops it (`CheckpointMismatch`), a transient read error is retried, then stops
 (`CheckpointReadError`), both touching nothing; only a corrupt step is moved aside to
-`<step>.unreadable` (kept for inspection) and the next older one tried."""
+`<step>.unreadable` (kept for inspection) and the next older one tried. A remote directory
+(gs://) is Orbax's own business (TensorStore writes the arrays); moving a step aside there is a
+copy and delete of its objects (gcsfs)."""
 
 import contextlib
 import os
@@ -19,6 +21,7 @@ from etils import epath
 
 from electra_jax.errors import UserError
 from electra_jax.model.shapes import shapes_of
+from electra_jax.storage import absolute
 
 UNREADABLE_SUFFIX = ".unreadable"
 RETRY_DELAYS_S = (2.0, 8.0)  # waits before the second and third read of a step
@@ -71,7 +74,7 @@ class RunCheckpoints:
     """`workdir/checkpoints/<step>/{state,data}`, keep-N, preemption-aware."""
 
     def __init__(self, directory: str, keep: int, async_save: bool = True):
-        self.directory = os.path.abspath(directory)
+        self.directory = absolute(directory)
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
@@ -178,12 +181,12 @@ class RunCheckpoints:
 
     def _move_aside(self, step: int) -> str:
         """Renames an unreadable step so that no later resume or save trips over it."""
-        source = os.path.join(self.directory, str(step))
-        target, n = source + UNREADABLE_SUFFIX, 1
-        while os.path.exists(target):
+        source = epath.Path(self.directory) / str(step)
+        target, n = f"{source}{UNREADABLE_SUFFIX}", 1
+        while epath.Path(target).exists():
             n += 1
             target = f"{source}{UNREADABLE_SUFFIX}{n}"
-        os.rename(source, target)
+        source.rename(target)
         self.manager.reload()
         return target
 

@@ -19,7 +19,13 @@ from electra_jax.data.dataset import ensure_builtin_dataset
 from electra_jax.data.loader import check_meta, make_eval_batches, make_train_loader, read_meta
 from electra_jax.data.tokenizer import load_tokenizer
 from electra_jax.errors import UserError
-from electra_jax.files.model_io import export_dir, load_model, read_model_config, save_model
+from electra_jax.files.model_io import (
+    export_dir,
+    is_model_dir,
+    load_model,
+    read_model_config,
+    save_model,
+)
 from electra_jax.files.run_files import (
     CONFIG_FILE,
     MetricsLogger,
@@ -34,8 +40,15 @@ from electra_jax.model.layers import cudnn_attention_problem
 from electra_jax.storage import make_workdir, write_json
 from electra_jax.train import sharding as shd
 from electra_jax.train.checkpoints import RunCheckpoints
+from electra_jax.train.compile_cache import CompileWatch, enable_compile_cache
+from electra_jax.train.distributed import (
+    exit_when_a_host_is_lost,
+    fetch_to_host,
+    initialize_if_multi_host,
+)
 from electra_jax.train.objective import finalize_metrics
 from electra_jax.train.program import build_program
+from electra_jax.train.startup import StartupClock
 from electra_jax.train.step import RNG_IMPLS, TrainState, make_eval_step
 
 EXIT_NONFINITE = 3
@@ -48,18 +61,6 @@ class NonFiniteLoss(UserError):
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def maybe_initialize_distributed() -> None:
-    """jax.distributed on multi-host: TPU pods and SLURM are detected; else coordinator vars."""
-    env = os.environ
-    multi_host = (
-        "JAX_COORDINATOR_ADDRESS" in env
-        or int(env.get("SLURM_NTASKS", "1")) > 1
-        or "," in env.get("TPU_WORKER_HOSTNAMES", "")
-    )
-    if multi_host and not jax.distributed.is_initialized():
-        jax.distributed.initialize()
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -228,7 +229,8 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     handled from the start, so a notice during start-up also ends in a clean exit."""
     preemption = PreemptionFlag()
     try:
-        return _train(config, workdir, preemption)
+        with exit_when_a_host_is_lost():
+            return _train(config, workdir, preemption)
     finally:
         preemption.restore()
 
@@ -236,18 +238,14 @@ def train(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 def _train(
     config: ml_collections.ConfigDict, workdir: str, preemption: PreemptionFlag
 ) -> dict[str, Any]:
+    clock = StartupClock()  # phases to the first step, printed there
     validate_config(config)
     K, B, L = config.steps_per_call, config.batch_size, config.max_seq_len
-    maybe_initialize_distributed()
+    initialize_if_multi_host()
     check_attention_backend(config)  # after distributed init: it starts the XLA backend
     is_primary = jax.process_index() == 0
     make_workdir(workdir)  # config.json is written once the inputs are checked
-    if "://" in workdir and is_primary:
-        print(
-            f"note: --workdir={workdir} is remote: checkpoints go there through Orbax, but "
-            "config.json, metrics.jsonl, tensorboard/ and export/ are written under the local "
-            f"directory {os.path.abspath(workdir)} (remote run files are not supported yet)"
-        )
+    cache_dir = enable_compile_cache(config.compile_cache_dir, workdir)  # warm restarts
 
     # ---- input
     data_dir = resolve_data_dir(config)
@@ -274,6 +272,7 @@ def _train(
         if config.eval_batches > 0
         else []
     )
+    clock.mark("data")
     abstract_state = program.abstract_state()
     n_params = sum(int(x.size) for x in jax.tree.leaves(abstract_state.params))
     print(
@@ -301,16 +300,19 @@ def _train(
     else:
         load = lambda params: load_init_from(config.init_from, params, model_cfg)
         start_step, state = 0, program.init_state(load if config.init_from else None)
+    clock.mark("init" if restored is None else "restore")
     export = os.path.join(workdir, "export")
 
     def export_model(params: Any) -> None:
         """The discriminator + generator, for fine-tuning, detect and `convert --to=hf`."""
-        if config.export and is_primary:
-            tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
-            save_model(export, jax.device_get(params), model_cfg, tokenizer, overwrite=True)
+        if config.export:
+            host_params = fetch_to_host(params)  # FSDP shards span hosts: every host gathers
+            if is_primary:
+                tokenizer = load_tokenizer(data_dir, meta["tokenizer"])
+                save_model(export, host_params, model_cfg, tokenizer, overwrite=True)
 
     if start_step >= config.num_train_steps:  # finished: no compile, no second export
-        if not os.path.isdir(export):  # stopped between its last checkpoint and the export
+        if not is_model_dir(export):  # stopped between its last checkpoint and the export
             export_model(state.params)
         checkpoints.close()
         print(
@@ -324,9 +326,10 @@ def _train(
         truncate_metrics_after(workdir, start_step)
 
     # ---- update: compile before the loop
-    t0 = time.perf_counter()
+    watch = CompileWatch()
     compiled = program.compile(dataset_format.batch_keys(meta))
-    print(f"compile: train step in {time.perf_counter() - t0:.1f}s; {memory_summary(compiled)}")
+    print(f"compile: train step {watch.summary()}; {memory_summary(compiled)}; cache {cache_dir}")
+    clock.mark("compile")
     batch_sh, eval_sh = program.batch_sh, shd.batch_sharding(mesh)
     eval_step = jax.jit(make_eval_step(program.model, objective))
     throughput = Throughput(
@@ -340,7 +343,7 @@ def _train(
             batch = shd.global_batch(local, eval_sh)
             out = eval_step(params, batch, jax.random.fold_in(jax.random.key(config.seed + 1), i))
             sums = out if sums is None else jax.tree.map(jnp.add, sums, out)
-        return {f"eval/{k}": v for k, v in finalize_metrics(jax.device_get(sums)).items()}
+        return {f"eval/{k}": v for k, v in finalize_metrics(fetch_to_host(sums)).items()}
 
     def check_finite(state: TrainState) -> int:
         """The count of skipped non-finite steps; raises NonFiniteLoss under 'stop'."""
@@ -368,6 +371,8 @@ def _train(
             throughput.real_tokens += sum(np.count_nonzero(b["input_mask"]) for b in local)
             stacked = local[0] if K == 1 else {k: np.stack([b[k] for b in local]) for k in local[0]}
             state, metrics = compiled(state, shd.global_batch(stacked, batch_sh))
+            if report := clock.first_step(metrics):
+                print(report)
             step += K
             throughput.steps += K
             if step % config.log_every == 0 or step == config.num_train_steps:
