@@ -126,45 +126,63 @@ def analytic_flops(config: ml_collections.ConfigDict, program: TrainProgram) -> 
     return per_token * config.batch_size * L
 
 
+def divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
 def fix_ladder(config: ml_collections.ConfigDict, chips: int) -> list[dict[str, Any]]:
-    """The fixes to try, cheapest first, each adding to the one before: shard the state over
-    every chip (no extra compute), recompute activations (~1/3 more compute), accumulate
-    gradients over 2, 4, ... micro-batches (the same update, smaller matmuls), and last a
-    smaller batch (another recipe: the learning rate may need retuning)."""
+    """The fixes to try, cheapest first, each keeping the one before: shard the train state
+    over more chips (`mesh.fsdp`, up to every chip: no extra compute, more communication),
+    recompute activations in the backward pass (`remat`: ~1/3 more compute), then accumulate
+    gradients over more micro-batches (`grad_accum_steps`: the same update from smaller
+    matmuls), down to one row per chip. A smaller batch is never tried: it changes the recipe
+    and lowers memory no further than accumulation does (both bottom out at a row per chip)."""
     ladder: list[dict[str, Any]] = []
     settings: dict[str, Any] = {}
-    if config.mesh.fsdp != chips and chips > 1:
-        settings = {"mesh.data": 1, "mesh.fsdp": chips}
-        ladder.append(dict(settings))
+    fsdp = chips if config.mesh.fsdp == -1 else config.mesh.fsdp
+    for f in divisors(chips):
+        if f > fsdp:
+            settings = {"mesh.data": -1, "mesh.fsdp": f}
+            ladder.append(dict(settings))
     if not config.remat:
         settings = {**settings, "remat": True}
         ladder.append(dict(settings))
-    batch, accum = config.batch_size, config.grad_accum_steps
-    while batch % (accum * 2) == 0 and (batch // (accum * 2)) % chips == 0:
-        accum *= 2
-        ladder.append({**settings, "grad_accum_steps": accum})
-    rows = batch // accum  # the smallest micro-batch reached; a smaller batch helps only below
-    while rows // 2 >= chips and (rows // 2) % chips == 0:
-        rows //= 2
-        ladder.append({**settings, "batch_size": rows, "grad_accum_steps": 1})
+    batch = config.batch_size
+    for accum in divisors(batch):
+        if accum > config.grad_accum_steps and (batch // accum) % chips == 0:
+            ladder.append({**settings, "grad_accum_steps": accum})
     return ladder
 
 
-# A rung is compiled unless the last plan, its temporaries scaled by the rows per micro-batch,
-# predicts a total over this many times the HBM (compiles of large take minutes each).
+# A rung is compiled unless the last compiled plan, scaled to the rung (temporaries by the rows
+# per micro-batch, the sharded state by mesh.fsdp), predicts a total over this many times the
+# HBM: compiles of large take minutes each. What is reported is always compiled.
 SKIP_FACTOR = 1.25
 
 
+def setting(config: ml_collections.ConfigDict, settings: dict, field: str) -> Any:
+    """`field` (dotted) under `settings`, else the config's."""
+    if field in settings:
+        return settings[field]
+    node = config
+    for key in field.split("."):
+        node = node[key]
+    return node
+
+
 def predicted_total(last: Plan, config: ml_collections.ConfigDict, settings: dict) -> float:
-    """`last`'s total with its temporaries scaled to `settings`' rows per micro-batch (an
-    estimate: only to skip rungs that cannot fit; what is reported is always compiled)."""
-    rows = lambda d: (  # noqa: E731
-        d.get("batch_size", config.batch_size) / d.get("grad_accum_steps", config.grad_accum_steps)
-    )
-    others = lambda d: {k: v for k, v in d.items() if k not in ("batch_size", "grad_accum_steps")}
-    if others(settings) != others(last.settings):  # mesh or remat changed: no estimate
+    """An estimate of `settings`' total from `last` (0, no estimate, when remat differs)."""
+    value = lambda d, field: setting(config, d, field)  # noqa: E731
+    rows = lambda d: value(d, "batch_size") / value(d, "grad_accum_steps")  # noqa: E731
+    fsdp_new, fsdp_old = value(settings, "mesh.fsdp"), value(last.settings, "mesh.fsdp")
+    if value(settings, "remat") != value(last.settings, "remat") or min(fsdp_new, fsdp_old) < 1:
         return 0.0
-    return last.total - last.temporaries + last.temporaries * rows(settings) / rows(last.settings)
+    state = last.arguments + last.outputs - last.aliased
+    rest = last.total - state - last.temporaries
+    return (
+        rest + state * fsdp_old / fsdp_new
+        + last.temporaries * rows(settings) / rows(last.settings)
+    )  # fmt: skip
 
 
 def format_settings(settings: dict[str, Any]) -> str:
