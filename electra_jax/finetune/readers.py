@@ -110,7 +110,7 @@ def read_glue_tsv(
                       f"rows; check that it is the {spec.name} layout")  # fmt: skip
 
 
-def _parse_squad_qa(qa: Any, context: Any, is_test: bool) -> SquadExample:
+def _parse_squad_qa(qa: Any, context: Any, is_test: bool, check_spans: bool) -> SquadExample:
     if not isinstance(context, str) or not context.strip():
         raise MalformedRow("the paragraph has no 'context' text")
     if not isinstance(qa, dict) or not qa.get("id") or not isinstance(qa.get("question"), str):
@@ -121,7 +121,7 @@ def _parse_squad_qa(qa: Any, context: Any, is_test: bool) -> SquadExample:
         text, start = answer.get("text"), answer.get("answer_start")
         if not isinstance(text, str) or not isinstance(start, int):
             raise MalformedRow("an answer needs 'text' and an integer 'answer_start'")
-        if context[start : start + len(text)] != text:
+        if check_spans and context[start : start + len(text)] != text:
             raise MalformedRow(f"answer {text!r} is not at character {start} of the context")
         answers.append((text, start))
     if not is_test and not impossible and not answers:
@@ -131,9 +131,11 @@ def _parse_squad_qa(qa: Any, context: Any, is_test: bool) -> SquadExample:
 
 def read_squad_json(
     path: str, is_test: bool = False, skip_malformed: bool = False,
-    missing_hint: str = "put SQuAD JSON files under --config.data_dir",
+    missing_hint: str = "put SQuAD JSON files under --config.data_dir", check_spans: bool = True,
 ) -> ReadResult:  # fmt: skip
-    """SQuAD v1.1 / v2.0 JSON -> SquadExamples; a problem names its JSON path."""
+    """SQuAD v1.1 / v2.0 JSON -> SquadExamples; a problem names its JSON path. `check_spans`:
+    each answer must sit at its `answer_start` (training needs the span; evaluation, like the
+    original's, reads only the answer texts)."""
     try:
         data = json.loads(_read_text(path, missing_hint))
     except json.JSONDecodeError as e:
@@ -146,7 +148,7 @@ def read_squad_json(
         for p, paragraph in enumerate(article.get("paragraphs", []) or [])
         for q, qa in enumerate(paragraph.get("qas", []) or [])
     ]
-    parse = lambda row: _parse_squad_qa(*row, is_test)
+    parse = lambda row: _parse_squad_qa(*row, is_test, check_spans)
     return _parse_all(path, rows, parse, skip_malformed,
                       "questions; expected SQuAD v1.1 / v2.0 JSON")  # fmt: skip
 
@@ -172,7 +174,7 @@ def read_split(
     if spec.kind == "span":
         folders = " or ".join(f"{folder}/" for folder in spec.dir_names)
         hint = f"put SQuAD JSON files under --config.data_dir as {folders}{{train,dev}}.json"
-        return read_squad_json(path, is_test, skip_malformed, hint)
+        return read_squad_json(path, is_test, skip_malformed, hint, check_spans=stem == "train")
     return read_glue_tsv(path, spec, is_test, skip_malformed)
 
 
