@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from etils import epath
+
 from electra_jax.errors import UserError
 from electra_jax.finetune.tasks import TaskSpec
 
@@ -62,11 +64,10 @@ def _parse_all(path: str, rows: list, parse: Callable, skip: bool, nothing: str)
 
 
 def _read_text(path: str, missing_hint: str) -> str:
-    if not os.path.isfile(path):
+    if not epath.Path(path).is_file():  # local or a bucket
         raise UserError(f"{path} does not exist; {missing_hint}")
     try:
-        with open(path, encoding="utf-8", newline="") as f:
-            return f.read()
+        return epath.Path(path).read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not UTF-8 text ({e.reason}); re-save it as UTF-8") from e
 
@@ -158,7 +159,7 @@ def split_path(data_dir: str, spec: TaskSpec, stem: str) -> str:
     `squad/`: the first that has the file); `data_dir` may also be the task folder itself."""
     name = f"{stem}.{'json' if spec.kind == 'span' else 'tsv'}"
     nested = [os.path.join(data_dir, folder, name) for folder in spec.dir_names]
-    if found := next((path for path in nested if os.path.exists(path)), None):
+    if found := next((path for path in nested if epath.Path(path).exists()), None):
         return found
     is_task_folder = os.path.basename(os.path.normpath(data_dir)) in spec.dir_names
     return os.path.join(data_dir, name) if is_task_folder else nested[0]
