@@ -19,7 +19,7 @@ from electra_jax.errors import UserError
 from electra_jax.files.model_io import load_json
 from electra_jax.model.config import ModelConfig
 from electra_jax.model.shapes import check_param_shapes, expected_shapes, flatten, unflatten
-from electra_jax.storage import atomic_directory, write_json
+from electra_jax.storage import absolute, atomic_directory, write_json
 
 # Non-persistent buffers some transformers versions saved; never weights.
 IGNORED_KEY_SUFFIXES = ("embeddings.position_ids", "embeddings.token_type_ids")
@@ -197,8 +197,9 @@ def write_hf_dir(
     directory: str, state_dict: StateDict, hf_config: dict[str, Any],
     tokenizer: Tokenizer | None = None, overwrite: bool = False,
 ) -> str:  # fmt: skip
-    """Writes config.json + model.safetensors (+ vocab.txt) atomically, for `from_pretrained`."""
-    directory = os.path.abspath(directory)
+    """Writes config.json + model.safetensors (+ vocab.txt) atomically, for `from_pretrained`
+    (local or gs://)."""
+    directory = absolute(directory)
     with atomic_directory(directory, overwrite) as tmp:
         save_file(state_dict, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
         write_json(os.path.join(tmp, "config.json"), hf_config)
