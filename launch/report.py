@@ -17,9 +17,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from etils import epath
+
 from electra_jax.cli import ArgumentParser, note
 from electra_jax.errors import UserError, exit_on_user_error
-from electra_jax.storage import write_json
+from electra_jax.storage import absolute, check_location, make_dirs, write_json
 from launch.report_data import (
     DEFAULT_PAPER_ROWS,
     LOOKS_FOR,
@@ -34,11 +36,12 @@ from launch.report_render import plot_curves, render_markdown, write_text
 
 
 def make_out_dir(out: str) -> str:
-    """--out as an existing directory (created if needed)."""
-    if os.path.exists(out) and not os.path.isdir(out):
+    """--out as an existing directory (created if needed; local or gs://)."""
+    check_location(out, "--out")
+    if epath.Path(out).exists() and not epath.Path(out).is_dir():
         raise UserError(f"--out={out} exists and is not a directory; choose another path")
-    os.makedirs(out, exist_ok=True)
-    return os.path.abspath(out)
+    make_dirs(out)
+    return absolute(out)
 
 
 def parse_paper_rows(value: str) -> list[str]:

@@ -15,6 +15,8 @@ import statistics
 from importlib import resources
 from typing import Any
 
+from etils import epath
+
 from electra_jax.cli import note, warn
 from electra_jax.errors import UserError
 from electra_jax.files.run_files import (
@@ -27,6 +29,7 @@ from electra_jax.files.run_files import (
 )
 from electra_jax.finetune.metrics import GLUE_SCORE_TASKS
 from electra_jax.finetune.tasks import TASKS
+from electra_jax.storage import absolute, check_location, list_files
 from launch.common import read_run_file
 
 LOOKS_FOR = (
@@ -157,19 +160,26 @@ class PretrainRun:
 
 
 def check_root(runs: str) -> str:
-    """--runs must be an existing directory."""
-    if not os.path.exists(runs):
+    """--runs must be an existing directory (local or gs://)."""
+    check_location(runs, "--runs")
+    if not epath.Path(runs).exists():
         raise UserError(f"--runs={runs} does not exist; point it at a directory of workdirs")
-    if not os.path.isdir(runs):
+    if not epath.Path(runs).is_dir():
         raise UserError(f"--runs={runs} is not a directory; point it at a directory of workdirs")
-    return os.path.abspath(runs)
+    return absolute(runs)
 
 
 def discover(root: str) -> tuple[list[FinetuneRun], list[PretrainRun]]:
-    """Fine-tuning and pre-training workdirs anywhere under `root` (symlinks not followed)."""
+    """Fine-tuning and pre-training workdirs anywhere under `root` (local or a bucket; folders
+    in SKIP_DIRS and hidden ones are not searched, symlinks not followed)."""
+    folders: dict[tuple[str, ...], set[str]] = {}
+    for name in list_files(root):
+        *parts, file = name.split("/")
+        if not any(part in SKIP_DIRS or part.startswith(".") for part in parts):
+            folders.setdefault(tuple(parts), set()).add(file)
     finetune, pretrain = [], []
-    for directory, subdirs, files in os.walk(root):
-        subdirs[:] = sorted(d for d in subdirs if d not in SKIP_DIRS and not d.startswith("."))
+    for parts in sorted(folders):  # parents before children, like a sorted top-down walk
+        directory, files = "/".join((root.rstrip("/"), *parts)), folders[parts]
         if RESULTS_FILE in files:
             finetune.append(read_finetune(directory))
         elif METRICS_FILE in files and CONFIG_FILE in files:

@@ -4,11 +4,12 @@ pre-training curves PNG, from the data `report_data.build_report` gathers.
 
 from __future__ import annotations
 
-import os
+import io
 from typing import Any
 
 from electra_jax.files.run_files import CONFIG_FILE, METRICS_FILE
 from electra_jax.finetune.metrics import GLUE_SCORE_TASKS
+from electra_jax.storage import write_atomic
 from launch.report_data import CURVE_KEYS, SQUAD_TASKS, PaperRow, PretrainRun, curve
 
 # ----------------------------------------------------------------------------- Markdown
@@ -184,16 +185,12 @@ def curves_figure(runs: list[PretrainRun]) -> Any:
 
 
 def plot_curves(runs: list[PretrainRun], path: str) -> None:
-    """Writes `curves_figure(runs)` as a PNG (via a temporary file and a rename)."""
-    fig = curves_figure(runs)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    """Writes `curves_figure(runs)` as a PNG, atomically (storage.write_atomic: local or gs://)."""
+    png = io.BytesIO()
+    curves_figure(runs).savefig(png, format="png", dpi=100)
+    write_atomic(path, png.getvalue())
 
 
 def write_text(path: str, text: str) -> None:
-    """Writes text via a temporary file and a rename."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Writes text atomically (storage.write_atomic: local or gs://)."""
+    write_atomic(path, text.encode("utf-8"))

@@ -6,10 +6,12 @@ r"""Convert checkpoints: Hugging Face or original TF -> an electra_jax model dir
 
 Outputs are written atomically and never replace an existing directory (unless --overwrite).
 An HF directory holding only an ElectraForMaskedLM (generator) converts as generator-only.
+Every path may be a bucket (gs://); remote HF and TF inputs are read through a local copy.
 """
 
 import argparse
-import os
+
+from etils import epath
 
 from electra_jax.cli import ArgumentParser, note
 from electra_jax.convert import hf, tf
@@ -17,6 +19,7 @@ from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer
 from electra_jax.errors import UserError, exit_on_user_error
 from electra_jax.files.model_io import load_model, save_model
 from electra_jax.model.config import ModelConfig
+from electra_jax.storage import absolute, local_view
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -77,7 +80,7 @@ def to_hf(args: argparse.Namespace) -> None:
     outputs += [(args.generator_output, gen_sd, gen_cfg)] if args.generator_output else []
     for directory, state_dict, hf_config in outputs:
         hf.write_hf_dir(directory, state_dict, hf_config, tokenizer, args.overwrite)
-        print(f"wrote {os.path.abspath(directory)} ({hf_config['architectures'][0]})")
+        print(f"wrote {absolute(directory)} ({hf_config['architectures'][0]})")
     if disc_sd is not None and gen_sd is not None and not args.generator_output:
         note("the model has a generator; pass --generator-output=DIR to export it too")
 
@@ -86,16 +89,18 @@ def to_hf(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     for path in (args.output, args.generator_output):  # fail before any work, damage nothing
-        if path and os.path.exists(path) and not args.overwrite:
-            path = os.path.abspath(path)
+        if path and epath.Path(path).exists() and not args.overwrite:
+            path = absolute(path)
             raise UserError(f"{path} already exists; choose a new output or remove it")
     if args.target == "hf":
         return to_hf(args)
-    if args.source == "hf":
-        config, params, tokenizer = from_hf(args)
-    else:
-        variables = tf.read_tf_checkpoint(args.input)
-        (config, params), tokenizer = tf.tf_variables_to_params(variables, args.num_heads), None
+    with local_view(args.input) as args.input, local_view(args.generator or "") as generator:
+        args.generator = generator or None  # safetensors and TF read local files only
+        if args.source == "hf":
+            config, params, tokenizer = from_hf(args)
+        else:
+            variables = tf.read_tf_checkpoint(args.input)
+            (config, params), tokenizer = tf.tf_variables_to_params(variables, args.num_heads), None
     if args.vocab:
         tokenizer = WordPieceTokenizer(args.vocab, args.lowercase, args.lowercase)
     if tokenizer is not None and (tokens := tokenizer.vocab_size) > (size := config.vocab_size):
@@ -104,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     if tokenizer is None:
         note("no vocabulary attached (pass --vocab=vocab.txt to use --text with detect)")
     save_model(args.output, params, config, tokenizer, overwrite=args.overwrite)
-    print(f"wrote {os.path.abspath(args.output)} (parts: {', '.join(sorted(params))})")
+    print(f"wrote {absolute(args.output)} (parts: {', '.join(sorted(params))})")
 
 
 if __name__ == "__main__":
