@@ -17,6 +17,15 @@ from electra_jax.train.topologies import GiB, parse_slice
 MiB = 2**20
 
 
+@pytest.fixture(autouse=True)
+def libtpu_env(monkeypatch):
+    """The variables the check sets for libtpu, restored after each test (later tests in this
+    process must not look like they run on a TPU VM)."""
+    for name, value in (("TPU_ACCELERATOR_TYPE", "v4-8"), ("TPU_WORKER_HOSTNAMES", "localhost"),
+                        ("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+
+
 def one_error_line(argv, capsys) -> str:
     with pytest.raises(SystemExit) as exc:
         compile_check.main(argv)
