@@ -315,6 +315,20 @@ def test_per_question_decision_and_squad11_ignores_the_classifier(tokenizer, two
     assert answers == {"has": "Zoë"} and scores["exact"] == 100.0
 
 
+def test_best_thresholds_see_the_answers_before_the_threshold_blanks_them(tokenizer, two_questions):
+    """As the original: the official v2 script gets the best non-null answers, the null odds and
+    qa_na_threshold; only the submission file has "" above the threshold."""
+    eval_set, windows, outputs = two_questions
+    logits = np.full(len(eval_set.windows), 3.0, np.float32)
+    logits[windows[0]] = -2.0  # "has": above -2.75, so no answer is submitted (wrongly)
+    scores, (answers, nulls) = scored(tokenizer, eval_set, outputs, logits)
+    assert answers == {"has": "", "not": ""} and nulls == {"has": -2.0, "not": 3.0}
+    assert (scores["exact"], scores["HasAns_exact"]) == (50.0, 0.0)
+    # The sweep from "no answer everywhere" (1 of 2 right): answering "has" (null -2.0) adds 1;
+    # answering "not" too takes 1 away. Best 2 of 2 at threshold -2.0.
+    assert (scores["best_exact"], scores["best_exact_thresh"]) == (100.0, -2.0)
+
+
 # --------------------------------------------------------------------------- known bug
 
 
