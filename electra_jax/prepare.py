@@ -7,12 +7,12 @@
     python -m electra_jax.prepare --corpus=tfds:wikipedia/20230601.en --vocab=vocab.txt ...
 
 Writes OUTPUT/{train,eval}-XXXXX-of-YYYYY.array_record, OUTPUT/meta.json and the vocabulary
-(see electra_jax.data.dataset). Progress and the summary go to stderr; --show / --show-json
-print examples to stdout. Bad input stops with one line on stderr and exit code 2.
+(see electra_jax.data.dataset); --corpus files, --vocab and --output may be on gs://.
+Progress and the summary go to stderr; --show / --show-json print examples to stdout. Bad input
+stops with one line on stderr and exit code 2.
 """
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -23,6 +23,7 @@ from electra_jax.data.dataset_format import read_examples, read_meta
 from electra_jax.data.sources import DEFAULT_MAX_LINE_CHARS
 from electra_jax.data.tokenizer import load_tokenizer
 from electra_jax.errors import exit_on_user_error
+from electra_jax.storage import absolute
 
 
 def show_lines(
@@ -34,7 +35,7 @@ def show_lines(
     rows = range(len(batch["input_ids"]) if batch else 0)
     if as_json or not batch:
         return [json.dumps({k: values[i].tolist() for k, values in batch.items()}) for i in rows]
-    tokenizer = load_tokenizer(os.path.abspath(data_dir), meta["tokenizer"])
+    tokenizer = load_tokenizer(absolute(data_dir), meta["tokenizer"])
     lines = []
     for i in rows:
         numbers_L, texts = batch.get("packing_ids", batch["input_mask"])[i], []

@@ -74,6 +74,11 @@ def _check_bucket(bucket: str, what: str, path: str) -> None:
         )
 
 
+def is_file(path: str) -> bool:
+    """`path` is an existing file (local or remote)."""
+    return epath.Path(path).is_file()
+
+
 def make_dirs(path: str) -> None:
     """Creates a local directory and its parents; nothing to do on a bucket (no directories)."""
     if not is_remote(path):

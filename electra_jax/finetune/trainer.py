@@ -37,7 +37,7 @@ from electra_jax.finetune.readers import read_split, split_path
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
-from electra_jax.storage import make_workdir, write_atomic, write_json
+from electra_jax.storage import is_file, make_dirs, make_workdir, write_atomic, write_json
 from electra_jax.train.compile_cache import CompileWatch, enable_compile_cache
 from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 
@@ -76,7 +76,7 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
     """(model config, pre-trained params or None, the checkpoint's own tokenizer)."""
     if not config.init_from:
         vocab_dir = config.vocab_dir or ensure_builtin_dataset(vocab_size=8192, max_seq_len=128)
-        if os.path.isfile(os.path.join(vocab_dir, META_FILE)):  # a prepared dataset
+        if is_file(os.path.join(vocab_dir, META_FILE)):  # a prepared dataset
             tokenizer = load_tokenizer(vocab_dir, read_meta(vocab_dir)["tokenizer"])
         else:
             tokenizer = WordPieceTokenizer(os.path.join(vocab_dir, "vocab.txt"))
@@ -130,7 +130,7 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
              for name, stem in spec.dev_sets]  # fmt: skip
     tests = [EvalSet(name, *featurized(stem, is_test=True), leaderboard, has_labels=False)
              for name, stem, leaderboard in spec.test_sets  # test files are optional
-             if not data_dir or os.path.isfile(split_path(data_dir, spec, stem))]  # fmt: skip
+             if not data_dir or is_file(split_path(data_dir, spec, stem))]  # fmt: skip
     return train, evals + tests, skipped
 
 
@@ -263,7 +263,7 @@ def write_predictions(
     {question id: answer or ""} and for 2.0 its null odds: the official script's inputs)."""
     written = []
     for eval_set in (s for s in eval_sets if s.file_name):
-        os.makedirs(directory, exist_ok=True)
+        make_dirs(directory)
         path = os.path.join(directory, eval_set.file_name)
         preds = predictions[eval_set.name][chosen]
         if spec.kind == "span":  # (answers, null odds)
