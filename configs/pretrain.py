@@ -125,6 +125,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.allow_schedule_change = False  # resume with another lr / steps / warm-up / schedule
     c.peak_flops = 0.0  # per device; 0 = look up device_kind (see electra_jax/model/flops.py)
     c.export = True  # write workdir/export/{discriminator,generator} at the end
+    # XLA executables kept for restarts (electra_jax/train/compile_cache.py): "auto" =
+    # $JAX_COMPILATION_CACHE_DIR if set, else <workdir>/xla_cache; a path or gs:// URL; "" = off
+    c.compile_cache_dir = "auto"
 
     c.data = ml_collections.ConfigDict()
     c.data.dir = ""  # prepared shards; empty with `tiny`: the built-in corpus, cached

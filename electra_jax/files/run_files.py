@@ -112,6 +112,20 @@ def format_duration(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
 
 
+def tensorboard_writer() -> type:
+    """tensorboardX's SummaryWriter, imported without torch: tensorboardX imports torch when it
+    is installed (2-3 s of every start-up, for tensor types this code never logs)."""
+    block = "torch" not in sys.modules
+    if block:
+        sys.modules["torch"] = None  # `import torch` raises ImportError meanwhile
+    try:
+        from tensorboardX import SummaryWriter
+    finally:
+        if block:
+            del sys.modules["torch"]
+    return SummaryWriter
+
+
 class MetricsLogger:
     """Writes each record to metrics.jsonl (flushed), TensorBoard, and a one-line progress.
 
@@ -126,8 +140,7 @@ class MetricsLogger:
         self.path = os.path.join(workdir, METRICS_FILE)
         self._file = self._tb = self._metrics_mirror = self._tb_mirror = None
         if is_primary:
-            from tensorboardX import SummaryWriter
-
+            SummaryWriter = tensorboard_writer()
             self._metrics_mirror = LocalMirror(workdir)
             self._file = open(self._metrics_mirror.pull(METRICS_FILE), "a")  # noqa: SIM115
             tensorboard = os.path.join(workdir, "tensorboard")
