@@ -44,7 +44,9 @@ def _read_side(
     """One HF model -> our embeddings, `side` tower and head, shaped as `expected` says."""
     keep = lambda key: not key.endswith(IGNORED_KEY_SUFFIXES)
     arrays = {k.removeprefix("electra."): to_numpy(v) for k, v in state_dict.items() if keep(k)}
-    roles = {"embeddings": "embeddings", side: "tower", f"{side}_head": f"{side}_head"}
+    own = side == "generator" and config.embedding_sharing == "untied"
+    tables = "generator_embeddings" if own else "embeddings"  # our group of its HF embeddings
+    roles = {tables: "embeddings", side: "tower", f"{side}_head": f"{side}_head"}
     if side == "discriminator" and "discriminator_predictions.dense.weight" not in arrays:
         warn("discriminator has no discriminator_predictions head; converted the encoder only")
         del roles["discriminator_head"]
@@ -65,7 +67,7 @@ def _read_side(
         raise UserError(f"{side}: has more than num_hidden_layers={layers} layers; fix config.json")
     if side == "generator" and "generator_lm_head.weight" in arrays:
         used.add("generator_lm_head.weight")
-        lm_VxE, word_VxE = arrays["generator_lm_head.weight"], flat["embeddings/word_embeddings"]
+        lm_VxE, word_VxE = arrays["generator_lm_head.weight"], flat[f"{tables}/word_embeddings"]
         if lm_VxE.shape != word_VxE.shape or np.abs(lm_VxE - word_VxE).max() > EMBEDDING_TOLERANCE:
             raise UserError("generator: generator_lm_head.weight differs from its word "
                             "embeddings (untied output layer); electra_jax ties them")  # fmt: skip
@@ -90,10 +92,8 @@ def hf_to_params(
     expected = expected_shapes(config)
     read = {s: _read_side(w, s, config, expected) for s, (w, _) in sides.items() if w is not None}
     disc, gen = read.get("discriminator", {}), read.get("generator", {})
-    params = {**gen, **disc}  # the discriminator's embeddings win
-    if both and config.embedding_sharing == "untied":
-        params["generator_embeddings"] = gen["embeddings"]
-    elif both:
+    params = {**gen, **disc}  # the discriminator's embeddings win (untied: gen has its own)
+    if both and config.embedding_sharing != "untied":
         flat_disc = flatten(disc["embeddings"])
         diffs = [np.max(np.abs(v - flat_disc[k])) for k, v in flatten(gen["embeddings"]).items()]
         if (diff := float(max(diffs))) > EMBEDDING_TOLERANCE:
@@ -109,8 +109,10 @@ def params_to_hf(
     params = nn.unbox(params)
     check_param_shapes(config, params, "model")
     fixed = {"model_type": "electra", "pad_token_id": pad_token_id, "tie_word_embeddings": True}
-    fields = lambda tower: names.hf_config_fields(config, tower)
-    hf_config = lambda tower, arch: {"architectures": [arch], **fixed, **fields(tower)}
+
+    def hf_config(tower: Any, arch: str, width: int | None = None) -> dict[str, Any]:
+        return {"architectures": [arch], **fixed, **names.hf_config_fields(config, tower, width)}
+
     embeddings = params["embeddings"]
     disc_sd = gen_sd = disc_cfg = gen_cfg = None
     if "discriminator" in params and config.electra_objective:
@@ -128,7 +130,8 @@ def params_to_hf(
             embeddings = params.get("generator_embeddings", embeddings)
         parts = {"embeddings": embeddings, "tower": params[tower]}
         gen_sd = names.to_hf(parts | {"generator_head": params["generator_head"]})
-        gen_cfg = hf_config(config.generator, "ElectraForMaskedLM")
+        width = config.generator_embedding_width  # an untied generator's tables: its own
+        gen_cfg = hf_config(config.generator, "ElectraForMaskedLM", width)
     return disc_sd, gen_sd, disc_cfg, gen_cfg
 
 

@@ -36,10 +36,14 @@ SHARED_FIELDS = "vocab_size embedding_size max_position_embeddings type_vocab_si
 TOWER_FIELDS = {field.name for field in dataclasses.fields(EncoderConfig)}
 
 
-def hf_config_fields(config: ModelConfig, tower: EncoderConfig) -> dict[str, Any]:
-    """ElectraConfig keyword arguments (every HF_FIELDS key) for one tower of `config`."""
+def hf_config_fields(
+    config: ModelConfig, tower: EncoderConfig, embedding_size: int | None = None
+) -> dict[str, Any]:
+    """ElectraConfig keyword arguments (every HF_FIELDS key) for one tower of `config` whose
+    tables are `embedding_size` wide (default E; an untied generator's: its own width)."""
     value = lambda ours: getattr(tower if ours in TOWER_FIELDS else config, ours)
-    return {key: value(ours) if ours else default for key, (ours, default) in HF_FIELDS.items()}
+    fields = {key: value(ours) if ours else d for key, (ours, d) in HF_FIELDS.items()}
+    return fields | {"embedding_size": embedding_size or config.embedding_size}
 
 
 def hf_fields(cfg: Mapping[str, Any], what: str) -> dict[str, Any]:
@@ -77,7 +81,8 @@ def hf_to_model_config(
     if not given:
         raise UserError("nothing to convert: pass a discriminator and/or a generator")
     fields = {side: hf_fields(cfg, f"{side} config") for side, cfg in given.items()}
-    for key in SHARED_FIELDS.split() if len(given) == 2 else ():  # same names as HF's
+    shared = [k for k in SHARED_FIELDS.split() if not (untied and k == "embedding_size")]
+    for key in shared if len(given) == 2 else ():  # same names as HF's
         if (disc_value := fields["discriminator"][key]) != (gen_value := fields["generator"][key]):
             raise UserError(f"generator {key}={gen_value} differs from the discriminator's "
                             f"{disc_value}; they must share one embedding block")  # fmt: skip
@@ -88,9 +93,12 @@ def hf_to_model_config(
         base["num_heads"] = None  # the original's derived shape: kept implicit
     if disc.intermediate_size == 4 * disc.hidden_size:
         base["intermediate_size"] = None
+    gen_width = fields.get("generator", base)["embedding_size"]  # untied: its own tables
+    own_width = untied and gen_width != gen.hidden_size  # a projection the original lacks
     config = ModelConfig(**base, embedding_sharing="untied" if untied else "tied",
                          generator_hidden_size=gen.hidden_size / disc.hidden_size,
-                         generator_layers=gen.num_layers / disc.num_layers)  # fmt: skip
+                         generator_layers=gen.num_layers / disc.num_layers,
+                         generator_embedding_size=gen_width if own_width else None)  # fmt: skip
     if gen_cfg is not None and config.generator != gen:
         raise UserError(f"generator shape {gen} is not the original's derived shape "
                         f"{config.generator} (heads = max(1, hidden // 64), FFN = 4 x hidden); "

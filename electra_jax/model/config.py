@@ -6,6 +6,7 @@ from typing import Any, Literal, get_args
 
 SharingMode = Literal["tied", "untied", "gdes"]
 AttentionImpl = Literal["auto", "exact", "fused", "cudnn"]
+ProjectInit = Literal["glorot_uniform", "truncated_normal"]
 
 
 def default_num_heads(hidden_size: int) -> int:
@@ -53,11 +54,18 @@ class ModelConfig:
     # LayerNorm. "untied": the generator has its own. "gdes": DeBERTa-v3 gradient-disentangled
     # sharing (disc table = sg(gen table) + delta).
     embedding_sharing: SharingMode = "tied"
+    # "untied" only: the width of the generator's own tables. None (the original's): the
+    # generator's hidden width, no `embeddings_project`; E reads HF generators that keep an E -> G
+    # projection (`convert --untied`).
+    generator_embedding_size: int | None = None
     # "auto": exact attention when attention dropout is active, else jax.nn.dot_product_attention.
     # "exact": always the explicit softmax. "fused": always dot_product_attention, XLA's (no
     # attention-probability dropout: a speed switch, not faithful). "cudnn": the same through
     # cuDNN flash attention (a GPU and bfloat16/float16 compute only).
     attention_impl: AttentionImpl = "auto"
+    # The E -> H `embeddings_project` kernel: "glorot_uniform" (the original's tf.layers.dense
+    # default) or "truncated_normal" (stddev initializer_range, like every other kernel).
+    embeddings_project_init: ProjectInit = "glorot_uniform"
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.resolved_num_heads:
@@ -65,11 +73,28 @@ class ModelConfig:
                 f"hidden_size={self.hidden_size} is not divisible by "
                 f"num_heads={self.resolved_num_heads}; pick num_heads that divides it"
             )
-        for field, mode in (("embedding_sharing", SharingMode), ("attention_impl", AttentionImpl)):
+        literals = {
+            "embedding_sharing": SharingMode, "attention_impl": AttentionImpl,
+            "embeddings_project_init": ProjectInit,
+        }  # fmt: skip
+        for field, mode in literals.items():
             allowed, value = get_args(mode), getattr(self, field)
             if value not in allowed:
                 expected = f"{', '.join(allowed[:-1])} or {allowed[-1]}"
                 raise ValueError(f"{field}={value!r}; expected {expected}")
+
+        if self.generator_embedding_size is not None and self.embedding_sharing != "untied":
+            raise ValueError(
+                f"generator_embedding_size={self.generator_embedding_size} applies to "
+                "embedding_sharing='untied' only; leave it None"
+            )
+
+    @property
+    def generator_embedding_width(self) -> int:
+        """Width of the tables the generator reads (and its softmax is tied to)."""
+        if self.embedding_sharing != "untied":
+            return self.embedding_size
+        return self.generator_embedding_size or self.generator.hidden_size
 
     @property
     def resolved_num_heads(self) -> int:

@@ -4,7 +4,8 @@ Top-level parameter groups (every checkpoint and conversion relies on them): `em
 position and type tables and the embedding LayerNorm; in the default `tied` mode shared by both
 towers, the generator's softmax tied to `embeddings/word_embeddings`), `discriminator`
 (`embeddings_project`, `layer_i`), `discriminator_head`, `generator`, `generator_head` (dense E,
-LayerNorm, `output_bias`), `generator_embeddings` (`untied` only) and `gdes` (the discriminator's
+LayerNorm, `output_bias`), `generator_embeddings` (`untied` only: V x generator width, no
+projection, as the original's `untied_generator_embeddings`) and `gdes` (the discriminator's
 word-table delta, `gdes` only). The BERT baseline has no generator tower: its masked-LM head sits
 on `discriminator`. Methods that touch only a subset of the tree (a converted discriminator, say)
 work with that subset.
@@ -55,7 +56,8 @@ class GeneratorHead(nn.Module):
     def __call__(self, h_BxNxG: jax.Array, embeddings: Embeddings) -> jax.Array:
         cfg = self.config
         args = (cfg, self.dtype, self.param_dtype)
-        h_BxNxE = dense(cfg.embedding_size, *args, axes=("hidden", "embed"), name="dense")(h_BxNxG)
+        E = cfg.generator_embedding_width  # the width of the table the logits are tied to
+        h_BxNxE = dense(E, *args, axes=("hidden", "embed"), name="dense")(h_BxNxG)
         h_BxNxE = layer_norm(*args, name="LayerNorm")(gelu_exact(h_BxNxE))
         bias_init = partitioned(nn.initializers.zeros, "vocab")
         output_bias_V = self.param("output_bias", bias_init, (cfg.vocab_size,), self.param_dtype)
@@ -106,7 +108,7 @@ class ElectraModel(nn.Module):
             self.generator = Encoder(cfg, cfg.generator, remat=self.remat, **kw)
         self.generator_head = GeneratorHead(cfg, **kw)
         if cfg.embedding_sharing == "untied":
-            self.generator_embeddings = Embeddings(cfg, **kw)
+            self.generator_embeddings = Embeddings(cfg, width=cfg.generator_embedding_width, **kw)
         if cfg.embedding_sharing == "gdes":
             self.gdes = GdesDelta(cfg, param_dtype=self.param_dtype)
 

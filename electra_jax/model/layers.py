@@ -55,14 +55,15 @@ def dense(
 
 
 class Embeddings(nn.Module):
-    """Word + position + token-type tables of width E, summed, LayerNorm, dropout."""
+    """Word + position + token-type tables of width E (or `width`), summed, LayerNorm, dropout."""
 
     config: ModelConfig
     dtype: Dtype = jnp.float32
     param_dtype: Dtype = jnp.float32
+    width: int | None = None  # None: config.embedding_size
 
     def setup(self) -> None:
-        cfg, E = self.config, self.config.embedding_size
+        cfg, E = self.config, self.width or self.config.embedding_size
         init = tf_truncated_normal(cfg.initializer_range)
         tables = {  # name: (rows, logical axis of the rows)
             "word_embeddings": (cfg.vocab_size, "vocab"),
@@ -216,8 +217,8 @@ class EncoderLayer(TowerModule):
 
 
 class Encoder(TowerModule):
-    """A tower: an E->H `embeddings_project` when E != H (its init: spec §8 item 4), then the
-    encoder layers. `remat` recomputes each layer's activations in the backward pass."""
+    """A tower: an E->H `embeddings_project` when its input is not H wide (Glorot-uniform kernel
+    by default, spec §1), then the layers. `remat` recomputes activations in the backward pass."""
 
     remat: bool = False
 
@@ -229,8 +230,13 @@ class Encoder(TowerModule):
         """`mask`: the [B, L] input mask, or [B, L, L] for packed rows (see SelfAttention)."""
         cfg, tower, H = self.config, self.tower, self.tower.hidden_size
         x_BxLxH = emb_BxLxE
-        if cfg.embedding_size != H:
-            x_BxLxH = self.dense(H, axes=("embed", "hidden"), name="embeddings_project")(emb_BxLxE)
+        if emb_BxLxE.shape[-1] != H:
+            glorot = cfg.embeddings_project_init == "glorot_uniform"
+            init = nn.initializers.glorot_uniform() if glorot else None  # None: truncated normal
+            project = self.dense(
+                H, axes=("embed", "hidden"), name="embeddings_project", kernel_init=init
+            )
+            x_BxLxH = project(emb_BxLxE)
         layer_cls = nn.remat(EncoderLayer, static_argnums=(3,)) if self.remat else EncoderLayer
         all_layers = []
         for i in range(tower.num_layers):

@@ -4,7 +4,7 @@ packed datasets `packing_ids` (each position's example number: masking and the l
 per-token, so only the model reads it)."""
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +18,10 @@ Batch = dict[str, jax.Array]
 # bin and report ~0.5 whatever their ranking.
 AUC_BINS = 1 << 16
 AUC_LOGIT_RANGE = 16.0
+# What a position drawn more than once receives (spec §2.2): "floor_mean" (the original's
+# scatter_update: the writes are summed and floor-divided by their count, position 0 never
+# written) or "first" (the first used slot's value).
+DuplicateWrites = Literal["floor_mean", "first"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +35,7 @@ class ObjectiveConfig:
     mask_token_prob: float = 0.85  # selected positions set to [MASK]; the rest keep the token
     max_predictions: int | None = None  # None: int((mask_prob + 0.005) * max_seq_len)
     positions_with_replacement: bool = True  # the original samples with replacement
+    duplicate_positions: DuplicateWrites = "floor_mean"  # see DuplicateWrites
     temperature: float = 1.0
     disallow_correct: bool = False
     gen_weight: float = 1.0
@@ -38,6 +43,13 @@ class ObjectiveConfig:
     electra_objective: bool = True  # False: BERT masked-LM baseline, no discriminator
     # The original's `uniform_generator`: all-zero generator logits (uniform samples, MLM ln V).
     uniform_generator: bool = False
+
+    def __post_init__(self) -> None:
+        if self.duplicate_positions not in get_args(DuplicateWrites):
+            expected = " or ".join(repr(v) for v in get_args(DuplicateWrites))
+            raise ValueError(
+                f"duplicate_positions={self.duplicate_positions!r}; expected {expected}"
+            )
 
     def num_predictions(self, seq_len: int) -> int:
         if self.max_predictions is not None:
@@ -115,7 +127,8 @@ def select_positions(
 
 
 def first_occurrence(positions_BxN: jax.Array, weights_BxN: jax.Array) -> jax.Array:
-    """True for used slots whose position no earlier used slot holds (duplicates apply once)."""
+    """True for used slots whose position no earlier used slot holds (`duplicate_positions`
+    "first": only these slots write)."""
     N = positions_BxN.shape[-1]
     used_BxN = weights_BxN > 0
     same_BxNxN = positions_BxN[:, :, None] == positions_BxN[:, None, :]
@@ -124,17 +137,38 @@ def first_occurrence(positions_BxN: jax.Array, weights_BxN: jax.Array) -> jax.Ar
     return used_BxN & ~jnp.any(same_BxNxN & earlier_NxN, axis=-1)
 
 
+def scatter_floor_mean(
+    ids_BxL: jax.Array, updates_BxN: jax.Array, positions_BxN: jax.Array, used_BxN: jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """The original's `scatter_update` on ids (spec §2.2): at each position the used slots'
+    updates are summed and floor-divided by their count, so a position drawn twice with s1, s2
+    gets floor((s1 + s2) / 2); position 0 is never written. Returns (ids, written mask)."""
+    B, L = ids_BxL.shape
+    rows_Bx1 = jnp.arange(B)[:, None]
+    used_BxN = used_BxN.astype(jnp.int32)
+    count_BxL = jnp.zeros((B, L), jnp.int32).at[rows_Bx1, positions_BxN].add(used_BxN)
+    sum_BxL = jnp.zeros((B, L), jnp.int32).at[rows_Bx1, positions_BxN].add(used_BxN * updates_BxN)
+    written_BxL = (count_BxL > 0) & (jnp.arange(L) > 0)[None, :]
+    mean_BxL = jnp.floor_divide(sum_BxL, jnp.maximum(count_BxL, 1))
+    return jnp.where(written_BxL, mean_BxL, ids_BxL), written_BxL
+
+
 def mask_batch(rng: jax.Array, batch: Batch, cfg: ObjectiveConfig) -> MaskedBatch:
-    """Selects positions and masks the generator's input (spec §2.3; duplicates as §2.2)."""
+    """Selects positions and masks the generator's input (spec §2.3): a position is [MASK] if any
+    of its slots chose [MASK] (with "floor_mean", as the original, never position 0)."""
     select_rng, mask_rng = jax.random.split(rng)
     ids_BxL = batch["input_ids"]
     positions_BxN, weights_BxN = select_positions(select_rng, batch, cfg)
     targets_BxN = jnp.take_along_axis(ids_BxL, positions_BxN, axis=-1)
     to_mask_BxN = jax.random.uniform(mask_rng, positions_BxN.shape) < cfg.mask_token_prob
     to_mask_BxN &= weights_BxN > 0
-    rows_BxN = jnp.broadcast_to(jnp.arange(ids_BxL.shape[0])[:, None], positions_BxN.shape)
-    is_masked_BxL = jnp.zeros(ids_BxL.shape, bool).at[rows_BxN, positions_BxN].max(to_mask_BxN)
-    masked_ids_BxL = jnp.where(is_masked_BxL, cfg.mask_id, ids_BxL)
+    if cfg.duplicate_positions == "floor_mean":
+        mask_ids_BxN = jnp.full(positions_BxN.shape, cfg.mask_id, ids_BxL.dtype)
+        masked_ids_BxL, _ = scatter_floor_mean(ids_BxL, mask_ids_BxN, positions_BxN, to_mask_BxN)
+    else:
+        rows_BxN = jnp.broadcast_to(jnp.arange(ids_BxL.shape[0])[:, None], positions_BxN.shape)
+        is_masked_BxL = jnp.zeros(ids_BxL.shape, bool).at[rows_BxN, positions_BxN].max(to_mask_BxN)
+        masked_ids_BxL = jnp.where(is_masked_BxL, cfg.mask_id, ids_BxL)
     return MaskedBatch(positions_BxN, weights_BxN, targets_BxN, masked_ids_BxL)
 
 
@@ -152,17 +186,31 @@ def sample_tokens(
 
 
 def replace_tokens(
-    batch: Batch, masked: MaskedBatch, samples_BxN: jax.Array
-) -> tuple[jax.Array, jax.Array]:
-    """Discriminator input and labels (spec §2.5; never 1 on padding; a duplicate position takes
-    its first slot's sample: §8 item 5)."""
+    batch: Batch, masked: MaskedBatch, samples_BxN: jax.Array,
+    duplicates: DuplicateWrites = "floor_mean",
+) -> tuple[jax.Array, jax.Array]:  # fmt: skip
+    """Discriminator input and labels (spec §2.5): 1 where the written id differs from the
+    original (never on padding). A position drawn twice gets the floor of its samples' mean (the
+    original's scatter_update) or, with `duplicates="first"`, its first slot's sample."""
     ids_BxL = batch["input_ids"]
     B, L = ids_BxL.shape
-    first_BxN = first_occurrence(masked.positions_BxN, masked.weights_BxN)
-    target_BxN = jnp.where(first_BxN, masked.positions_BxN, L)  # out of range: dropped
-    fake_ids_BxL = ids_BxL.at[jnp.arange(B)[:, None], target_BxN].set(samples_BxN, mode="drop")
+    positions_BxN, used_BxN = masked.positions_BxN, masked.weights_BxN > 0
+    if duplicates == "floor_mean":
+        fake_ids_BxL, _ = scatter_floor_mean(ids_BxL, samples_BxN, positions_BxN, used_BxN)
+    else:
+        first_BxN = first_occurrence(positions_BxN, masked.weights_BxN)
+        target_BxN = jnp.where(first_BxN, positions_BxN, L)  # out of range: dropped
+        rows_Bx1 = jnp.arange(B)[:, None]
+        fake_ids_BxL = ids_BxL.at[rows_Bx1, target_BxN].set(samples_BxN, mode="drop")
     labels_BxL = (fake_ids_BxL != ids_BxL) & (batch["input_mask"] > 0)
     return fake_ids_BxL, labels_BxL.astype(jnp.int32)
+
+
+def uniform_logits(shape: tuple[int, ...]) -> jax.Array:
+    """All-zero generator logits (`uniform_generator`), made opaque to XLA: without the barrier
+    it evaluates the log-softmax, argmax and gathers of a constant [B, N, V] array at compile
+    time (constant folding: 9-17 s per compile at V = 30522, issue 20)."""
+    return jax.lax.optimization_barrier(jnp.zeros(shape, jnp.float32))
 
 
 def weighted_mean(
@@ -214,8 +262,7 @@ def pretrain_forward(
     with jax.named_scope("masking"):  # named scopes label the ops in profiles
         masked = mask_batch(mask_rng, batch, cfg)
     if cfg.uniform_generator and cfg.electra_objective:
-        V = model.config.vocab_size
-        gen_logits_BxNxV = jnp.zeros((*masked.positions_BxN.shape, V), jnp.float32)
+        gen_logits_BxNxV = uniform_logits((*masked.positions_BxN.shape, model.config.vocab_size))
     else:
         gen_logits_BxNxV = model.apply(
             variables, masked.masked_ids_BxL, segment_ids_BxL, mask_BxL, masked.positions_BxN,
@@ -238,7 +285,9 @@ def pretrain_forward(
         return out["loss"], out
     with jax.named_scope("sampling"):
         samples_BxN = sample_tokens(sample_rng, gen_logits_BxNxV, masked.targets_BxN, cfg)
-        fake_ids_BxL, labels_BxL = replace_tokens(batch, masked, samples_BxN)
+        fake_ids_BxL, labels_BxL = replace_tokens(
+            batch, masked, samples_BxN, cfg.duplicate_positions
+        )
     disc_logits_BxL = model.apply(
         variables, fake_ids_BxL, segment_ids_BxL, mask_BxL, deterministic, packing_ids_BxL,
         method=ElectraModel.discriminator_logits, rngs={"dropout": disc_dropout},
