@@ -3,12 +3,15 @@ slice on this machine (no TPU needed: libtpu's compile-only devices) and prints 
 memory plan per chip, the chip's HBM and the headroom, FLOPs per step and the compile time.
 
   python -m electra_jax.compile_check --config=configs/pretrain.py:base --topology=v5e-16 \\
-      [--config.FIELD=VALUE ...]
+      [--config.FIELD=VALUE ...] [--finetune-config=configs/finetune.py:task=rte,size=base]
 
-Exit status: 0 it fits; 1 it does not (the cheapest fix that fits is named, after compiling the
-fixes in order: mesh.fsdp over every chip, remat, grad_accum_steps, a smaller batch); 2 bad
-input. These are the compiler's memory plans, not measurements of a run. A pretrain command
-line can be checked as is (--workdir is accepted and ignored).
+Exit status: 0 it fits; 1 it does not (after compiling the fixes, cheapest first: more
+mesh.fsdp, remat, more grad_accum_steps, it names the first that fits); 2 bad input. A smaller
+batch is never proposed: accumulation lowers memory as far (to one row per chip) and keeps the
+recipe. --finetune-config also (or only) checks the fine-tuner's step on one chip (it runs on
+one device); --config.* overrides apply to --config (to --finetune-config when it is alone).
+These are the compiler's memory plans, not
+measurements of a run. A pretrain command line can be checked as is (--workdir is ignored).
 """
 
 import json
@@ -22,24 +25,25 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 from electra_jax.cli import ArgumentParser, load_config, split_overrides  # noqa: E402
 from electra_jax.errors import UserError, exit_on_user_error  # noqa: E402
+from electra_jax.finetune.compile_plan import finetune_plan  # noqa: E402
 from electra_jax.train.compile_plan import Check, Plan, format_settings, run_check  # noqa: E402
-from electra_jax.train.topologies import GiB, parse_slice, slice_devices  # noqa: E402
+from electra_jax.train.topologies import GiB, Slice, parse_slice, slice_devices  # noqa: E402
 
 EXIT_DOES_NOT_FIT = 1
 
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(prog="python -m electra_jax.compile_check", description=__doc__)
-    parser.add_argument("--config", required=True, help="e.g. configs/pretrain.py:base")
+    parser.add_argument("--config", default="", help="e.g. configs/pretrain.py:base")
+    parser.add_argument(
+        "--finetune-config", default="",
+        help="also (or only) a fine-tuning step, e.g. configs/finetune.py:task=rte,size=base",
+    )  # fmt: skip
     parser.add_argument("--topology", required=True, help="Cloud TPU type, e.g. v5litepod-16")
     parser.add_argument("--no-fixes", action="store_true", help="do not try fixes on a misfit")
     parser.add_argument("--json", default="", help="also write the result to this JSON file")
-    parser.add_argument("--workdir", default="", help=argparse_ignored())
+    parser.add_argument("--workdir", default="", help="ignored (a pretrain command line works)")
     return parser
-
-
-def argparse_ignored() -> str:
-    return "ignored (so a pretrain command line can be checked as is)"
 
 
 def gib(n: float) -> str:
@@ -95,42 +99,88 @@ def verdict(check: Check) -> str | None:
             f"({gib(check.fix.total)} per chip)"
         )
     if not check.tried:
-        return f"{over}; rerun without --no-fixes to try mesh.fsdp, remat, accumulation, batch"
+        return f"{over}; rerun without --no-fixes to try mesh.fsdp, remat and accumulation"
     return (
         f"{over}, even with every fix tried (best {gib(min(t.total for t in check.tried))}); "
         "pick a bigger slice"
     )
 
 
+def plan_json(plan: Plan | None) -> dict | None:
+    return {**vars(plan), "total": plan.total} if plan else None
+
+
 def to_json(check: Check, spec: str, overrides: Sequence[str]) -> dict:
-    plan_dict = lambda p: {**vars(p), "total": p.total} if p else None  # noqa: E731
     return {
         "config": spec, "overrides": list(overrides), "slice": check.slice.name,
         "topology": check.slice.topology, "chips": check.slice.chips,
-        "hbm_bytes": check.slice.hbm_bytes, "fits": check.fits, "plan": plan_dict(check.plan),
-        "analytic_flops": check.analytic_flops, "tried": [plan_dict(t) for t in check.tried],
-        "fix": plan_dict(check.fix),
+        "hbm_bytes": check.slice.hbm_bytes, "fits": check.fits, "plan": plan_json(check.plan),
+        "analytic_flops": check.analytic_flops, "tried": [plan_json(t) for t in check.tried],
+        "fix": plan_json(check.fix),
     }  # fmt: skip
+
+
+def check_finetune(
+    spec: str, overrides: Sequence[str], s: Slice, devices: Sequence
+) -> tuple[list[str], str | None, dict]:
+    """(printed lines, the misfit's one line or None, the JSON) of the fine-tuning step on one
+    chip."""
+    config = load_config(spec, overrides)
+    if "task" not in config or "seeds" not in config:
+        raise UserError(f"--finetune-config={spec} is not a fine-tuning config; pass e.g. "
+                        "configs/finetune.py:task=rte,size=base")  # fmt: skip
+    print(f"compiling the fine-tuning step for one chip of {s.name} ...", flush=True)
+    plan, group, n_params = finetune_plan(config, devices)
+    lines = [
+        f"fine-tuning check: {spec} on one chip of {s.name} (the fine-tuner uses one device): "
+        f"{group} seed(s) under vmap, {n_params / 1e6:.1f}M params, batch {config.batch_size} x "
+        f"{config.max_seq_len}, dtype {config.dtype}",
+        *describe(plan, s.hbm_bytes),
+        f"  FLOPs per step: {plan.flops:.3g} (XLA's cost analysis)",
+        f"  compile: {plan.compile_seconds:.1f}s on this machine",
+    ]
+    fits = plan.total <= s.hbm_bytes
+    result = {"config": spec, "seeds_per_call": group, "fits": fits, "plan": plan_json(plan)}
+    if fits:
+        return [*lines, f"fits: {gib(plan.total)} on one chip of {s.name}"], None, result
+    problem = (
+        f"the fine-tuning step does not fit: {gib(plan.total)} > {gib(s.hbm_bytes)} on one "
+        f"chip of {s.name}; lower --config.seeds_per_group (now {group}) or --config.batch_size"
+    )
+    return lines, problem, result
 
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     overrides, rest = split_overrides(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(rest)
-    config = load_config(args.config, overrides)
-    if "size" not in config or "mesh" not in config:
+    if not args.config and not args.finetune_config:
+        raise UserError("nothing to check: pass --config=configs/pretrain.py:SIZE and/or "
+                        "--finetune-config=configs/finetune.py:task=T,size=S")  # fmt: skip
+    config = load_config(args.config, overrides) if args.config else None
+    if config is not None and ("size" not in config or "mesh" not in config):
         raise UserError(f"--config={args.config} is not a pre-training config; pass e.g. "
                         "configs/pretrain.py:base")  # fmt: skip
     s = parse_slice(args.topology)
     devices = slice_devices(s)
-    check = run_check(config, s, devices, try_fixes=not args.no_fixes)
-    print("\n".join(report(check, args.config)), flush=True)
+    problems, result = [], {}
+    if config is not None:
+        check = run_check(config, s, devices, try_fixes=not args.no_fixes)
+        print("\n".join(report(check, args.config)), flush=True)
+        result = to_json(check, args.config, overrides)
+        problems.append(verdict(check))
+    if args.finetune_config:
+        lines, problem, result["finetune"] = check_finetune(
+            args.finetune_config, [] if args.config else overrides, s, devices
+        )
+        print("\n".join(lines), flush=True)
+        problems.append(problem)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(to_json(check, args.config, overrides), f, indent=1)
-    problem = verdict(check)
-    if problem:
-        print(f"error: {problem}", file=sys.stderr)
+            json.dump(result, f, indent=1)
+    problems = [p for p in problems if p]
+    if problems:
+        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
         sys.exit(EXIT_DOES_NOT_FIT)
 
 

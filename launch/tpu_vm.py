@@ -12,9 +12,10 @@ line) and otherwise runs them, stopping with one line at the first failure.
   python launch/tpu_vm.py stop   my-tpu --zone=us-central2-b --session=pretrain
   python launch/tpu_vm.py delete my-tpu --zone=us-central2-b
 
-`create` (given the config the slice is for) and `run` (a pretrain job) first compile the job's
-train step for the slice on this machine (`python -m electra_jax.compile_check`) and stop when
-it does not fit in HBM; `--skip-compile-check` skips that, `--dry-run` prints it too:
+`create` (given the config the slice is for) and `run` (a pretrain or finetune job) first
+compile the job's train step for the slice on this machine (`python -m
+electra_jax.compile_check`) and stop when it does not fit in HBM; `--skip-compile-check` skips
+that, `--dry-run` prints it too:
 
   python launch/tpu_vm.py create my-tpu --zone=us-central2-b --accelerator-type=v4-8 \
       --config=configs/pretrain.py:base
@@ -163,11 +164,15 @@ def run_commands(
 # ----------------------------------------------------------------------------- compile check
 
 
-def compile_check_command(accelerator_type: str, config_args: list[str]) -> Command:
+def compile_check_command(
+    accelerator_type: str, config_args: list[str], finetune: bool = False
+) -> Command:
     """This machine's `python -m electra_jax.compile_check` for the slice: the job's --config
-    and --config.FIELD=VALUE flags, nothing else (no data, no workdir)."""
+    (as --finetune-config for a fine-tuning job) and --config.FIELD=VALUE flags, nothing else
+    (no data, no workdir)."""
     overrides, rest = split_overrides(config_args)
-    config = [a for a in rest if a.startswith("--config=")]
+    flag = "--finetune-config=" if finetune else "--config="
+    config = [flag + a.removeprefix("--config=") for a in rest if a.startswith("--config=")]
     return [sys.executable, "-m", "electra_jax.compile_check", *config,
             *(CONFIG_PREFIX + o for o in overrides), f"--topology={accelerator_type}"]  # fmt: skip
 
@@ -199,7 +204,8 @@ def check_first(args, config_args: list[str], what: str) -> list[Command]:
     if not args.accelerator_type:
         note("the compile check needs --accelerator-type (a real run asks gcloud for it)")
         return []
-    return [compile_check_command(args.accelerator_type, config_args)]
+    finetune = getattr(args, "job", "") == "finetune"
+    return [compile_check_command(args.accelerator_type, config_args, finetune)]
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -274,7 +280,8 @@ def commands_for(args, config_overrides: list[str] | None = None) -> list[Comman
     if args.command == "run":
         common.check_job_args(args.job, args.job_args)
         job = common.job_argv(VENV_PYTHON, args.job, args.job_args)
-        check = check_first(args, args.job_args, "running it") if args.job == "pretrain" else []
+        checked = args.job in ("pretrain", "finetune")
+        check = check_first(args, args.job_args, "running it") if checked else []
         return check + run_commands(target, session, [job], common.parse_env(args.env))
     if args.command == "status":
         return [ssh_all(target, common.status_script(session, worker_log(session)))]
@@ -298,7 +305,8 @@ def main(argv: list[str] | None = None) -> None:
             f"unrecognized arguments: {' '.join(a for a in unknown if a not in overrides)}"
         )
     dry_run = common.is_dry_run(args)
-    checked_run = args.command == "run" and args.job == "pretrain" and not args.skip_compile_check
+    checked_jobs = ("pretrain", "finetune")
+    checked_run = args.command == "run" and args.job in checked_jobs and not args.skip_compile_check
     if checked_run and not args.accelerator_type and not dry_run:
         common.check_job_args(args.job, args.job_args)  # its one-line errors come first
         args.accelerator_type = describe_accelerator_type(

@@ -146,3 +146,24 @@ def test_misfit_names_the_cheapest_fix_and_exits_1():
     assert line.startswith("does not fit: 20.00 GiB per chip > 16.00 GiB on v5litepod-8")
     assert "cheapest fix that fits: --config.remat=True --config.grad_accum_steps=2" in line
     assert compile_check.EXIT_DOES_NOT_FIT == 1
+
+
+def test_nothing_to_check_or_a_config_of_the_other_kind_is_one_line(capsys):
+    err = one_error_line(["--topology=v4-8"], capsys)
+    assert "nothing to check" in err and "--finetune-config=" in err
+    err = one_error_line(["--finetune-config=configs/pretrain.py:tiny", "--topology=v4-8"], capsys)
+    assert "is not a fine-tuning config" in err
+
+
+@pytest.mark.slow  # ~40 s on 2 idle cores (90 s loaded): one more TPU compile
+def test_finetune_step_compiles_for_one_chip(tmp_path, capsys):
+    out = tmp_path / "check.json"
+    argv = ["--finetune-config=configs/finetune.py:task=rte,size=tiny", "--topology=v5e-4",
+            f"--json={out}"]  # fmt: skip
+    compile_check.main(argv)
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())["finetune"]
+    plan = result["plan"]
+    assert result["fits"] and result["seeds_per_call"] >= 1
+    assert plan["aliased"] > 0  # params and optimiser state donated, as in the fine-tuner
+    assert f"total {plan['total'] / MiB:.1f} MiB of 16.00 GiB HBM per chip" in printed

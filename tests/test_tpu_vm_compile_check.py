@@ -91,3 +91,11 @@ def test_run_asks_gcloud_for_the_type_then_checks_then_starts(fakes, capsys):
         "check -m electra_jax.compile_check --config=configs/pretrain.py:base --topology=v4-8"
     )
     assert calls[2].startswith("gcloud compute tpus tpu-vm ssh t1 ") and len(calls) == 3
+
+
+def test_a_finetune_job_is_checked_with_its_config_as_finetune_config(capsys):
+    job = ["finetune", "--config=configs/finetune.py:task=rte,size=base", "--workdir=w",
+           "--config.batch_size=16"]  # fmt: skip
+    (check, _), _ = dry(["run", "--dry-run", *TPU, "--accelerator-type=v5e-8", *job], capsys)
+    assert check == [*CHECK, "--finetune-config=configs/finetune.py:task=rte,size=base",
+                     "--config.batch_size=16", "--topology=v5e-8"]  # fmt: skip

@@ -109,10 +109,15 @@ def plan_of(program: TrainProgram, keys: Sequence[str], settings: dict[str, Any]
     t0 = time.perf_counter()
     compiled = compile_step(program, keys)
     seconds = time.perf_counter() - t0
+    return read_plan(compiled, settings, seconds, program.config.steps_per_call)
+
+
+def read_plan(compiled: Any, settings: dict[str, Any], seconds: float, steps: int = 1) -> Plan:
+    """The Plan of a compiled executable (`steps` optimiser steps per call)."""
     m = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
-    flops = float((cost or {}).get("flops", float("nan"))) / program.config.steps_per_call
+    flops = float((cost or {}).get("flops", float("nan"))) / steps
     return Plan(
         dict(settings), m.argument_size_in_bytes, m.output_size_in_bytes, m.alias_size_in_bytes,
         m.temp_size_in_bytes, m.generated_code_size_in_bytes, flops, seconds,
