@@ -58,9 +58,10 @@ def running_emulator(root: Path, buckets: tuple[str, ...] = ("bucket",)) -> Iter
             try:
                 urllib.request.urlopen(f"{url}/storage/v1/b", timeout=1).read()
                 break
-            except OSError:
+            except OSError as e:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"fake-gcs-server did not start: {process.stderr.read()!r}")
+                    error = process.stderr.read() if process.poll() is not None else e
+                    raise RuntimeError(f"fake-gcs-server did not start: {error!r}") from e
                 time.sleep(0.1)
         yield Emulator(url, root)
     finally:
