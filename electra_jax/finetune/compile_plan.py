@@ -18,7 +18,7 @@ from electra_jax.finetune.heads import finetune_model
 from electra_jax.finetune.tasks import TaskSpec, get_task
 from electra_jax.finetune.trainer import init_seed_params, make_steps, make_tx, validate_config
 from electra_jax.model.config import ModelConfig, preset
-from electra_jax.train.compile_plan import Plan, read_plan
+from electra_jax.train.compile_plan import Plan, no_persistent_cache, read_plan
 
 STEPS_FOR_SCHEDULE = 1000  # the schedule's length only sets constants in the compiled step
 
@@ -72,6 +72,7 @@ def finetune_plan(config: ml_collections.ConfigDict, devices: Sequence[jax.Devic
     args = on_device((params, opt, batch_shapes(spec, group, B, L), keys), devices[0])
     step = jax.ShapeDtypeStruct((), jnp.int32, sharding=SingleDeviceSharding(devices[0]))
     t0 = time.perf_counter()
-    compiled = train_step.lower(*args, step).compile()
+    with no_persistent_cache():
+        compiled = train_step.lower(*args, step).compile()
     plan: Plan = read_plan(compiled, {}, time.perf_counter() - t0)
     return plan, group, n_params

@@ -7,13 +7,15 @@ Memory and FLOPs only: XLA's time estimate for these programs is wrong (negative
 is ever reported from it.
 """
 
+import contextlib
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import jax
 import ml_collections
+from jax.experimental.compilation_cache import compilation_cache
 
 from electra_jax.data import dataset_format
 from electra_jax.errors import UserError
@@ -99,9 +101,25 @@ def state_bytes(program: TrainProgram) -> int:
     return sum(int(x.size) * x.dtype.itemsize for x in leaves)
 
 
+@contextlib.contextmanager
+def no_persistent_cache() -> Iterator[None]:
+    """Keeps compile-only executables out of JAX's persistent compilation cache: reading one
+    back needs a TPU client ("PjRtCompiler must be constructed with a Client"), so writing it
+    only costs time. The cache's state is re-read from the config afterwards."""
+    previous = jax.config.jax_enable_compilation_cache
+    jax.config.update("jax_enable_compilation_cache", False)
+    compilation_cache.reset_cache()
+    try:
+        yield
+    finally:
+        jax.config.update("jax_enable_compilation_cache", previous)
+        compilation_cache.reset_cache()
+
+
 def compile_step(program: TrainProgram, keys: Sequence[str]) -> Any:
     """The compiled step executable (the one call the trainer makes before its loop)."""
-    return program.compile(keys)
+    with no_persistent_cache():
+        return program.compile(keys)
 
 
 def plan_of(program: TrainProgram, keys: Sequence[str], settings: dict[str, Any]) -> Plan:
