@@ -28,6 +28,14 @@ def load_json(path: str, fix: str) -> Any:
         raise UserError(f"{path} is not valid JSON ({e}){fix}") from e
 
 
+def this_host_checkpointer() -> ocp.StandardCheckpointer:
+    """A checkpointer of this process alone: on a pod only host 0 exports, and every host reads
+    an export by itself, so Orbax must not wait for the other hosts."""
+    me = jax.process_index()
+    only_me = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+    return ocp.StandardCheckpointer(multiprocessing_options=only_me)
+
+
 def save_model(
     directory: str, params: Any, config: ModelConfig, tokenizer: Tokenizer | None = None,
     overwrite: bool = False,
@@ -41,7 +49,7 @@ def save_model(
         config = config.replace(attention_impl="auto")
     with (
         atomic_directory(directory, overwrite, MODEL_JSON) as tmp,
-        ocp.StandardCheckpointer() as checkpointer,
+        this_host_checkpointer() as checkpointer,
     ):
         checkpointer.save(os.path.join(tmp, "params"), params)
         if tokenizer is not None:
@@ -88,7 +96,7 @@ def load_model(directory: str) -> tuple[ModelConfig, dict, Tokenizer | None]:
     if not epath.Path(params_dir).is_dir():
         raise UserError(f"{directory} has no params/ directory; re-export the model")
     try:
-        with ocp.StandardCheckpointer() as checkpointer:
+        with this_host_checkpointer() as checkpointer:
             params = checkpointer.restore(params_dir)
     except Exception as e:  # orbax raises many types for unreadable data
         raise UserError(f"cannot read parameters in {params_dir} ({type(e).__name__})") from e

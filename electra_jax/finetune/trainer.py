@@ -39,6 +39,7 @@ from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
 from electra_jax.storage import is_file, make_dirs, make_workdir, write_atomic, write_json
 from electra_jax.train.compile_cache import CompileWatch, enable_compile_cache
+from electra_jax.train.distributed import initialize_if_multi_host
 from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 
 Config = ml_collections.ConfigDict
@@ -290,6 +291,8 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
     """Fine-tunes `config.seeds` runs on `config.task`; writes results.json and predictions."""
     validate_config(config)
     spec = get_task(config.task)
+    initialize_if_multi_host()  # each host then fine-tunes the same seeds; host 0 writes
+    is_primary = jax.process_index() == 0
     make_workdir(workdir)  # config.json is written once the inputs are checked
     cache_dir, compiles = enable_compile_cache(config.compile_cache_dir, workdir), CompileWatch()
     run_start = time.perf_counter()
@@ -300,7 +303,8 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
             f"{model_cfg.max_position_embeddings}; lower --config.max_seq_len"
         )
     train, eval_sets, skipped_rows = load_task_data(config, spec, tokenizer)
-    write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
+    if is_primary:
+        write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     num_train = len(train["input_ids"])
     num_steps = max(1, int(num_train * config.num_epochs / config.batch_size))
     for path, count in skipped_rows.items():
@@ -322,7 +326,7 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
           "vmap")  # fmt: skip
     dev_scores: dict[str, list[dict]] = {name: [] for name in dev_names}
     predictions: dict[str, list] = {e.name: [] for e in eval_sets}
-    with contextlib.closing(MetricsLogger(workdir, num_steps)) as logger:
+    with contextlib.closing(MetricsLogger(workdir, num_steps, is_primary)) as logger:
         for g in range(0, len(seeds), group):
             group_seeds = seeds[g : g + group]
             params_S = init_seed_params(model, group_seeds, train, pretrained)
@@ -352,11 +356,12 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
         "score": float(np.median(headline)), "median_seed": seeds[chosen],
         "seconds": round(time.perf_counter() - run_start, 1),
     }  # fmt: skip
-    if config.write_predictions:  # test sets first, then SQuAD's dev sets
+    if config.write_predictions and is_primary:  # test sets first, then SQuAD's dev sets
         results["predictions"] = write_predictions(
             os.path.join(workdir, "predictions"), spec,
             sorted(eval_sets, key=lambda e: e.has_labels), predictions, chosen)  # fmt: skip
-    write_results(workdir, results)
+    if is_primary:
+        write_results(workdir, results)
     print(f"done: {spec.name} median dev score {results['score']:.2f} over {len(seeds)} seed(s) "
           f"({[round(s, 2) for s in headline]}) in {results['seconds']:.0f}s; "
           f"{os.path.join(workdir, RESULTS_FILE)}")  # fmt: skip
