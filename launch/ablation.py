@@ -4,7 +4,8 @@
 
 Pre-trains `tiny` with the ELECTRA objective for `--electra-steps` and the BERT baseline
 (`tiny,bert`: one full-size tower, masked LM only) for as many steps as cost the same training
-FLOPs (`electra_jax.model.flops`), both on the built-in corpus; fine-tunes each, and a random
+FLOPs by the paper's count (`electra_jax.model.flops.paper_train_flops`, the original's
+flops_computation.py), both on the built-in corpus; fine-tunes each, and a random
 initialisation, on the built-in tasks with `--seeds` seeds; writes `WORKDIR/ablation.md` with
 the median and min-max dev accuracy per task. Finished jobs are skipped on a rerun. `--dry-run`
 prints the commands.
@@ -26,8 +27,7 @@ from electra_jax.errors import UserError, exit_on_user_error
 from electra_jax.files.model_io import MODEL_JSON
 from electra_jax.files.run_files import RESULTS_FILE, read_results
 from electra_jax.model.config import ModelConfig
-from electra_jax.model.flops import train_flops_per_token
-from electra_jax.train.objective import max_predictions_per_seq
+from electra_jax.model.flops import paper_train_flops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,15 +35,12 @@ TASKS = ("builtin_replaced", "builtin_acceptability", "builtin_continuity")
 
 
 def pretrain_flops_per_step(arg: str, steps: int) -> float:
-    """Training FLOPs per step of `configs/pretrain.py:<arg>` (batch x seq x per-token)."""
-
+    """Training FLOPs of `steps` steps of `configs/pretrain.py:<arg>`, by the paper's count
+    (`paper_train_flops`: the original's flops_computation.py, which set the paper's BERT
+    baselines' steps)."""
     config = get_config(arg)
     model = ModelConfig.from_dict(config.model.to_dict())
-    L = config.max_seq_len
-    per_token = train_flops_per_token(
-        model, L, max_predictions_per_seq(L, config.objective.mask_prob)
-    )
-    return per_token * L * config.batch_size
+    return paper_train_flops(model, config.max_seq_len, config.batch_size, steps)
 
 
 def equal_compute_steps(electra_steps: int) -> int:
@@ -151,7 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--tasks has {sorted(unknown)}; expected some of {','.join(TASKS)}")
     root = os.path.abspath(args.workdir)
     bert_steps = equal_compute_steps(args.electra_steps)
-    print(f"equal compute: ELECTRA {args.electra_steps} steps = BERT {bert_steps} steps")
+    print(f"equal compute (paper FLOPs count): ELECTRA {args.electra_steps} steps = "
+          f"BERT {bert_steps} steps")  # fmt: skip
     inits = {"random": ""}
     pretrainings = (("electra", "tiny", args.electra_steps), ("bert", "tiny,bert", bert_steps))
     for name, arg, steps in pretrainings:
