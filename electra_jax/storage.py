@@ -23,6 +23,10 @@ from etils import epath
 from electra_jax.errors import UserError
 
 COPY_CHUNK_BYTES = 16 << 20
+# gcsfs >= 2026 by default asks the Storage Control API for each bucket's layout (zonal or
+# hierarchical namespace) and, when the account may not (or on an emulator), logs a warning on
+# every call; the plain JSON-API filesystem serves every bucket type. Set it to "true" to opt in.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -135,6 +139,7 @@ def list_files(directory: str) -> list[str]:
 
     fs, root = fsspec.core.url_to_fs(directory)
     root = root.rstrip("/") + "/"
+    fs.invalidate_cache()  # gcsfs caches listings: other processes (hosts) write here too
     return sorted(p.removeprefix(root) for p in fs.find(root) if not p.endswith("/"))
 
 
@@ -155,6 +160,17 @@ def remove_tree(path: str, first: str | None = None) -> None:
         marker.unlink()
     if target.exists():
         target.rmtree()
+
+
+def move_tree(source: str, target: str) -> None:
+    """Renames a directory; on a bucket (no rename) copies its objects, then deletes them."""
+    if not is_remote(source):
+        os.rename(source, target)
+        return
+    copy_tree(source, target)
+    if list_files(target) != (files := list_files(source)) or not files:
+        raise OSError(f"copying {source} to {target} is incomplete; {source} is kept")
+    remove_tree(source)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from electra_jax.errors import UserError
 from electra_jax.files.model_io import load_model
 from electra_jax.finetune import __main__ as finetune
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
+from electra_jax.train.checkpoints import RunCheckpoints
 from launch import report, sweep
 from launch.kill_campaign import one_cpu_device_env
 
@@ -47,8 +48,7 @@ def emulator(tmp_path_factory):
 @pytest.fixture
 def in_bucket(emulator, monkeypatch, tmp_path):
     """This process and its children talk to the emulator; the local cache is a fresh folder."""
-    for key, value in {**emulator.env(), "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false",
-                       "ELECTRA_JAX_CACHE": str(tmp_path / "cache")}.items():  # fmt: skip
+    for key, value in {**emulator.env(), "ELECTRA_JAX_CACHE": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(key, value)
     storage._check_bucket.cache_clear()
     with client_env(emulator):
@@ -187,6 +187,27 @@ def test_remote_shards_too_big_for_the_cache_name_gcsfuse(in_bucket, monkeypatch
     message = str(info.value)
     assert "\n" not in message and "ArrayRecord's reader cannot read a bucket" in message
     assert "gcsfuse" in message and "ELECTRA_JAX_CACHE" in message
+
+
+def test_unreadable_step_is_moved_aside_in_a_bucket(in_bucket):
+    """RunCheckpoints' fallback renames a corrupt step remotely too (gcsfs: copy + delete)."""
+    directory = f"gs://{BUCKET}/moved/checkpoints"
+    for step in (3, 5):  # committed steps on GCS carry commit_success.txt (else Orbax drops them)
+        storage.write_atomic(f"{directory}/{step}/state/_METADATA", "corrupt")
+        storage.write_atomic(f"{directory}/{step}/commit_success.txt", "")
+    checkpoints = RunCheckpoints(directory, keep=2, async_save=False)
+    try:
+        assert list(checkpoints.manager.all_steps()) == [3, 5]
+        moved, again = checkpoints._move_aside(3), checkpoints._move_aside(5)
+        assert list(checkpoints.manager.all_steps()) == []
+    finally:
+        checkpoints.close()
+    folder = in_bucket.root / BUCKET / "moved" / "checkpoints"
+    assert moved == f"{directory}/3.unreadable" and again == f"{directory}/5.unreadable"
+    assert (folder / "3.unreadable/state/_METADATA").read_text() == "corrupt"
+    files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    assert files == [f"{step}.unreadable/{name}" for step in (3, 5)
+                     for name in ("commit_success.txt", "state/_METADATA")]  # fmt: skip
 
 
 def run_cli(module: str, argv: list[str], cwd: Path, env: dict) -> subprocess.CompletedProcess:

@@ -21,7 +21,7 @@ from etils import epath
 
 from electra_jax.errors import UserError
 from electra_jax.model.shapes import shapes_of
-from electra_jax.storage import absolute
+from electra_jax.storage import absolute, move_tree
 
 UNREADABLE_SUFFIX = ".unreadable"
 RETRY_DELAYS_S = (2.0, 8.0)  # waits before the second and third read of a step
@@ -181,12 +181,12 @@ class RunCheckpoints:
 
     def _move_aside(self, step: int) -> str:
         """Renames an unreadable step so that no later resume or save trips over it."""
-        source = epath.Path(self.directory) / str(step)
+        source = f"{self.directory.rstrip('/')}/{step}"
         target, n = f"{source}{UNREADABLE_SUFFIX}", 1
         while epath.Path(target).exists():
             n += 1
             target = f"{source}{UNREADABLE_SUFFIX}{n}"
-        source.rename(target)
+        move_tree(source, target)
         self.manager.reload()
         return target
 
