@@ -4,9 +4,11 @@ persistent compilation cache instead of compiling it, says so, and trains bit-id
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
+from gcs_emulator import running_emulator
 
 from configs.finetune import get_config as finetune_config
 from configs.pretrain import get_config as pretrain_config
@@ -72,6 +74,35 @@ def test_second_launch_compiles_nothing_and_trains_identically(tmp_path, builtin
         np.testing.assert_array_equal(a, b)  # bit-identical, not merely close
     losses = [[m["loss"] for m in read_metrics(w)] for w in (first, second)]
     assert losses[0] == losses[1] and len(losses[0]) == 2
+
+
+# In one process: a program compiled with the cache on gs:// (written there), then, with JAX's
+# in-memory caches cleared, the same program again (read back from the bucket).
+REMOTE = (
+    "import jax, jax.numpy as jnp\n"
+    "from electra_jax.train.compile_cache import CompileWatch, enable_compile_cache\n"
+    "enable_compile_cache('gs://bucket/run/xla_cache', 'unused')\n"
+    "for _ in range(2):\n"
+    "    watch = CompileWatch()\n"
+    "    jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((8, 8))).block_until_ready()\n"
+    "    print(watch.compiled, watch.loaded)\n"
+    "    jax.clear_caches()\n"
+)
+
+
+def test_cache_on_a_bucket(tmp_path):
+    """A gs:// cache directory works (etils.epath / gcsfs), against the GCS emulator."""
+    with running_emulator(tmp_path) as emulator:
+        env = {**os.environ, **emulator.env(), "JAX_PLATFORMS": "cpu"}
+        env.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
+        proc = subprocess.run(
+            [sys.executable, "-c", REMOTE], capture_output=True, text=True, env=env, timeout=120
+        )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    first, second = (tuple(map(int, line.split())) for line in proc.stdout.split("\n")[:2])
+    assert first[0] > 0 and first[1] == 0 and second == (0, first[0]), proc.stdout
+    written = list(Path(tmp_path, "bucket", "run", "xla_cache").glob("jit_*-cache"))
+    assert len(written) == first[0]  # the entries are objects in the bucket
 
 
 def test_cache_directory_setting(tmp_path):
