@@ -83,6 +83,11 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     paper = PAPER_TRAINING[size]
     c = ml_collections.ConfigDict()
     c.size = size
+    # ModelConfig's fields (model/config.py), the original's defaults. Its switches include
+    # embeddings_project_init ("glorot_uniform", the original's; "truncated_normal") and, with
+    # embedding_sharing="untied", generator_embedding_size (None: the original's V x generator
+    # width tables, no projection; E: V x E tables + projection, as HF generators converted
+    # with --untied). docs/spec.md §1, §7.
     c.model = dataclasses.asdict(PRESETS[size])
     c.model.electra_objective = "bert" not in modifiers
 
@@ -102,7 +107,9 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     c.rng_impl = "threefry2x32"
 
     # ObjectiveConfig's switches with the original's defaults (train/objective.py); the special
-    # ids come from the data, `electra_objective` from the model.
+    # ids come from the data, `electra_objective` from the model. duplicate_positions: what a
+    # position drawn twice receives, "floor_mean" (the original's scatter_update: floor of the
+    # samples' mean) or "first" (the first slot's sample); docs/spec.md §2.2.
     c.objective = section(
         ObjectiveConfig,
         exclude=("max_predictions", "electra_objective"),
