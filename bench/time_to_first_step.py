@@ -6,7 +6,8 @@ restart restores the checkpoint and loads the compiled programs from the run's c
 (`<workdir>/xla_cache`, the default). The phases are the trainer's own `start-up:` line
 (electra_jax/train/startup.py): imports (process start to the trainer: interpreter, imports,
 flags), data (data open, mesh, loaders), init or restore, compile (tracing plus XLA's compile or
-cache load), first step. Prints a Markdown table of the medians over the repeats.
+cache load), first step; and of the total, the seconds XLA spent compiling or loading programs
+from the cache. Prints a Markdown table of the medians over the repeats.
 
   python bench/time_to_first_step.py --sizes=tiny,small --repeats=3
 """
@@ -31,6 +32,7 @@ from electra_jax.train.startup import PREFIX
 PHASES = ("imports", "data", "init", "restore", "compile", "first step")
 COMPILE_LINE = re.compile(r"^compile: train step (cached \()?([\d.]+) s")
 TRACING = re.compile(r"tracing ([\d.]+) s")
+XLA = re.compile(r"\(([\d.]+) s of it in XLA\)")
 
 
 def launch(args: Sequence[str], env: dict[str, str], timeout: float) -> dict[str, float | str]:
@@ -49,7 +51,8 @@ def launch(args: Sequence[str], env: dict[str, str], timeout: float) -> dict[str
             row["tracing"] = float(TRACING.search(line).group(1))
         if line.startswith(PREFIX):
             row["outside"] = time.perf_counter() - start  # launch to the first step, measured here
-            phases, _, _ = line[len(PREFIX) :].partition(";")
+            phases, _, rest = line[len(PREFIX) :].partition(";")
+            row["xla"] = float(XLA.search(rest).group(1))
             for item in phases.split(","):
                 name, seconds, _unit = item.strip().rsplit(" ", 2)
                 row[name] = float(seconds)
@@ -85,8 +88,8 @@ def table(rows: list[dict]) -> str:
     """Medians per (size, case), in seconds."""
     lines = [
         "| size | case | cache | imports | data | init / restore | compile (tracing) | first step "
-        "| to first step | measured outside |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| to first step | of it XLA | measured outside |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for key in dict.fromkeys((r["size"], r["case"]) for r in rows):
         group = [r for r in rows if (r["size"], r["case"]) == key]
@@ -99,7 +102,7 @@ def table(rows: list[dict]) -> str:
             f"| {key[0]} | {key[1]} | {'/'.join(sorted({r['cache'] for r in group}))} | "
             f"{med('imports'):.1f} | {med('data'):.1f} | {med('init') + med('restore'):.1f} | "
             f"{med('compile'):.1f} ({med('tracing'):.1f}) | {med('first step'):.1f} | "
-            f"{total:.1f} | {med('outside'):.1f} |"
+            f"{total:.1f} | {med('xla'):.1f} | {med('outside'):.1f} |"
         )
     return "\n".join(lines)
 

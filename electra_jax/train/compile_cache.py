@@ -85,14 +85,18 @@ class CompileWatch:
         return _counts[CACHE_HIT] - self.base[CACHE_HIT]
 
     @property
+    def xla_seconds(self) -> float:
+        """Seconds in XLA: compiling, or loading from the cache (each program's compile-or-load)."""
+        return _backend_seconds[0] - self.base_seconds
+
+    @property
     def compiled(self) -> int:
         return _counts[BACKEND_COMPILE] - self.base[BACKEND_COMPILE] - self.loaded
 
     def summary(self) -> str:
         """'cached (9.9 s: loaded 0.4 s, tracing 9.5 s)' when every program came from the cache,
         else '76.7 s (XLA 70.1 s, tracing 6.6 s)'; tracing: JAX's tracing and lowering."""
-        wall = time.perf_counter() - self.start
-        xla = _backend_seconds[0] - self.base_seconds
+        wall, xla = time.perf_counter() - self.start, self.xla_seconds
         if self.loaded and not self.compiled:
             return f"cached ({wall:.1f} s: loaded {xla:.1f} s, tracing {wall - xla:.1f} s)"
         return f"{wall:.1f} s (XLA {xla:.1f} s, tracing {wall - xla:.1f} s)"

@@ -7,6 +7,8 @@ from typing import Any
 
 import jax
 
+from electra_jax.train.compile_cache import CompileWatch
+
 PREFIX = "start-up:"
 
 
@@ -31,6 +33,7 @@ class StartupClock:
         self.phases: dict[str, float] = {} if age is None else {"imports": age}
         self.last = time.perf_counter()
         self.reported = False
+        self.compiles = CompileWatch()  # the XLA share of the total
 
     def mark(self, phase: str) -> None:
         """Ends `phase` now: the seconds since the previous mark go to it."""
@@ -46,4 +49,5 @@ class StartupClock:
         self.mark("first step")
         self.reported = True
         shown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.phases.items())
-        return f"{PREFIX} {shown}; {sum(self.phases.values()):.1f} s to the first step"
+        total, xla = sum(self.phases.values()), self.compiles.xla_seconds
+        return f"{PREFIX} {shown}; {total:.1f} s to the first step ({xla:.1f} s of it in XLA)"
