@@ -21,7 +21,8 @@ from gcs_emulator import client_env, running_emulator
 from configs.pretrain import sweep as pretrain_sweep
 from electra_jax import prepare, storage
 from electra_jax.convert import __main__ as convert
-from electra_jax.data import dataset_format, pydocs, shard_cache
+from electra_jax.data import dataset, dataset_format, pydocs, shard_cache
+from electra_jax.data.sources import parse_corpus
 from electra_jax.errors import UserError
 from electra_jax.files.model_io import load_model
 from electra_jax.finetune import __main__ as finetune
@@ -173,6 +174,44 @@ def test_cycle_in_bucket_equals_local_cycle(
     for name in ("data/train-00000-of-00001.array_record", "report/report.md"):
         remote, local = read_bytes(f"{bucket_root}/{name}"), read_bytes(f"{local_root}/{name}")
         assert remote.replace(bucket_root.encode(), b"") == local.replace(local_root.encode(), b"")
+
+
+def test_corpus_folder_and_glob_in_a_bucket(in_bucket):
+    for name in ("a.txt", "sub/b.txt", ".hidden", "c.md"):
+        storage.write_atomic(f"gs://{BUCKET}/corpus/{name}", "One sentence.\n")
+    folder = parse_corpus(f"gs://{BUCKET}/corpus/")[0].paths
+    assert folder == tuple(f"gs://{BUCKET}/corpus/{n}" for n in ("a.txt", "c.md", "sub/b.txt"))
+    assert parse_corpus(f"gs://{BUCKET}/corpus/*.txt")[0].paths == (f"gs://{BUCKET}/corpus/a.txt",)
+    with pytest.raises(UserError, match="no file matches"):
+        parse_corpus(f"gs://{BUCKET}/corpus/*.json")
+
+
+def test_interrupted_dataset_upload_is_redone_on_rerun(in_bucket, monkeypatch, tmp_path):
+    """prepare uploads meta.json last: killed mid-upload, the bucket holds no dataset (readers
+    say so), and the same command uploads the staged copy again instead of rebuilding it."""
+    corpus, output = tmp_path / "corpus.txt", f"gs://{BUCKET}/interrupted"
+    corpus.write_text("".join(f"Sentence number {i} of a small test corpus.\n" for i in range(300)))
+    args = [f"--corpus={corpus}", "--train-vocab=wordpiece", "--vocab-size=120",
+            "--max-seq-len=16", f"--output={output}", "--eval-examples=2"]  # fmt: skip
+    real_copy = dataset.copy_tree
+
+    def killed_before_meta(source: str, target: str, last: str | None = None) -> None:
+        os.rename(f"{source}/{last}", f"{source}/held")  # everything but the commit file
+        real_copy(source, target)
+        os.rename(f"{source}/held", f"{source}/{last}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset, "copy_tree", killed_before_meta)
+    with pytest.raises(SystemExit):
+        prepare.main(args)
+    with pytest.raises(UserError, match="is not a prepared dataset"):
+        dataset_format.read_meta(output)
+    monkeypatch.setattr(dataset, "copy_tree", real_copy)
+    monkeypatch.setattr(dataset, "run_chunks", lambda *a: pytest.fail("rebuilt the dataset"))
+    prepare.main(args)
+    meta = dataset_format.read_meta(output)
+    assert meta["splits"]["eval"]["examples"] == 2
+    assert not os.path.exists(dataset.staging_dir(output))
 
 
 def test_remote_shards_too_big_for_the_cache_name_gcsfuse(in_bucket, monkeypatch):
