@@ -4,9 +4,9 @@
 tower is given and returns logits the test chose, so every expectation is computed in plain
 numpy from the batch and those logits, never from an output of the code under test.
 
-Positions may be drawn twice by default (spec 2.2); what a position drawn twice receives is a
-known deviation (spec 8.5) that will change, so those positions are left out of the exact
-checks (or positions are drawn without replacement).
+Positions may be drawn twice by default (spec 2.2); what a position drawn twice receives (the
+floor of its samples' mean) is pinned in tests/test_pretrain_fidelity.py, so those positions are
+left out of the exact checks here (or positions are drawn without replacement).
 """
 
 import dataclasses
@@ -211,7 +211,7 @@ def test_discriminator_sees_samples_at_selected_positions_and_original_elsewhere
         expected = ids.copy()
         for b, n in zip(*np.nonzero(used), strict=True):
             expected[b, positions[b, n]] = chosen[b, n]
-        once = times == 1  # a position drawn twice: spec 8.5, not pinned here
+        once = times == 1  # a position drawn twice: tests/test_pretrain_fidelity.py
         np.testing.assert_array_equal(disc_ids[times == 0], ids[times == 0])
         np.testing.assert_array_equal(disc_ids[once], expected[once])
         np.testing.assert_array_equal(out["fake_ids_BxL"], disc_ids)
