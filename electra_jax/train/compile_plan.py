@@ -21,6 +21,7 @@ from electra_jax.data import dataset_format
 from electra_jax.errors import UserError
 from electra_jax.model.config import PRESETS
 from electra_jax.model.flops import train_flops_per_token
+from electra_jax.model.layers import cudnn_attention_problem
 from electra_jax.train.program import TrainProgram, build_program
 from electra_jax.train.topologies import GiB, Slice
 from electra_jax.train.trainer import validate_config
@@ -40,7 +41,7 @@ class Plan:
     aliased: int  # outputs written into the donated arguments' buffers
     temporaries: int  # activations, gradients, optimiser scratch
     code: int  # the compiled program itself
-    flops: float  # per chip per optimiser step (XLA's cost analysis)
+    flops: float  # per chip per optimiser step (XLA's cost analysis, loops scaled: read_plan)
     compile_seconds: float
 
     @property
@@ -90,8 +91,12 @@ def slice_mesh_devices(config: ml_collections.ConfigDict, devices: Sequence, s: 
 
 def build(config: ml_collections.ConfigDict, devices: Sequence) -> TrainProgram:
     """The trainer's program (train/program.py: mesh, shardings, donation, K steps per call,
-    remat, accumulation) on the slice's devices."""
+    remat, accumulation) on the slice's devices, after the trainer's own config checks."""
     validate_config(config)
+    problem = cudnn_attention_problem(config.dtype, "tpu")
+    if config.model.attention_impl == "cudnn" and problem:
+        raise UserError(f"config.model.attention_impl='cudnn' {problem}; use --config.model."
+                        "attention_impl=fused (or auto) on TPU")  # fmt: skip
     return build_program(config, SPECIAL_IDS, devices)
 
 
@@ -127,15 +132,18 @@ def plan_of(program: TrainProgram, keys: Sequence[str], settings: dict[str, Any]
     t0 = time.perf_counter()
     compiled = compile_step(program, keys)
     seconds = time.perf_counter() - t0
-    return read_plan(compiled, settings, seconds, program.config.steps_per_call)
+    return read_plan(compiled, settings, seconds, program.config.grad_accum_steps)
 
 
-def read_plan(compiled: Any, settings: dict[str, Any], seconds: float, steps: int = 1) -> Plan:
-    """The Plan of a compiled executable (`steps` optimiser steps per call)."""
+def read_plan(compiled: Any, settings: dict[str, Any], seconds: float, loop: int = 1) -> Plan:
+    """The Plan of a compiled executable. XLA's cost analysis counts a loop's body once
+    (measured on TPU and CPU: tiny's count halves at grad_accum_steps=2 and stays at
+    steps_per_call=2), so one optimiser step is the count times the micro-batches `loop`
+    (the K-steps-per-call loop's body is one step already)."""
     m = compiled.memory_analysis()
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, list | tuple) else cost
-    flops = float((cost or {}).get("flops", float("nan"))) / steps
+    flops = float((cost or {}).get("flops", float("nan"))) * loop
     return Plan(
         dict(settings), m.argument_size_in_bytes, m.output_size_in_bytes, m.alias_size_in_bytes,
         m.temp_size_in_bytes, m.generated_code_size_in_bytes, flops, seconds,
