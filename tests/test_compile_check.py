@@ -170,3 +170,17 @@ def test_finetune_step_compiles_for_one_chip(tmp_path, capsys):
     assert result["fits"] and result["seeds_per_call"] >= 1
     assert plan["aliased"] > 0  # params and optimiser state donated, as in the fine-tuner
     assert f"total {plan['total'] / MiB:.1f} MiB of 16.00 GiB HBM per chip" in printed
+
+
+@pytest.mark.slow  # two more TPU compiles of tiny (~40 s on 2 idle cores)
+def test_flops_per_step_do_not_change_with_accumulation(tmp_path):
+    """XLA's cost analysis counts a loop's body once; the reported FLOPs per optimiser step
+    are scaled back, so 2 micro-batches of 16 rows count as one batch of 32 (within the
+    optimiser update, counted twice, and the accumulation adds)."""
+    flops = []
+    for accum in (1, 2):
+        out = tmp_path / f"check{accum}.json"
+        compile_check.main(["--config=configs/pretrain.py:tiny", "--topology=v4-8",
+                            f"--config.grad_accum_steps={accum}", f"--json={out}"])  # fmt: skip
+        flops.append(json.loads(out.read_text())["plan"]["flops"])
+    assert flops[1] == pytest.approx(flops[0], rel=0.05)
