@@ -29,6 +29,9 @@ from data_fixtures import write_corpus, write_vocab
 from test_finetune_readers import LAYOUTS, write_task
 
 from electra_jax import prepare, pretrain
+from electra_jax.cli import config_parser, parse_config_args
+from electra_jax.convert import __main__ as convert_main
+from launch import report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUN, DRY_RUN, PARSE, SKIP = "run", "dry-run", "parse", "skip"
@@ -100,6 +103,10 @@ RULES = [
          r"--topology=v5litepod-8", SKIP,
          "compiles base for a TPU slice: minutes on 2 cores; tests/test_compile_check.py runs "
          "the same command on tiny for v4:2x2x1"),
+    # --- Buckets: every path in gs://
+    Rule(r"python (-m electra_jax\.\w+|launch/report\.py) .*gs://.*", PARSE,
+         "needs a GCS bucket and credentials; tests/test_gcs_cycle.py runs this cycle with every "
+         "path in a local GCS emulator's bucket"),
     # --- Launchers: every TPU VM / GPU / SLURM / ablation command prints what it would run
     Rule(r"python launch/(tpu_vm|gpu|slurm|ablation)\.py (?!.* \.\.\.).*", DRY_RUN),
     Rule(r"python launch/slurm\.py --dry-run --nodes=2 pretrain \.\.\.", SKIP,
@@ -131,7 +138,8 @@ def readme_commands(text: str) -> list[Command]:
     commands, section = [], ""
     for part in re.split(r"(^```bash\n.*?^```)", text, flags=re.S | re.M):
         if not part.startswith("```bash"):
-            headings = re.findall(r"^#+ (.*)$", part, re.M)
+            prose = re.sub(r"^```.*?^```", "", part, flags=re.S | re.M)  # not an excerpt's
+            headings = re.findall(r"^#+ (.*)$", prose, re.M)
             section = headings[-1] if headings else section
             continue
         loop = None
@@ -208,6 +216,11 @@ def call(function, argv: list[str], capsys) -> tuple[int, str]:
 PARSERS = {
     "electra_jax.pretrain": pretrain.parse_args,
     "electra_jax.prepare": lambda argv: prepare.build_parser().parse_args(argv),
+    "electra_jax.finetune.__main__": lambda argv: parse_config_args(
+        config_parser("finetune", ""), argv, "configs/finetune.py:task=rte,size=small"
+    ),
+    "electra_jax.convert.__main__": convert_main.parse_args,
+    "launch.report": report.parse_args,
 }
 
 
