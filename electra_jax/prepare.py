@@ -100,8 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     kwargs = vars(build_parser().parse_args(argv))  # the flags are prepare_dataset's arguments
     show, as_json = kwargs.pop("show"), kwargs.pop("show_json")
     meta = prepare_dataset(**kwargs)
-    for line in show_lines(kwargs["output"], show or (5 if as_json else 0), as_json, meta=meta):
-        print(line)
+    if n_shown := show or (5 if as_json else 0):  # (a remote dataset is copied to be read)
+        for line in show_lines(kwargs["output"], n_shown, as_json, meta=meta):
+            print(line)
     sys.stdout.flush()
 
 

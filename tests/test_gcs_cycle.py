@@ -80,12 +80,9 @@ def run_cycle(root: str, text: str, tasks_dir: str, log: Path, watch: Path | Non
     -> report -> sweep --summarize, every path under `root`. Returns the pretrain output."""
     storage.make_dirs(root)
     storage.write_atomic(f"{root}/corpus.txt", text)
-    t = time.monotonic()
-    lap = lambda what: print(f"TIMING {what} {time.monotonic() - t:.1f}", file=sys.stderr)
     storage.copy_tree(tasks_dir, f"{root}/glue")
     prepare.main([f"--corpus={root}/corpus.txt", "--train-vocab=wordpiece", "--vocab-size=2000",
                   "--max-seq-len=64", f"--output={root}/data", "--quiet"])  # fmt: skip
-    lap("prepare")
     env = one_cpu_device_env()
     workdir = f"{root}/sweep/{SWEEP_RUN}"
     if watch is not None:
@@ -99,22 +96,18 @@ def run_cycle(root: str, text: str, tasks_dir: str, log: Path, watch: Path | Non
             proc.send_signal(signal.SIGKILL)
             proc.wait()
         assert proc.returncode == -signal.SIGKILL, log.read_text()
-        lap("killed")
     done = subprocess.run(pretrain_argv(root), cwd=log.parent, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    lap("pretrained")
     finetune.main([
         f"--config={CONFIGS}/finetune.py:task=builtin_replaced,size=tiny", f"--workdir={root}/ft",
         f"--config.init_from={workdir}", f"--config.data_dir={root}/glue", "--config.seeds=1",
         "--config.max_seq_len=32", "--config.batch_size=16", "--config.max_train_examples=64",
         "--config.num_epochs=1.0", "--config.log_every=2", "--config.eval_batch_size=100",
     ])  # fmt: skip
-    lap("finetuned")
     convert.main(["--to=hf", f"--input={workdir}/export", f"--output={root}/hf"])
     with contextlib.redirect_stdout(io.StringIO()):
         report.main([f"--runs={root}", f"--out={root}/report", "--paper-row=none"])
-    lap("converted, reported")
     summary = io.StringIO()
     with contextlib.redirect_stdout(summary):
         sweep.main(
