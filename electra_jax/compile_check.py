@@ -10,8 +10,8 @@ mesh.fsdp, remat, more grad_accum_steps, it names the first that fits); 2 bad in
 batch is never proposed: accumulation lowers memory as far (to one row per chip) and keeps the
 recipe. --finetune-config also (or only) checks the fine-tuner's step on one chip (it runs on
 one device); --config.* overrides apply to --config (to --finetune-config when it is alone).
-These are the compiler's memory plans, not
-measurements of a run. A pretrain command line can be checked as is (--workdir is ignored).
+These are the compiler's memory plans, not measurements of a run. A pretrain command line can
+be checked as is (--workdir is ignored).
 """
 
 import json

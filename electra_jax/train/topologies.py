@@ -85,7 +85,7 @@ def parse_slice(name: str) -> Slice:
     cloud = sorted({s.name for s in table.values()}, key=lambda n: (n.split("-")[0], len(n), n))
     raise UserError(
         f"unknown TPU topology {name!r}; pass --topology as Cloud TPU names it, one of "
-        f"{', '.join(cloud)} (or libtpu's form, e.g. v4:2x2x1)"
+        f"{', '.join(cloud)} (v5e-N is v5litepod-N; or libtpu's form, e.g. v4:2x2x1)"
     )
 
 
