@@ -3,7 +3,7 @@
     python launch/run_notebook.py notebooks/quickstart.ipynb
     python launch/run_notebook.py notebooks/quickstart.ipynb --output=/tmp/quickstart.ipynb
 
-`jupyter execute` (nbclient) shows nothing until the whole notebook has run; this runs the same
+`jupyter execute` (nbclient) shows no cell output at all (only what it saves); this runs the same
 nbclient and echoes each cell's output the moment the kernel sends it: printed text (the
 training cell's `step N/T ... eta` lines, warnings on stderr), a text line for each rich result
 (`[figure: image/png]` for a plot), and a `--- cell N: <first line>` header before each code

@@ -134,7 +134,7 @@ def test_quickstart_then_inspect_checkpoint(builtin_data_dir, tmp_path, monkeypa
 
 def test_run_notebook_streams_output_while_a_cell_runs(tmp_path, jupyter_env):
     """launch/run_notebook.py prints a cell's first line before the cell ends (`jupyter execute`
-    prints nothing until the notebook ends); a failing cell: its traceback, one error line,
+    prints no cell output); a failing cell: its traceback, one error line,
     exit 1, and --output still written."""
     nb = nbformat.v4.new_notebook()
     nb.metadata["kernelspec"] = {
