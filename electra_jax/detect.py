@@ -50,7 +50,7 @@ def heads_of(config: ModelConfig, params: dict) -> tuple[bool, bool]:
     parts = set(params)
     disc = {"embeddings", "discriminator", "discriminator_head"}
     disc |= {"gdes"} if config.embedding_sharing == "gdes" else set()
-    mlm = {"generator_head", "generator" if config.electra_objective else "discriminator"}
+    mlm = {"generator_head", *config.generator_towers}
     mlm.add("generator_embeddings" if config.embedding_sharing == "untied" else "embeddings")
     return config.electra_objective and disc <= parts, mlm <= parts
 
@@ -182,7 +182,7 @@ def format_masked_lm(result: dict[str, Any]) -> str:
     lines.append(f"{'pos':>4}  {'token':<16} {'p(token)':>8}  top-{TOP_K}")
     for fill in result["masked_lm_top5"]:
         prob = f"{fill['token_prob']:>8.3f}" if "token_prob" in fill else f"{'-':>8}"
-        guesses = ", ".join(map("{} {:.2f}".format, fill["tokens"], fill["probs"]))
+        guesses = ", ".join(map("{} {:.3f}".format, fill["tokens"], fill["probs"]))
         lines.append(
             f"{fill['position']:>4}  {result['tokens'][fill['position']]:<16} {prob}  {guesses}"
         )
