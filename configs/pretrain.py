@@ -23,8 +23,16 @@ num_train_steps; summary.md ranks them by the last held-out `eval/disc_auc` (or
   python launch/sweep.py --config=configs/pretrain.py:tiny --workdir=runs/tiny-sweep --parallel=2
 
 Argument modifiers after the size (comma-separated): `bert` (masked-LM baseline, no
-discriminator; paper Table 6's steps: 1.45M small, 1M base, 464K large), `runlocal` (few
-steps, for smoke-testing a big config on one machine).
+discriminator; paper Table 6's steps: 1.45M small, 1M base, 464K large), `electric` (Electric,
+the original's `electric_objective`: the two-tower left-to-right / right-to-left cloze generator,
+`model.two_tower_generator=True`, and the noise-contrastive loss, `objective.electric=True`; the
+original's other defaults, disc_weight 50 included; docs/spec.md §9), `tied_generator` (the
+original's `untied_generator=False`: the generator is the discriminator network, every weight
+shared, `model.untied_generator=False`), `runlocal` (few steps, for smoke-testing a big config
+on one machine).
+
+  python -m electra_jax.pretrain --config=configs/pretrain.py:small,electric --workdir=runs/electric
+
 Any field can be overridden with `--config.a.b=value`.
 """
 
@@ -57,6 +65,7 @@ PAPER_TRAINING = {
 BERT_TRAIN_STEPS = {"small": 1_450_000, "base": 1_000_000, "large": 464_000}
 
 
+MODIFIERS = ("bert", "electric", "tied_generator", "runlocal")
 LR_GRID = (0.5, 1.0, 2.0)  # sweep(): multiples of the size's paper learning rate
 MASK_PROBS = (0.15, 0.25)  # sweep(): the paper's values for Small/Base and for Large
 
@@ -77,9 +86,15 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     size, *modifiers = [a for a in arg.split(",") if a]
     if size not in PRESETS:
         raise ValueError(f"unknown size {size!r} in --config; expected one of {sorted(PRESETS)}")
-    unknown = set(modifiers) - {"bert", "runlocal"}
+    unknown = set(modifiers) - set(MODIFIERS)
     if unknown:
-        raise ValueError(f"unknown config modifier(s) {sorted(unknown)}; expected bert, runlocal")
+        raise ValueError(
+            f"unknown config modifier(s) {sorted(unknown)}; expected {', '.join(MODIFIERS)}"
+        )
+    if "bert" in modifiers and {"electric", "tied_generator"} & set(modifiers):
+        raise ValueError(
+            "the bert modifier has no generator to change; drop electric/tied_generator"
+        )
     paper = PAPER_TRAINING[size]
     c = ml_collections.ConfigDict()
     c.size = size
@@ -90,6 +105,8 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
     # with --untied). docs/spec.md §1, §7.
     c.model = dataclasses.asdict(PRESETS[size])
     c.model.electra_objective = "bert" not in modifiers
+    c.model.two_tower_generator = "electric" in modifiers
+    c.model.untied_generator = "tied_generator" not in modifiers
 
     c.num_train_steps = paper["num_train_steps"]
     if "bert" in modifiers:
@@ -114,6 +131,7 @@ def get_config(arg: str = "tiny") -> ml_collections.ConfigDict:
         ObjectiveConfig,
         exclude=("max_predictions", "electra_objective"),
         mask_prob=paper["mask_prob"],
+        electric="electric" in modifiers,
     )
     c.optimizer = optimizer_config(weight_decay=0.01)
 

@@ -74,6 +74,9 @@ def to_hf(args: argparse.Namespace) -> None:
             f"{args.input} has no discriminator"
             + ("; its masked-LM model is written to --output alone" if gen_sd else "")
         )
+    if args.generator_output and config.two_tower_generator:
+        raise UserError("a two-tower (Electric) generator has no Hugging Face model; "
+                        "drop --generator-output (the discriminator converts)")  # fmt: skip
     if args.generator_output and gen_sd is None:
         raise UserError(f"{args.input} has no generator parameters for --generator-output")
     outputs = [(args.output, disc_sd, disc_cfg) if disc_sd else (args.output, gen_sd, gen_cfg)]

@@ -124,8 +124,8 @@ def params_to_hf(
         disc_sd = names.to_hf({"embeddings": tables, "tower": params["discriminator"], **head})
         architecture = "ElectraForPreTraining" if head else "ElectraModel"
         disc_cfg = hf_config(config.discriminator, architecture)
-    tower = "generator" if config.electra_objective else "discriminator"
-    if "generator_head" in params and tower in params:
+    (tower, *rest) = config.generator_towers  # two towers (Electric): no HF masked-LM model
+    if "generator_head" in params and tower in params and not rest:
         if config.embedding_sharing == "untied":
             embeddings = params.get("generator_embeddings", embeddings)
         parts = {"embeddings": embeddings, "tower": params[tower]}

@@ -66,6 +66,13 @@ class ModelConfig:
     # The E -> H `embeddings_project` kernel: "glorot_uniform" (the original's tf.layers.dense
     # default) or "truncated_normal" (stddev initializer_range, like every other kernel).
     embeddings_project_init: ProjectInit = "glorot_uniform"
+    # The original's `untied_generator`: False makes the generator the discriminator network (one
+    # tower, every weight shared, its own masked-LM head; the paper's "tie all weights" ablation).
+    untied_generator: bool = True
+    # The original's `two_tower_generator` (Electric's cloze generator, spec §9): two generator-size
+    # towers, left-to-right and right-to-left, read the unmasked input; position t's cloze logits
+    # come from the first at t-1 and the second at t+1, so no position sees its own token.
+    two_tower_generator: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.resolved_num_heads:
@@ -88,6 +95,16 @@ class ModelConfig:
                 f"generator_embedding_size={self.generator_embedding_size} applies to "
                 "embedding_sharing='untied' only; leave it None"
             )
+        if not self.untied_generator and self.embedding_sharing != "tied":
+            raise ValueError(
+                f"untied_generator=False (the generator is the discriminator) shares every table; "
+                f"embedding_sharing={self.embedding_sharing!r} needs its own: set it to 'tied'"
+            )
+        if self.two_tower_generator and not (self.untied_generator and self.electra_objective):
+            raise ValueError(
+                "two_tower_generator=True needs a separate generator (untied_generator=True, "
+                "electra_objective=True), as in the original"
+            )
 
     @property
     def generator_embedding_width(self) -> int:
@@ -95,6 +112,19 @@ class ModelConfig:
         if self.embedding_sharing != "untied":
             return self.embedding_size
         return self.generator_embedding_size or self.generator.hidden_size
+
+    @property
+    def generator_is_discriminator(self) -> bool:
+        """The masked-LM runs on the discriminator tower: the BERT baseline, or the original's
+        `untied_generator=False`."""
+        return not (self.electra_objective and self.untied_generator)
+
+    @property
+    def generator_towers(self) -> tuple[str, ...]:
+        """The parameter groups of the masked-LM's tower(s), its head (`generator_head`) aside."""
+        if self.generator_is_discriminator:
+            return ("discriminator",)
+        return ("generator_ltr", "generator_rtl") if self.two_tower_generator else ("generator",)
 
     @property
     def resolved_num_heads(self) -> int:
@@ -108,8 +138,9 @@ class ModelConfig:
 
     @property
     def generator(self) -> EncoderConfig:
-        """The generator tower; the BERT baseline's generator is the discriminator tower."""
-        if not self.electra_objective:
+        """The generator tower (each of the two with `two_tower_generator`); the BERT baseline's
+        and a tied generator's (`untied_generator=False`) is the discriminator tower."""
+        if self.generator_is_discriminator:
             return self.discriminator
         hidden = max(1, round(self.hidden_size * self.generator_hidden_size))
         layers = max(1, round(self.num_layers * self.generator_layers))

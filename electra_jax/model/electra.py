@@ -6,9 +6,11 @@ towers, the generator's softmax tied to `embeddings/word_embeddings`), `discrimi
 (`embeddings_project`, `layer_i`), `discriminator_head`, `generator`, `generator_head` (dense E,
 LayerNorm, `output_bias`), `generator_embeddings` (`untied` only: V x generator width, no
 projection, as the original's `untied_generator_embeddings`) and `gdes` (the discriminator's
-word-table delta, `gdes` only). The BERT baseline has no generator tower: its masked-LM head sits
-on `discriminator`. Methods that touch only a subset of the tree (a converted discriminator, say)
-work with that subset.
+word-table delta, `gdes` only). The BERT baseline and a tied generator (`untied_generator=False`)
+have no generator tower: their masked-LM head sits on `discriminator`. A two-tower generator
+(Electric, spec §9) has `generator_ltr` and `generator_rtl` instead of `generator` (and, `untied`,
+`generator_rtl_embeddings` beside `generator_embeddings`, which the softmax is tied to). Methods
+that touch only a subset of the tree (a converted discriminator, say) work with that subset.
 """
 
 import flax.linen as nn
@@ -20,6 +22,7 @@ from electra_jax.model.layers import (
     Dtype,
     Embeddings,
     Encoder,
+    causal_attention_mask,
     dense,
     gelu_exact,
     layer_norm,
@@ -105,10 +108,14 @@ class ElectraModel(nn.Module):
         self.discriminator = Encoder(cfg, cfg.discriminator, remat=self.remat, **kw)
         if cfg.electra_objective:
             self.discriminator_head = DiscriminatorHead(cfg, **kw)
-            self.generator = Encoder(cfg, cfg.generator, remat=self.remat, **kw)
+        for name in () if cfg.generator_is_discriminator else cfg.generator_towers:
+            setattr(self, name, Encoder(cfg, cfg.generator, remat=self.remat, **kw))
         self.generator_head = GeneratorHead(cfg, **kw)
         if cfg.embedding_sharing == "untied":
-            self.generator_embeddings = Embeddings(cfg, width=cfg.generator_embedding_width, **kw)
+            width = cfg.generator_embedding_width
+            self.generator_embeddings = Embeddings(cfg, width=width, **kw)
+            if cfg.two_tower_generator:  # the original's towers each have their own tables
+                self.generator_rtl_embeddings = Embeddings(cfg, width=width, **kw)
         if cfg.embedding_sharing == "gdes":
             self.gdes = GdesDelta(cfg, param_dtype=self.param_dtype)
 
@@ -151,17 +158,44 @@ class ElectraModel(nn.Module):
         positions_BxN: jax.Array | None = None, deterministic: bool = True,
         packing_ids_BxL: jax.Array | None = None,
     ) -> jax.Array:  # fmt: skip
-        """Masked-LM logits [B, N, V] at `positions_BxN` only, or [B, L, V] when None."""
+        """Masked-LM logits [B, N, V] at `positions_BxN` only, or [B, L, V] when None (a
+        two-tower generator: its cloze logits, which never read the token at the position)."""
         cfg = self.config
         untied = cfg.embedding_sharing == "untied"
         embeddings = self.generator_embeddings if untied else self.embeddings
-        tower = self.generator if cfg.electra_objective else self.discriminator
         attention_mask, positions_BxL = tower_inputs(mask_BxL, packing_ids_BxL)
-        emb_BxLxE = embeddings(ids_BxL, segment_ids_BxL, deterministic, positions_BxL=positions_BxL)
-        h_BxLxG = tower(emb_BxLxE, attention_mask, deterministic)
+        inputs = (ids_BxL, segment_ids_BxL, deterministic)
+        if cfg.two_tower_generator:
+            rtl_embeddings = self.generator_rtl_embeddings if untied else self.embeddings
+            h_BxLxG = self.two_tower_hidden(
+                embeddings(*inputs, positions_BxL=positions_BxL),
+                rtl_embeddings(*inputs, positions_BxL=positions_BxL),
+                attention_mask, deterministic,
+            )  # fmt: skip
+        else:
+            tower = self.discriminator if cfg.generator_is_discriminator else self.generator
+            emb_BxLxE = embeddings(*inputs, positions_BxL=positions_BxL)
+            h_BxLxG = tower(emb_BxLxE, attention_mask, deterministic)
         if positions_BxN is not None:
             h_BxLxG = jnp.take_along_axis(h_BxLxG, positions_BxN[..., None], axis=1)
         return self.generator_head(h_BxLxG, embeddings)
+
+    def two_tower_hidden(
+        self, ltr_emb_BxLxE: jax.Array, rtl_emb_BxLxE: jax.Array, mask: jax.Array,
+        deterministic: bool,
+    ) -> jax.Array:  # fmt: skip
+        """The original's `TwoTowerClozeTransformer` (spec §9): [B, L, 2G], position t holding the
+        left-to-right tower at t-1 and the right-to-left tower at t+1, wrapping around the row
+        (position 0 gets the first tower's last position, L-1 the second's first)."""
+        ltr_BxLxG = self.generator_ltr(
+            ltr_emb_BxLxE, causal_attention_mask(mask, "ltr"), deterministic
+        )
+        rtl_BxLxG = self.generator_rtl(
+            rtl_emb_BxLxE, causal_attention_mask(mask, "rtl"), deterministic
+        )
+        return jnp.concatenate(
+            [jnp.roll(ltr_BxLxG, 1, axis=1), jnp.roll(rtl_BxLxG, -1, axis=1)], -1
+        )
 
 
 def init_params(model: ElectraModel, rng: jax.Array, batch_size: int = 2, seq_len: int = 8) -> dict:

@@ -112,6 +112,18 @@ def packed_attention_mask(packing_ids_BxL: jax.Array) -> jax.Array:
     return (key_Bx1xL > 0) & ((query_BxLx1 == key_Bx1xL) | (query_BxLx1 == 0))
 
 
+def causal_attention_mask(mask: jax.Array, direction: str) -> jax.Array:
+    """[B, L, L] keep mask of a uni-directional tower (the original's `ltr` / `rtl`): query i sees
+    keys j <= i ("ltr") or j >= i ("rtl") that `mask` ([B, L] input mask or [B, L, L]) keeps. A
+    query left with no key (an "rtl" padding query) sees every key unmasked, as the original's
+    additive -10000 mask makes of a row it masks whole."""
+    L = mask.shape[-1]
+    keep_BxLxL = (mask[:, None, :] if mask.ndim == 2 else mask).astype(bool)
+    causal_LxL = jnp.tril(jnp.ones((L, L), bool))
+    keep_BxLxL &= causal_LxL if direction == "ltr" else causal_LxL.T
+    return keep_BxLxL | ~jnp.any(keep_BxLxL, axis=-1, keepdims=True)
+
+
 def packed_positions(packing_ids_BxL: jax.Array) -> jax.Array:
     """Position ids that restart at 0 where each example of a packed row starts."""
     L = packing_ids_BxL.shape[-1]

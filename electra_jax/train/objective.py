@@ -9,7 +9,10 @@ from typing import Any, Literal, get_args
 import jax
 import jax.numpy as jnp
 
+from electra_jax.errors import UserError
+from electra_jax.model.config import ModelConfig
 from electra_jax.model.electra import ElectraModel
+from electra_jax.train import electric
 
 Batch = dict[str, jax.Array]
 # disc_auc from score histograms (summable over batches and devices): 65,536 bins uniform in
@@ -43,12 +46,28 @@ class ObjectiveConfig:
     electra_objective: bool = True  # False: BERT masked-LM baseline, no discriminator
     # The original's `uniform_generator`: all-zero generator logits (uniform samples, MLM ln V).
     uniform_generator: bool = False
+    # The original's `electric_objective` (spec §9): the noise-contrastive loss on the
+    # discriminator's energies, the labels every written position; needs the two-tower generator.
+    electric: bool = False
 
     def __post_init__(self) -> None:
         if self.duplicate_positions not in get_args(DuplicateWrites):
             expected = " or ".join(repr(v) for v in get_args(DuplicateWrites))
             raise ValueError(
                 f"duplicate_positions={self.duplicate_positions!r}; expected {expected}"
+            )
+
+    def check_model(self, model: ModelConfig) -> None:
+        """The pairings the original cannot run, as one-line UserErrors."""
+        if self.electric and not model.two_tower_generator:
+            raise UserError(
+                "objective.electric=True needs model.two_tower_generator=True (the original's "
+                "electric_objective forces it): use configs/pretrain.py:SIZE,electric"
+            )
+        if self.uniform_generator and model.two_tower_generator:
+            raise UserError(
+                "objective.uniform_generator=True has no use for model.two_tower_generator=True "
+                "(the original cannot run both): set one of them to False"
             )
 
     def num_predictions(self, seq_len: int) -> int:
@@ -103,6 +122,7 @@ def loss_denominators(batch: Batch, cfg: ObjectiveConfig) -> dict[str, jax.Array
     return {
         "mlm": jnp.sum(used_slots(batch, cfg)).astype(jnp.float32),
         "disc": jnp.sum(batch["input_mask"] > 0).astype(jnp.float32),
+        "cloze": jnp.sum(candidates_mask(batch, cfg)).astype(jnp.float32),  # two-tower generator
     }
 
 
@@ -261,18 +281,30 @@ def pretrain_forward(
     segment_ids_BxL, mask_BxL = batch["segment_ids"], batch["input_mask"]
     with jax.named_scope("masking"):  # named scopes label the ops in profiles
         masked = mask_batch(mask_rng, batch, cfg)
+    cloze_BxLxV = None  # a two-tower generator's logits at every position (spec §9)
     if cfg.uniform_generator and cfg.electra_objective:
         gen_logits_BxNxV = uniform_logits((*masked.positions_BxN.shape, model.config.vocab_size))
     else:
-        gen_logits_BxNxV = model.apply(
-            variables, masked.masked_ids_BxL, segment_ids_BxL, mask_BxL, masked.positions_BxN,
-            deterministic, packing_ids_BxL, method=ElectraModel.generator_logits,
-            rngs={"dropout": gen_dropout},
+        two_tower = model.config.two_tower_generator  # it reads the unmasked input, everywhere
+        gen_ids_BxL = batch["input_ids"] if two_tower else masked.masked_ids_BxL
+        gen_logits = model.apply(
+            variables, gen_ids_BxL, segment_ids_BxL, mask_BxL,
+            None if two_tower else masked.positions_BxN, deterministic, packing_ids_BxL,
+            method=ElectraModel.generator_logits, rngs={"dropout": gen_dropout},
         )  # fmt: skip
-    with jax.named_scope("mlm_loss"):
-        gen_loss = mlm_loss(
-            gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN, den.get("mlm")
+        cloze_BxLxV = gen_logits if two_tower else None
+        gen_logits_BxNxV = (
+            electric.gather_positions(gen_logits, masked.positions_BxN) if two_tower else gen_logits
         )
+    with jax.named_scope("mlm_loss"):
+        if cloze_BxLxV is None:
+            gen_loss = mlm_loss(
+                gen_logits_BxNxV, masked.targets_BxN, masked.weights_BxN, den.get("mlm")
+            )
+        else:  # the cloze loss: every candidate token, as the original's `_get_cloze_outputs`
+            cloze_weights_BxL = candidates_mask(batch, cfg).astype(jnp.float32)
+            ids_BxL = batch["input_ids"]
+            gen_loss = mlm_loss(cloze_BxLxV, ids_BxL, cloze_weights_BxL, den.get("cloze"))
     out = {
         "mlm_loss": gen_loss,
         "gen_logits_BxNxV": gen_logits_BxNxV,
@@ -288,10 +320,19 @@ def pretrain_forward(
         fake_ids_BxL, labels_BxL = replace_tokens(
             batch, masked, samples_BxN, cfg.duplicate_positions
         )
+        if cfg.electric:
+            labels_BxL = electric.noise_positions(
+                masked.positions_BxN, masked.weights_BxN, fake_ids_BxL.shape[-1],
+                cfg.duplicate_positions,
+            )  # fmt: skip
     disc_logits_BxL = model.apply(
         variables, fake_ids_BxL, segment_ids_BxL, mask_BxL, deterministic, packing_ids_BxL,
         method=ElectraModel.discriminator_logits, rngs={"dropout": disc_dropout},
     )  # fmt: skip
+    if cfg.electric:
+        disc_logits_BxL = electric.nce_logits(
+            disc_logits_BxL, cloze_BxLxV, fake_ids_BxL, cfg.mask_prob
+        )
     with jax.named_scope("disc_loss"):
         d_loss = disc_loss(disc_logits_BxL, labels_BxL, mask_BxL, den.get("disc"))
     out.update(

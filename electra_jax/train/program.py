@@ -43,6 +43,7 @@ def build_configs(
         ObjectiveConfig, config.objective, "config.objective",
         electra_objective=model_cfg.electra_objective, **special_ids,
     )  # fmt: skip
+    objective.check_model(model_cfg)
     optimizer = build(
         OptimizerConfig, config.optimizer, "config.optimizer",
         learning_rate=config.learning_rate, num_train_steps=config.num_train_steps,
