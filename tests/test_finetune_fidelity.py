@@ -18,7 +18,6 @@ import pytest
 
 from configs.finetune import get_config
 from electra_jax.data.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
-from electra_jax.errors import UserError
 from electra_jax.finetune import metrics
 from electra_jax.finetune.features import decode_answers, featurize_squad
 from electra_jax.finetune.heads import ClassificationHead, SpanHead, finetune_model, task_loss
@@ -269,10 +268,8 @@ def test_the_originals_squad_folders_and_task_names(tmp_path):
     assert split_path(str(tmp_path / "squad"), TASKS["squad20"], "dev").endswith("squad/dev.json")
     assert get_task("squad") is TASKS["squad20"] and get_task("squadv1") is TASKS["squad11"]
     assert get_config("task=squadv1,size=tiny").task == "squad11"
-    with pytest.raises(UserError, match="newsqa.*not implement"):
-        get_task("newsqa")
-    with pytest.raises(ValueError, match="chunk"):
-        get_config("task=chunk")
+    # The original's other task names are tasks now (tests/test_mrqa.py, tests/test_tagging.py).
+    assert get_task("newsqa").metric == "mrqa" and get_config("task=chunk").max_seq_len == 256
 
 
 # --------------------------------------------------------------------------- SQuAD evaluation

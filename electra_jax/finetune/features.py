@@ -1,5 +1,6 @@
 """Featurization as the original's (GLUE, the longer segment truncated first; SQuAD doc-stride
-windows, docs/spec.md §5.5) and SQuAD answer decoding (starts where they have maximal context)."""
+windows, docs/spec.md §5.5; tagging, each word's label on its first word piece) and SQuAD answer
+decoding (starts where they have maximal context)."""
 
 import dataclasses
 import itertools
@@ -8,7 +9,8 @@ import unicodedata
 import numpy as np
 
 from electra_jax.data.tokenizer import Tokenizer
-from electra_jax.finetune.readers import Example, SquadExample
+from electra_jax.finetune.metrics import bioes_tags, span_labels
+from electra_jax.finetune.readers import Example, SquadExample, TaggingExample, split_words
 
 
 def double_unordered(examples: list[Example]) -> list[Example]:
@@ -55,25 +57,41 @@ def encode_examples(
     return arrays
 
 
+def encode_tagging(
+    examples: list[TaggingExample], tokenizer: Tokenizer, max_seq_len: int, labels: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Sentences -> the original's tagging features: [CLS] word pieces [SEP], every segment id 1;
+    `labeled_positions` [N, L] the first piece of each kept word, `labels` its BIOES tag's id in
+    `labels` (by word), `labels_mask` 1 for kept words. Words are kept while the original's test,
+    words + 3 + pieces so far <= max_seq_len, holds; the rest are cut (and left out of scoring)."""
+    N, L = len(examples), max_seq_len
+    pieces = iter(tokenizer.encode_batch([w for e in examples for w in e.words]))
+    rows, label_id = [], {tag: i for i, tag in enumerate(labels)}
+    arrays = {k: np.zeros((N, L), np.int32) for k in ("labels", "labeled_positions")}
+    arrays["labels_mask"] = np.zeros((N, L), np.float32)
+    for i, example in enumerate(examples):
+        n, ids, positions = len(example.words), [], []
+        words = [[tokenizer.cls_id], *(next(pieces) for _ in example.words), [tokenizer.sep_id]]
+        for k, word_ids in enumerate(words):
+            if n + 2 + len(ids) + 1 > L:  # tagging_tasks.py's featurize
+                ids.append(tokenizer.sep_id)
+                break
+            if 0 < k <= n:
+                positions.append(len(ids))
+            ids.extend(word_ids[: L - 1 - len(ids)])  # cuts only where the original fails
+        rows.append((ids, [1] * len(ids)))
+        tags = bioes_tags(span_labels(list(example.tags)), n)[:L]
+        arrays["labels"][i, : len(tags)] = [label_id[t] for t in tags]
+        arrays["labeled_positions"][i, : len(positions)] = positions
+        arrays["labels_mask"][i, : len(positions)] = 1.0
+    return {**pad_rows(rows, max_seq_len, tokenizer.pad_id), **arrays}
+
+
 @dataclasses.dataclass
 class WindowMeta:
     example_index: int
     token_to_word: dict[int, int]
     token_is_max_context: dict[int, bool]
-
-
-def split_words(context: str) -> tuple[list[str], list[int]]:
-    """Whitespace words and, for each character, the index of the word it belongs to."""
-    words, char_to_word, previous_space = [], [], True
-    for ch in context:
-        space = ch.isspace() or ch == "\u202f"
-        if not space and previous_space:
-            words.append(ch)
-        elif not space:
-            words[-1] += ch
-        previous_space = space
-        char_to_word.append(max(len(words) - 1, 0))
-    return words, char_to_word
 
 
 def _max_context(spans: list[tuple[int, int]], span_index: int, position: int) -> bool:

@@ -1,6 +1,6 @@
-"""The fine-tuning model: task heads on the discriminator encoder and their losses (docs/spec.md
-§5.3-5.5; this code's earlier choices are switches: `loss_reduction`, `head_init`,
-`squad.end_layer_norm`), and layer-wise LR decay (§5.2)."""
+"""The fine-tuning model: task heads on the discriminator encoder (classification, regression,
+span, tagging) and their losses (docs/spec.md §5.3-5.5; this code's earlier choices are switches:
+`loss_reduction`, `head_init`, `squad.end_layer_norm`), and layer-wise LR decay (§5.2)."""
 
 import re
 from typing import Any
@@ -43,6 +43,25 @@ class ClassificationHead(nn.Module):
         logits_BxK = dense(self.num_outputs, *args, axes=("hidden", None), name="output",
                            kernel_init=kernel_init)(cls_BxH)  # fmt: skip
         return logits_BxK.astype(jnp.float32)
+
+
+class TaggingHead(nn.Module):
+    """The original's tagging head: the hidden state at each word's first piece (gathered at
+    `labeled_positions`), one dense layer to the tags; no dropout of its own."""
+
+    config: ModelConfig
+    num_labels: int
+    head_init: str = "glorot_uniform"
+    dtype: Dtype = jnp.float32
+    param_dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, h_BxLxH: jax.Array, positions_BxP: jax.Array) -> jax.Array:
+        words_BxPxH = jnp.take_along_axis(h_BxLxH, positions_BxP[..., None], axis=1)
+        args = (self.config, self.dtype, self.param_dtype)
+        layer = dense(self.num_labels, *args, axes=("hidden", None), name="output",
+                      kernel_init=head_kernel_init(self.head_init))  # fmt: skip
+        return layer(words_BxPxH).astype(jnp.float32)
 
 
 class SpanHead(nn.Module):
@@ -127,7 +146,7 @@ class FinetuneModel(nn.Module):
     """The discriminator encoder (`electra`) with one task head (`head`)."""
 
     config: ModelConfig
-    kind: str  # classification | regression | span
+    kind: str  # classification | regression | span | tagging
     num_labels: int = 2
     beam_size: int = 20
     joint_prediction: bool = True
@@ -152,6 +171,9 @@ class FinetuneModel(nn.Module):
                             name="head")  # fmt: skip
             starts_B = None if deterministic else batch["start_positions"]
             return head(h_BxLxH, batch["answer_mask"], starts_B)
+        if self.kind == "tagging":
+            head = TaggingHead(self.config, self.num_labels, self.head_init, **kw, name="head")
+            return {"logits": head(h_BxLxH, batch["labeled_positions"])}
         regression = self.kind == "regression"
         outputs = 1 if regression else self.num_labels
         head = ClassificationHead(self.config, outputs, self.head_init, **kw, name="head")
@@ -186,6 +208,10 @@ def task_loss(
         per_example_B = nll(jax.nn.log_softmax(outputs["logits"]), batch["labels"])
     elif kind == "regression":
         per_example_B = jnp.square(outputs["predictions"] - batch["labels"] / 5.0)
+    elif kind == "tagging":  # each sentence: the sum over its kept words
+        log_probs_BxPxK = jax.nn.log_softmax(outputs["logits"])
+        nll_BxP = -jnp.take_along_axis(log_probs_BxPxK, batch["labels"][..., None], -1)[..., 0]
+        per_example_B = jnp.sum(nll_BxP * batch["labels_mask"], axis=-1)
     else:
         start_B = nll(outputs["start_log_probs"], batch["start_positions"])
         per_example_B = (start_B + nll(outputs["end_log_probs"], batch["end_positions"])) / 2.0

@@ -1,5 +1,6 @@
 """Fine-tuning metrics in numpy: GLUE's (tested against scikit-learn / scipy; 0.0 where undefined,
-as scikit-learn's MCC), the GLUE score, and SQuAD's official EM / F1."""
+as scikit-learn's MCC), the GLUE score, SQuAD's official EM / F1 (and MRQA's, the v1.1 script's
+with unanswered questions skipped), and the original's tagging span F1 (`tagging_metrics.py`)."""
 
 import collections
 import re
@@ -108,14 +109,21 @@ def token_f1_v1(prediction: str, gold: str) -> float:
     return token_f1(prediction, gold) if both else 0.0
 
 
-def squad_v1_scores(predictions: dict[str, str], golds: dict[str, list[str]]) -> dict[str, float]:
+def squad_v1_scores(
+    predictions: dict[str, str], golds: dict[str, list[str]], skip_unanswered: bool = False
+) -> dict[str, float]:
     """The official v1.1 script (`squad_official_eval_v1.evaluate`): EM / F1 x100, each question
-    against its best gold; a question without a prediction scores 0."""
+    against its best gold; a question without a prediction scores 0, or (`skip_unanswered`, the
+    MRQA script `mrqa_official_eval.evaluate(..., skip_no_answer=True)` as the original calls it:
+    same normalization and F1) is left out of the total."""
     best = lambda fn, i: max((fn(predictions[i], g) for g in golds[i]), default=0.0)
     answered = [i for i in golds if i in predictions]
+    total = len(answered) if skip_unanswered else len(golds)
+    if not total:
+        raise ValueError("no question to score: none has a prediction")
     exact = sum(best(exact_match, i) for i in answered)
     f1 = sum(best(token_f1_v1, i) for i in answered)
-    return {"exact_match": 100.0 * exact / len(golds), "f1": 100.0 * f1 / len(golds)}
+    return {"exact_match": 100.0 * exact / total, "f1": 100.0 * f1 / total}
 
 
 def squad_v2_scores(
@@ -173,11 +181,71 @@ def best_threshold(
 def squad_scores(
     predictions: dict[str, str], golds: dict[str, list[str]],
     na_probs: dict[str, float] | None = None, na_threshold: float = 1.0, v2: bool = True,
+    mrqa: bool = False,
 ) -> dict[str, float]:  # fmt: skip
-    """What the fine-tuning trainer reports for a SQuAD dev set: the v2.0 script's dict (SQuAD
-    2.0: `na_probs` are the null odds, `na_threshold` the original's qa_na_threshold), or the
-    v1.1 script's EM / F1 with `exact` = `exact_match` beside it (one key for both versions)."""
+    """What the fine-tuning trainer reports for a SQuAD / MRQA dev set: the v2.0 script's dict
+    (SQuAD 2.0: `na_probs` are the null odds, `na_threshold` the original's qa_na_threshold), or
+    the v1.1 script's EM / F1 (`mrqa`: the MRQA script's) with `exact` = `exact_match` beside it
+    (one key for every version)."""
     if v2:
         return squad_v2_scores(predictions, golds, na_probs, na_threshold)
-    scores = squad_v1_scores(predictions, golds)
+    scores = squad_v1_scores(predictions, golds, skip_unanswered=mrqa)
     return {**scores, "exact": scores["exact_match"]}
+
+
+Span = tuple[int, int, str]  # (first word, last word, type)
+
+
+def span_labels(tags: list[str]) -> list[Span]:
+    """The original's `tagging_utils.get_span_labels`: a span opens at B- or S-, or at any tag
+    after O, and closes before B-, S- or O; an I- or E- tag never closes one (so `E-X I-X` and
+    `I-X I-Y` continue it), and the span's type is its last tag's."""
+    spans, last, start = [], "O", -1
+    for i, tag in enumerate(tags):
+        prefix = None if tag == "O" else tag.split("-")[0]
+        if (prefix in ("B", "S") or tag == "O") and last != "O":
+            spans.append((start, i - 1, last.split("-")[-1]))
+        if prefix in ("B", "S") or last == "O":
+            start = i
+        last = tag
+    if tags and tags[-1] != "O":
+        spans.append((start, len(tags) - 1, tags[-1].split("-")[-1]))
+    return spans
+
+
+def bioes_tags(spans: list[Span], length: int) -> list[str]:
+    """The original's `get_tags(spans, length, "BIOES")`: the labels its tagging models learn."""
+    tags = ["O"] * length
+    for start, end, kind in spans:
+        tags[start : end + 1] = [f"I-{kind}"] * (end + 1 - start)
+        tags[end], tags[start] = f"E-{kind}", f"B-{kind}"
+        if start == end:
+            tags[start] = f"S-{kind}"
+    return tags
+
+
+def span_f1(labels: list[list[str]], predictions: list[list[str]]) -> dict[str, float]:
+    """The original's `EntityLevelF1Scorer`: each sentence's gold and predicted spans as sets,
+    micro precision / recall / F1 x100 over all sentences; all 0 when no span is right."""
+    correct = predicted = gold = 0
+    for gold_tags, predicted_tags in zip(labels, predictions, strict=True):
+        gold_spans, predicted_spans = set(span_labels(gold_tags)), set(span_labels(predicted_tags))
+        correct += len(gold_spans & predicted_spans)
+        gold, predicted = gold + len(gold_spans), predicted + len(predicted_spans)
+    if correct == 0:
+        return {"precision": 0.0, "recall": 0.0, "f1": 0.0}
+    p, r = 100.0 * correct / predicted, 100.0 * correct / gold
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r)}
+
+
+def tagging_scores(
+    labels_NxP: np.ndarray, preds_NxP: np.ndarray, mask_NxP: np.ndarray, names: tuple[str, ...]
+) -> dict[str, float]:
+    """Span F1 of label ids at each sentence's tagged words (the first `sum(mask)` positions, as
+    the original's scorer cuts them), ids read as `names`; `score` is the F1."""
+    counts = np.rint(np.asarray(mask_NxP, np.float64).sum(-1)).astype(int)
+    as_tags = lambda ids_NxP: [
+        [names[int(i)] for i in row[:n]] for row, n in zip(ids_NxP, counts, strict=True)
+    ]
+    scores = span_f1(as_tags(labels_NxP), as_tags(preds_NxP))
+    return {**scores, "score": scores["f1"]}

@@ -1,5 +1,6 @@
-"""Readers of GLUE TSV (docs/spec.md §5.6; UTF-8, split on tabs, no quoting), SQuAD JSON and TFDS.
-A malformed row stops the run naming file, row and fix; `skip_malformed` skips and counts it."""
+"""Readers of GLUE TSV (docs/spec.md §5.6; UTF-8, split on tabs, no quoting), SQuAD JSON, MRQA
+JSON lines, CoNLL tagging text and TFDS. A malformed row stops the run naming file, row and fix;
+`skip_malformed` skips and counts it."""
 
 import dataclasses
 import json
@@ -10,6 +11,7 @@ from typing import Any
 from etils import epath
 
 from electra_jax.errors import UserError
+from electra_jax.finetune.metrics import bioes_tags, span_labels
 from electra_jax.finetune.tasks import TaskSpec
 
 SKIP_HINT = (
@@ -36,6 +38,15 @@ class SquadExample:
     context: str
     answers: tuple[tuple[str, int], ...] = ()
     is_impossible: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TaggingExample:
+    """One CoNLL sentence: its words and their tags as written (B-NP, I-PER, O, ...)."""
+
+    guid: str
+    words: tuple[str, ...]
+    tags: tuple[str, ...]
 
 
 @dataclasses.dataclass
@@ -154,10 +165,127 @@ def read_squad_json(
                       "questions; expected SQuAD v1.1 / v2.0 JSON")  # fmt: skip
 
 
+def split_words(context: str) -> tuple[list[str], list[int]]:
+    """Whitespace words and, for each character, the index of the word it belongs to."""
+    words, char_to_word, previous_space = [], [], True
+    for ch in context:
+        space = ch.isspace() or ch == "\u202f"
+        if not space and previous_space:
+            words.append(ch)
+        elif not space:
+            words[-1] += ch
+        previous_space = space
+        char_to_word.append(max(len(words) - 1, 0))
+    return words, char_to_word
+
+
+def _parse_mrqa_qa(qa: Any, context: Any, is_training: bool) -> SquadExample:
+    """One MRQA question: for training its first detected answer (text, first character) as the
+    original's `_add_examples` takes it; for evaluation its `answers` strings (character -1)."""
+    if not isinstance(context, str) or not context.strip():
+        raise MalformedRow("the paragraph has no 'context' text")
+    if not isinstance(qa, dict) or not qa.get("qid") or not isinstance(qa.get("question"), str):
+        raise MalformedRow("a question needs 'qid' and 'question'")
+    if not is_training:
+        answers = qa.get("answers")
+        if (
+            not isinstance(answers, list)
+            or not answers
+            or not all(isinstance(a, str) for a in answers)
+        ):
+            raise MalformedRow("a question needs an 'answers' list of strings")
+        return SquadExample(
+            str(qa["qid"]), qa["question"], context, tuple((a, -1) for a in answers)
+        )
+    try:
+        detected = qa["detected_answers"][0]
+        text, start = detected["text"], detected["char_spans"][0][0]
+    except (KeyError, IndexError, TypeError):
+        raise MalformedRow("a training question needs detected_answers[0] with 'text' and "
+                           "'char_spans'") from None  # fmt: skip
+    if not isinstance(text, str) or not text or not isinstance(start, int):
+        raise MalformedRow("detected_answers[0] needs a 'text' string and integer char_spans")
+    words, char_to_word = split_words(context)
+    if start < 0 or start + len(text) > len(context):
+        raise MalformedRow(f"answer {text!r} at character {start} ends outside the context")
+    found = " ".join(words[char_to_word[start] : char_to_word[start + len(text) - 1] + 1])
+    if " ".join(text.split()).lower() not in found.lower():  # the original's check
+        raise MalformedRow(f"answer {text!r} is not in the context's words at character {start}")
+    return SquadExample(str(qa["qid"]), qa["question"], context, ((text, start),))
+
+
+def read_mrqa_jsonl(
+    path: str, is_training: bool = False, skip_malformed: bool = False, missing_hint: str = ""
+) -> ReadResult:
+    """MRQA 2019 JSON lines (a `header` line, then one context and its `qas` per line) ->
+    SquadExamples keyed by `qid`; no question is unanswerable (the original's MRQA tasks)."""
+    rows = []
+    for n, line in enumerate(_read_text(path, missing_hint).split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            paragraph = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{n}: not valid JSON ({e}); expected MRQA JSON lines") from e
+        if not isinstance(paragraph, dict):
+            raise UserError(f"{path}:{n}: expected a JSON object (MRQA's context and qas)")
+        if "header" in paragraph:  # the original skips such lines
+            continue
+        qas = paragraph.get("qas") if isinstance(paragraph.get("qas"), list) else [None]
+        rows += [
+            (f"{path}:{n}: qas[{q}]", (qa, paragraph.get("context"))) for q, qa in enumerate(qas)
+        ]
+    parse = lambda row: _parse_mrqa_qa(*row, is_training)
+    return _parse_all(path, rows, parse, skip_malformed, "questions; expected MRQA JSON lines")
+
+
+def _parse_conll_sentence(lines: list[tuple[int, list[str]]], guid: str) -> TaggingExample:
+    for n, fields in lines:
+        tag = fields[-1]
+        if len(fields) < 2:
+            raise MalformedRow(f"line {n} has one field; expected `word ... tag` (CoNLL)")
+        if tag != "O" and len(tag.split("-")) != 2:
+            raise MalformedRow(f"line {n}: tag {tag!r} is not O or <B|I|E|S>-<type> (B-NP)")
+    return TaggingExample(guid, tuple(f[0] for _, f in lines), tuple(f[-1] for _, f in lines))
+
+
+def read_conll(path: str, skip_malformed: bool = False, missing_hint: str = "") -> ReadResult:
+    """CoNLL text as the original's tagging reader: whitespace-split lines, first field the word
+    and last the tag, a blank line between sentences, `-DOCSTART-` lines skipped. (The original
+    drops a last sentence with no blank line after it; it is kept here. CoNLL files end with one,
+    so they read the same.)"""
+    split = os.path.splitext(os.path.basename(path))[0]
+    sentences: list[list[tuple[int, list[str]]]] = [[]]
+    for n, line in enumerate(_read_text(path, missing_hint).split("\n"), start=1):
+        fields = line.split()
+        if not fields:
+            sentences.append([]) if sentences[-1] else None
+        elif fields[0] != "-DOCSTART-":
+            sentences[-1].append((n, fields))
+    rows = [(f"{path}:{s[0][0]}", s) for s in sentences if s]
+    parse = lambda row: _parse_conll_sentence(row, f"{split}-{row[0][0]}")
+    return _parse_all(path, rows, parse, skip_malformed, "sentences; expected CoNLL `word ... tag`")
+
+
+def with_tagging_labels(spec: TaskSpec, data_dir: str, skip_malformed: bool = False) -> TaskSpec:
+    """The tagging task with its labels: the BIOES tags of its train / dev / test files (those
+    present), sorted, as the original's label mapping (it converts tags to BIOES first)."""
+    if spec.kind != "tagging":
+        return spec
+    tags = set()
+    for stem in ("train", "dev", "test"):
+        path = split_path(data_dir, spec, stem)
+        if stem != "train" and not epath.Path(path).is_file():
+            continue
+        for example in read_split(data_dir, spec, stem, skip_malformed=skip_malformed).examples:
+            tags.update(bioes_tags(span_labels(list(example.tags)), len(example.tags)))
+    return dataclasses.replace(spec, labels=tuple(sorted(tags)))
+
+
 def split_path(data_dir: str, spec: TaskSpec, stem: str) -> str:
     """`data_dir/<task folder>/<stem>.<ext>`, the folder ours or the original's (`squad20/` or
     `squad/`: the first that has the file); `data_dir` may also be the task folder itself."""
-    name = f"{stem}.{'json' if spec.kind == 'span' else 'tsv'}"
+    name = f"{stem}.{spec.file_ext}"
     nested = [os.path.join(data_dir, folder, name) for folder in spec.dir_names]
     if found := next((path for path in nested if epath.Path(path).exists()), None):
         return found
@@ -168,10 +296,16 @@ def split_path(data_dir: str, spec: TaskSpec, stem: str) -> str:
 def read_split(
     data_dir: str, spec: TaskSpec, stem: str, is_test: bool = False, skip_malformed: bool = False
 ) -> ReadResult:
-    """Reads `data_dir/<task dir>/<stem>.{tsv,json}`, or TFDS when `data_dir` is empty."""
+    """Reads `data_dir/<task dir>/<stem>.{tsv,json,jsonl,txt}`, or TFDS when `data_dir` is empty."""
     if not data_dir:
         return read_tfds(spec, stem)
     path = split_path(data_dir, spec, stem)
+    folders = " or ".join(f"{folder}/" for folder in spec.dir_names)
+    hint = f"put the {spec.name} files under --config.data_dir as {folders}{{train,dev}}"
+    if spec.kind == "tagging":
+        return read_conll(path, skip_malformed, hint + ".txt (CoNLL: word ... tag)")
+    if spec.metric == "mrqa":
+        return read_mrqa_jsonl(path, stem == "train", skip_malformed, hint + ".jsonl (MRQA)")
     if spec.kind == "span":
         folders = " or ".join(f"{folder}/" for folder in spec.dir_names)
         hint = f"put SQuAD JSON files under --config.data_dir as {folders}{{train,dev}}.json"

@@ -1,5 +1,6 @@
 """The tasks: where each one's files live and which columns hold text and label (docs/spec.md
-§5.6). GLUE test files carry an `index` column first and no labels, hence their own columns."""
+§5.6). GLUE test files carry an `index` column first and no labels, hence their own columns.
+Tagging tasks (CoNLL `word ... tag` lines) take their label set from their files."""
 
 import dataclasses
 from typing import Literal
@@ -9,33 +10,51 @@ from electra_jax.errors import UserError
 
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
-    name: str  # config name: cola, sst2, ..., squad20, builtin_acceptability
-    kind: Literal["classification", "regression", "span"]
+    name: str  # config name: cola, sst2, ..., squad20, chunk, newsqa, builtin_acceptability
+    kind: Literal["classification", "regression", "span", "tagging"]
     dir_name: str  # folder under data_dir
     text_columns: tuple[int, ...] = ()
     label_column: int | None = None
     test_text_columns: tuple[int, ...] = ()
-    labels: tuple[str, ...] = ()  # label strings, in class-id order (classification)
+    labels: tuple[str, ...] = ()  # label strings, in class-id order (classification; tagging:
+    # filled from the data by readers.with_tagging_labels)
     header: bool = True  # train/dev files start with a header row (test files always do)
     dev_sets: tuple[tuple[str, str], ...] = (("dev", "dev"),)  # (split name, file stem)
     test_sets: tuple[tuple[str, str, str], ...] = ()  # (split name, file stem, leaderboard file)
-    metric: str = "accuracy"  # see metrics.glue_metrics; "squad" for span tasks
+    metric: str = "accuracy"  # metrics.glue_metrics'; "squad" / "mrqa" (span), "span_f1" (tagging)
     double_unordered: bool = False  # train on (A, B) and (B, A): MRPC, STS-B
     epochs: int = 3
     tfds_name: str = ""
     tfds_text: tuple[str, ...] = ()  # TFDS feature names of the text fields (GLUE)
     squad_v2: bool = False
     other_dir_names: tuple[str, ...] = ()  # also accepted: the original's folder (squad, squadv1)
+    seq_len: str = ""  # configs/finetune.py's size-recipe length; "" = by kind
 
     @property
     def dir_names(self) -> tuple[str, ...]:
         return (self.dir_name, *self.other_dir_names)
+
+    @property
+    def file_ext(self) -> str:
+        """GLUE TSV, SQuAD JSON, MRQA JSON lines or CoNLL text (the original's file names)."""
+        span = "jsonl" if self.metric == "mrqa" else "json"
+        return {"span": span, "tagging": "txt"}.get(self.kind, "tsv")
 
 
 def _task(name: str, leaderboard: str, kind: str = "classification", **kw) -> TaskSpec:
     """A task with one test set (`leaderboard` its submission file); dir_name defaults to name."""
     kw.setdefault("test_sets", (("test", "test", leaderboard),))
     return TaskSpec(name, kind, kw.pop("dir_name", name), **kw)
+
+
+def _mrqa(name: str, **kw) -> TaskSpec:
+    """An MRQA 2019 task (`<name>/{train,dev}.jsonl`): SQuAD 1.1-like, scored by the MRQA script."""
+    return _task(name, "", "span", metric="mrqa", test_sets=(), **{"epochs": 2, **kw})
+
+
+def _tagging(name: str, **kw) -> TaskSpec:
+    """A CoNLL-format tagging task (`<name>/{train,dev}.txt`), scored by chunk-level span F1."""
+    return _task(name, "", "tagging", metric="span_f1", test_sets=(), **kw)
 
 
 def _glue(name: str, leaderboard: str, tfds_text: tuple[str, ...], **kw) -> TaskSpec:
@@ -73,22 +92,28 @@ TASKS: dict[str, TaskSpec] = {
               tfds_name="squad/v1.1", other_dir_names=("squadv1",)),
         _task("squad20", "squad20_predictions.json", "span", metric="squad", epochs=2,
               tfds_name="squad/v2.0", squad_v2=True, other_dir_names=("squad",)),
-        # Built-in offline tasks (builtin_tasks.py): SST layout (sentence, label) and RTE layout.
+        # The original's MRQA tasks. Its config gives tasks with "qa" in the name 512 tokens and
+        # 2 epochs; "naturalqs" has none, so it keeps the defaults (128 tokens, 3 epochs).
+        _mrqa("newsqa"), _mrqa("triviaqa"), _mrqa("searchqa"),
+        _mrqa("naturalqs", epochs=3, seq_len="max_seq_len"),
+        # Tagging: the original's chunking (CoNLL-2000; 256 tokens as its config) and NER in the
+        # same format (CoNLL-2003: the last column is the tag).
+        _tagging("chunk"), _tagging("ner"),
+        # Built-in offline tasks (builtin_tasks.py): SST layout (sentence, label) and RTE layout;
+        # a tagging task (CoNLL layout) and a SQuAD 1.1-layout QA task.
         _task("builtin_acceptability", "builtin_acceptability.tsv", **SST_LAYOUT),
         _task("builtin_replaced", "builtin_replaced.tsv", **SST_LAYOUT),
         _task("builtin_continuity", "builtin_continuity.tsv", **RTE_LAYOUT, labels=BINARY),
+        _tagging("builtin_code"),
+        _task("builtin_phrase", "", "span", metric="squad", epochs=2, test_sets=()),
     )
 }  # fmt: skip
 
-BUILTIN_TASKS = ("builtin_acceptability", "builtin_replaced", "builtin_continuity")
+BUILTIN_TASKS = ("builtin_acceptability", "builtin_replaced", "builtin_continuity",
+                 "builtin_code", "builtin_phrase")  # fmt: skip
 
 # The original's task names (`task_names`, also its finetuning_data/ folders) -> ours.
 ORIGINAL_TASK_NAMES = {"squad": "squad20", "squadv1": "squad11", "sst": "sst2", "sts": "stsb"}
-# The original's other tasks: their names are reserved for them (not implemented here yet).
-ORIGINAL_ONLY_TASKS = {
-    "chunk": "CoNLL-2000 chunking", "newsqa": "MRQA NewsQA", "naturalqs": "MRQA NaturalQuestions",
-    "triviaqa": "MRQA TriviaQA", "searchqa": "MRQA SearchQA",
-}  # fmt: skip
 
 
 def task_name(name: str) -> str:
@@ -99,8 +124,4 @@ def task_name(name: str) -> str:
 def get_task(name: str) -> TaskSpec:
     if task_name(name) in TASKS:
         return TASKS[task_name(name)]
-    if name in ORIGINAL_ONLY_TASKS:
-        raise UserError(f"task {name!r} ({ORIGINAL_ONLY_TASKS[name]}) is one of the original's "
-                        "that electra_jax does not implement yet; expected one of "
-                        f"{', '.join(sorted(TASKS))}")  # fmt: skip
     raise UserError(f"unknown task {name!r}; expected one of {', '.join(sorted(TASKS))}")

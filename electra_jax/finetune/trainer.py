@@ -33,7 +33,7 @@ from electra_jax.finetune.heads import (
     layerwise_multipliers,
     task_loss,
 )
-from electra_jax.finetune.readers import read_split, split_path
+from electra_jax.finetune.readers import read_split, split_path, with_tagging_labels
 from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
@@ -99,11 +99,16 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
     return model_cfg, params, tokenizer
 
 
+def task_data_dir(config: Config, spec: TaskSpec) -> str:
+    """config.data_dir, or the generated built-in tasks' folder for a built-in task."""
+    if not config.data_dir and spec.name in BUILTIN_TASKS:
+        return ensure_builtin_tasks(**config.builtin.to_dict())
+    return config.data_dir
+
+
 def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tuple:
     """(train arrays, dev sets + test sets, skipped rows by file): read, checked, featurized."""
-    data_dir = config.data_dir
-    if not data_dir and spec.name in BUILTIN_TASKS:
-        data_dir = ensure_builtin_tasks(**config.builtin.to_dict())
+    data_dir = task_data_dir(config, spec)
     skipped: dict[str, int] = {}
 
     def featurized(stem: str, is_test: bool = False, is_training: bool = False) -> tuple:
@@ -119,6 +124,9 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
             args = (config.max_seq_len, s.doc_stride, s.max_query_len, is_training,
                     s.missed_answer_is_impossible)  # fmt: skip
             return (*features.featurize_squad(examples, tokenizer, *args), examples)
+        if spec.kind == "tagging":  # spec.labels: with_tagging_labels
+            arrays = features.encode_tagging(examples, tokenizer, config.max_seq_len, spec.labels)
+            return arrays, None, examples
         if is_training and spec.double_unordered:
             examples = features.double_unordered(examples)
         regression = spec.kind == "regression"
@@ -222,7 +230,11 @@ def score_seed(
     config: Config, spec: TaskSpec, eval_set: EvalSet, out: dict[str, np.ndarray],
     tokenizer: Tokenizer,
 ) -> tuple[dict[str, float] | None, Any]:  # fmt: skip
-    """(metrics, None for a test set; GLUE class ids or 0-5 scores, or SQuAD (answers, nulls))."""
+    """(metrics, None for a test set; GLUE class ids or 0-5 scores, tag ids, or SQuAD (answers,
+    nulls))."""
+    if spec.kind == "tagging":
+        a, preds = eval_set.arrays, out["logits"].argmax(-1)
+        return metrics.tagging_scores(a["labels"], preds, a["labels_mask"], spec.labels), preds
     if spec.kind != "span":
         preds = out["predictions"] * 5.0 if spec.kind == "regression" else out["logits"].argmax(-1)
         if not eval_set.has_labels:
@@ -241,7 +253,8 @@ def score_seed(
     # The official scripts' inputs, as the original passes them: the best non-null answers, the
     # null odds and qa_na_threshold (SQuAD 2.0).
     golds = {e.qid: [text for text, _ in e.answers] for e in eval_set.examples}
-    scores = metrics.squad_scores(answers, golds, nulls, s.na_threshold, spec.squad_v2)
+    scores = metrics.squad_scores(answers, golds, nulls, s.na_threshold, spec.squad_v2,
+                                  mrqa=spec.metric == "mrqa")  # fmt: skip
     return {**scores, "score": scores["f1"]}, (submitted, nulls)
 
 
@@ -302,6 +315,7 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
             f"max_seq_len={config.max_seq_len} exceeds the model's max_position_embeddings="
             f"{model_cfg.max_position_embeddings}; lower --config.max_seq_len"
         )
+    spec = with_tagging_labels(spec, task_data_dir(config, spec), config.skip_malformed)
     train, eval_sets, skipped_rows = load_task_data(config, spec, tokenizer)
     if is_primary:
         write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
