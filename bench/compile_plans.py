@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+from configs.pretrain import PAPER_TRAINING
+
 SIZES = ("small", "base", "large")  # at configs/pretrain.py's paper batch x length
 SLICES = ("v4-8", "v5litepod-8", "v5p-8", "v6e-8")
 # Large at 2048 x 512 is ~256 rows per chip on 8 chips: one v5e slice with room for it as is.
@@ -66,8 +68,9 @@ def settings_text(settings: dict) -> str:
 def table(path: str) -> str:
     """Markdown rows of the finished checks in `path`."""
     lines = [
-        "| size (batch x len) | slice | chips | HBM/chip GiB | plan/chip GiB | fits as "
-        "configured | cheapest settings that fit (GiB/chip) | FLOPs/step/chip | compile s |",
+        "| size (batch x len) | slice | chips | HBM/chip GiB | plan/chip GiB (arguments, "
+        "temporaries, program) | fits as configured | cheapest settings that fit (GiB/chip) "
+        "| FLOPs/step/chip | compile s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     with open(path) as f:
@@ -86,9 +89,12 @@ def table(path: str) -> str:
             else:
                 best = min((t["total"] for t in check["tried"]), default=plan["total"])
                 cheapest = f"none tried fits (best {gib(best)})"
+            paper = PAPER_TRAINING[row["size"]]
+            parts = f"{gib(plan['arguments'])}, {gib(plan['temporaries'])}, {gib(plan['code'])}"
             lines.append(
-                f"| {row['size']} | {check['slice']} | {check['chips']} | "
-                f"{gib(check['hbm_bytes'])} | {gib(plan['total'])} | "
+                f"| {row['size']} ({paper['batch_size']} x {paper['max_seq_len']}) | "
+                f"{check['slice']} | {check['chips']} | {gib(check['hbm_bytes'])} | "
+                f"{gib(plan['total'])} ({parts}) | "
                 f"{'yes' if check['fits'] else 'no'} | {cheapest} | {plan['flops']:.3g} | "
                 f"{plan['compile_seconds']:.0f} |"
             )

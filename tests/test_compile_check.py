@@ -8,8 +8,11 @@ import sys
 import jax
 import pytest
 
+from bench import compile_plans
 from configs.pretrain import get_config
 from electra_jax import compile_check
+from electra_jax.model.config import PRESETS
+from electra_jax.model.electra import ElectraModel, init_params
 from electra_jax.train import compile_plan
 from electra_jax.train.compile_plan import Check, Plan, fix_ladder
 from electra_jax.train.topologies import GiB, parse_slice
@@ -76,9 +79,6 @@ def test_tiny_on_v4_8_reports_the_executables_bytes(tmp_path, monkeypatch, capsy
 
 def report_state_params():
     """tiny's parameter shapes (the model's own init, abstractly)."""
-    from electra_jax.model.config import PRESETS
-    from electra_jax.model.electra import ElectraModel, init_params
-
     model = ElectraModel(PRESETS["tiny"])
     return jax.eval_shape(lambda r: init_params(model, r), jax.random.key(0))
 
@@ -184,3 +184,19 @@ def test_flops_per_step_do_not_change_with_accumulation(tmp_path):
                             f"--config.grad_accum_steps={accum}", f"--json={out}"])  # fmt: skip
         flops.append(json.loads(out.read_text())["plan"]["flops"])
     assert flops[1] == pytest.approx(flops[0], rel=0.05)
+
+
+def test_benchmark_table_row_from_a_check(tmp_path):
+    """bench/compile_plans.py's markdown row: GiB per chip, the verdict, the cheapest fix."""
+    plan = {"arguments": 2 * GiB, "temporaries": 20 * GiB, "code": GiB // 4, "total": 22 * GiB,
+            "flops": 1.5e13, "compile_seconds": 400.0}  # fmt: skip
+    fix = {**plan, "settings": {"remat": True, "grad_accum_steps": 4}, "total": 9 * GiB}
+    check = {"slice": "v5litepod-8", "chips": 8, "hbm_bytes": 16 * GiB, "fits": False,
+             "plan": plan, "fix": fix, "tried": [fix]}  # fmt: skip
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"size": "base", "slice": "v5litepod-8", "check": check}) + "\n")
+    row = compile_plans.table(str(path)).splitlines()[-1]
+    assert row == (
+        "| base (256 x 512) | v5litepod-8 | 8 | 16.00 | 22.00 (2.00, 20.00, 0.25) | no | "
+        "`remat=True` `grad_accum_steps=4` (9.00) | 1.5e+13 | 400 |"
+    )
