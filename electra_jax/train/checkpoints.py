@@ -11,6 +11,7 @@ copy and delete of its objects (gcsfs)."""
 import contextlib
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -70,6 +71,17 @@ def describe_write_error(error: BaseException) -> str:
     return first_line(error)
 
 
+class PreemptionFlag:
+    """SIGTERM (preemption notice) sets the flag; the loop saves and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
 class RunCheckpoints:
     """`workdir/checkpoints/<step>/{state,data}`, keep-N, preemption-aware."""
 
@@ -89,10 +101,10 @@ class RunCheckpoints:
         """Starts an async save of `step` (a failure of the previous one surfaces here)."""
         import grain
 
-        args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            data=grain.checkpoint.CheckpointSave(data_iterator),
-        )
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_iterator is not None:  # None: the state alone (fine-tuning's order is the step's)
+            items["data"] = grain.checkpoint.CheckpointSave(data_iterator)
+        args = ocp.args.Composite(**items)
         with self._failures_as_save_error(step):
             started = self.manager.save(step, args=args, force=force)
         if started:
@@ -124,7 +136,8 @@ class RunCheckpoints:
     def restore_latest(
         self, abstract_state: Any, data_iterator: Any, config_change: str = ""
     ) -> tuple[int, Any] | None:
-        """Restores the newest readable step into `data_iterator`; returns (step, state).
+        """Restores the newest readable step (into `data_iterator` unless None); returns
+        (step, state).
 
         `config_change` (the fields that differ from the saved config) goes into the message
         of a CheckpointMismatch."""
@@ -132,10 +145,10 @@ class RunCheckpoints:
 
         for step in sorted(self.manager.all_steps(), reverse=True):
             self._check_same_model(step, abstract_state.params, config_change)
-            args = ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract_state),
-                data=grain.checkpoint.CheckpointRestore(data_iterator),
-            )
+            items = {"state": ocp.args.StandardRestore(abstract_state)}
+            if data_iterator is not None:
+                items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
+            args = ocp.args.Composite(**items)
             for attempt, delay in enumerate((*RETRY_DELAYS_S, None)):
                 try:
                     return step, self.manager.restore(step, args=args).state

@@ -4,7 +4,6 @@ notebooks call.
 """
 
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -39,7 +38,7 @@ from electra_jax.model.flops import device_peak_flops, train_flops_per_token
 from electra_jax.model.layers import cudnn_attention_problem
 from electra_jax.storage import make_workdir, write_json
 from electra_jax.train import sharding as shd
-from electra_jax.train.checkpoints import RunCheckpoints
+from electra_jax.train.checkpoints import PreemptionFlag, RunCheckpoints
 from electra_jax.train.compile_cache import CompileWatch, enable_compile_cache
 from electra_jax.train.distributed import (
     exit_when_a_host_is_lost,
@@ -183,17 +182,6 @@ def memory_summary(compiled: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- loop
-
-
-class PreemptionFlag:
-    """SIGTERM (preemption notice) sets the flag; the loop saves and exits cleanly."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, lambda *_: setattr(self, "requested", True))
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
 
 
 class Throughput:
