@@ -21,6 +21,7 @@ from electra_jax.files.model_io import load_model
 from electra_jax.files.run_files import read_metrics
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.electra import ElectraModel, init_params
+from electra_jax.model.flops import train_flops_per_token
 from electra_jax.model.layers import causal_attention_mask
 from electra_jax.train.electric import nce_logits, noise_positions
 from electra_jax.train.objective import (
@@ -239,3 +240,14 @@ def test_a_short_electric_run_trains_checkpoints_and_exports(tiny_config, tmp_pa
 @pytest.mark.parametrize("modifier", ["electric", "tied_generator"])
 def test_short_runs_with_held_out_evaluation(modifier, tiny_config, tmp_path):
     short_run(modifier, tiny_config, tmp_path, eval_batches=1)
+
+
+def test_mfu_count_has_both_towers_and_the_head_at_every_position():
+    """6 x matmul weights + 12 L H per layer (model/flops.py), worked by hand for a two-tower
+    generator (G = 32, F = 128, one layer, E = 32: no projection) beside the 64-wide disc."""
+    gen_tower = 4 * 32 * 32 + 2 * 32 * 128
+    gen_head = 2 * 32 * 32 + 32 * 50  # dense 2G -> E, then the tied softmax, at all 8 positions
+    disc = 4 * 64 * 64 + 2 * 64 * 256 + 32 * 64 + 64 * 65  # layer, projection, RTD head
+    attention = 2 * 12 * 8 * 32 + 12 * 8 * 64
+    expected = 6 * (2 * gen_tower + gen_head + disc) + attention
+    assert train_flops_per_token(small(two_tower_generator=True), 8, 1) == expected

@@ -38,11 +38,12 @@ def train_flops_per_token(config: ModelConfig, seq_len: int, num_predictions: in
     """The MFU count: forward + backward FLOPs per input token (6 per matmul weight, 12*L*H per
     layer for the two attention products)."""
     disc, gen = config.discriminator, config.generator
-    masked_frac = num_predictions / seq_len
+    towers = 2 if config.two_tower_generator else 1  # Electric: two towers, head everywhere
+    head_frac = 1.0 if config.two_tower_generator else num_predictions / seq_len
     E_gen = config.generator_embedding_width
-    gen_head = gen.hidden_size * E_gen + E_gen * config.vocab_size
-    params = tower_matmul_params(gen, E_gen) + gen_head * masked_frac
-    attention = 12 * seq_len * gen.num_layers * gen.hidden_size
+    gen_head = towers * gen.hidden_size * E_gen + E_gen * config.vocab_size
+    params = towers * tower_matmul_params(gen, E_gen) + gen_head * head_frac
+    attention = towers * 12 * seq_len * gen.num_layers * gen.hidden_size
     if config.electra_objective:
         params += tower_matmul_params(disc, config.embedding_size)
         params += disc.hidden_size * (disc.hidden_size + 1)
