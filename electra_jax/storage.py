@@ -65,17 +65,27 @@ def _check_bucket(bucket: str, what: str, path: str) -> None:
                 "application-default login` (on a VM: give it a service account with access "
                 "to the bucket), or pass a local path"
             ) from None
-    try:
-        found = epath.Path(f"gs://{bucket}").exists()
-    except Exception as e:  # gcsfs raises many types (permissions, network)
-        cause = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        raise UserError(f"{what}={path}: cannot reach bucket gs://{bucket} ({cause}); check the "
-                        "credentials' access and the network") from None  # fmt: skip
-    if not found:
+    import fsspec
+
+    try:  # the bucket's metadata: 404 = no such bucket
+        fsspec.filesystem("gs").call("GET", "b/{}", bucket, json_out=True)
+        return
+    except FileNotFoundError:
         raise UserError(
-            f"{what}={path}: bucket gs://{bucket} does not exist (or this account cannot see "
-            f"it); create it with `gcloud storage buckets create gs://{bucket}` or fix the path"
-        )
+            f"{what}={path}: bucket gs://{bucket} does not exist; create it with "
+            f"`gcloud storage buckets create gs://{bucket}` or fix the path"
+        ) from None
+    except Exception as e:  # gcsfs raises many types (authentication, HTTP, network)
+        if str(e).startswith("Forbidden"):  # may use objects without reading bucket metadata
+            return
+        cause = _first(e)
+    raise UserError(f"{what}={path}: cannot reach bucket gs://{bucket} ({cause}); check the "
+                    "network and the credentials' access")  # fmt: skip
+
+
+def _first(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:200]
 
 
 def is_file(path: str) -> bool:
