@@ -34,6 +34,7 @@ from launch import common
 from launch.common import Command
 
 DEVICE_COUNT_FLAG = "--xla_force_host_platform_device_count"
+CACHE_FLAG = "--config.compile_cache_dir"
 
 
 def free_port() -> int:
@@ -69,6 +70,16 @@ def full_env(base: Mapping[str, str], host: int, hosts: int, devices: int, port:
     env.update(host_env(host, hosts, devices, port))
     env["XLA_FLAGS"] = xla_flags(base.get("XLA_FLAGS", ""), devices)
     return env
+
+
+def pod_job_args(job: str, job_args: Sequence[str]) -> list[str]:
+    """The job's flags, plus `--config.compile_cache_dir=` (off) for pre-training unless given:
+    with JAX's persistent cache on CPU only process 0 finds its executables there (jax 0.10.2),
+    so it would wait in the first collective while the others compile, and gloo gives up on a
+    collective's set-up after 30 s."""
+    if job == "pretrain" and not any(a.startswith(CACHE_FLAG) for a in job_args):
+        return [*job_args, f"{CACHE_FLAG}="]
+    return list(job_args)
 
 
 def config_spec(job_args: Sequence[str]) -> str:
@@ -139,6 +150,7 @@ class Pod:
             for i in range(hosts)
         ]  # fmt: skip
         self._print_lock = threading.Lock()
+        self.lines: list[tuple[int, str]] = []  # (host, line), in the order printed
         self.relays = [threading.Thread(target=self._relay, args=(i, p.stdout), daemon=True)
                        for i, p in enumerate(self.procs)]  # fmt: skip
         for relay in self.relays:
@@ -147,6 +159,7 @@ class Pod:
     def _relay(self, host: int, stream) -> None:
         for line in stream:
             with self._print_lock:
+                self.lines.append((host, line.rstrip()))
                 print(f"[host {host}] {line.rstrip()}", flush=True)
 
     def signal_all(self, sig: int) -> None:
@@ -199,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     common.check_job_args(args.job, args.job_args)
     check_layout(args.job, args.job_args, args.hosts, args.devices_per_host)
-    command = common.job_argv(args.python, args.job, args.job_args)
+    command = common.job_argv(args.python, args.job, pod_job_args(args.job, args.job_args))
     if args.dry_run:
         port = args.port or free_port()
         print("\n".join(dry_run_lines(command, args.hosts, args.devices_per_host, port)))

@@ -61,7 +61,7 @@ def test_four_hosts_together_read_every_example_of_an_epoch_once(data_dir):
         )  # fmt: skip
         for i in range(-(-n // (hosts * per_host))):
             batch = next(it)
-            positions = (i * per_host + np.arange(per_host)) * hosts + host
+            positions = (i * hosts + host) * per_host + np.arange(per_host)
             keep = positions < n  # this epoch's share of the global stream
             seen += [row for row, k in zip(rows(batch), keep, strict=True) if k]
             ids += read.example_ids(i)[keep].tolist()
@@ -131,6 +131,6 @@ def test_eval_batches_are_deterministic_and_split_by_host(data_dir):
     assert all(
         len(batches) == 3 and batches[0]["input_ids"].shape == (4, MAX_LEN) for batches in hosts
     )
-    assert rows(hosts[0][0]) == eval_rows[0:8:2] and rows(hosts[1][0]) == eval_rows[1:8:2]
-    wrapped = rows(hosts[0][2])  # positions 16..23 of the stream wrap past the 20 examples
-    assert wrapped == [eval_rows[16], eval_rows[18], eval_rows[0], eval_rows[2]]
+    assert rows(hosts[0][0]) == eval_rows[0:4] and rows(hosts[1][0]) == eval_rows[4:8]
+    assert rows(hosts[0][2]) == eval_rows[16:20]  # global batch 2: positions 16..23
+    assert rows(hosts[1][2]) == eval_rows[0:4]  # positions 20..23 wrap past the 20 examples

@@ -208,8 +208,11 @@ def test_local_pod_dry_run_prints_one_command_per_host(capsys, monkeypatch):
                                f"JAX_PROCESS_ID={i} JAX_PLATFORMS=cpu ")  # fmt: skip
         assert "JAX_CPU_COLLECTIVES_IMPLEMENTATION=gloo" in line
         assert "'XLA_FLAGS=--xla_force_host_platform_device_count=2 --xla_dump_to=x'" in line
-        assert line.endswith(" -m electra_jax.pretrain --config=configs/pretrain.py:tiny "
-                             "--workdir=/tmp/never-written")  # fmt: skip
+        assert line.endswith(
+            " -m electra_jax.pretrain --config=configs/pretrain.py:tiny "
+            "--workdir=/tmp/never-written "
+            "--config.compile_cache_dir="
+        )  # cache off: see pod_job_args
     assert not os.path.exists("/tmp/never-written")
 
 

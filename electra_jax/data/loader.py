@@ -1,8 +1,11 @@
 """grain loaders over prepared shards: shuffled, split by host, checkpointable; and eval batches.
 
 Batch i of host p (of P, per-host batch b) holds the global stream positions
-g = (i * b + j) * P + p, j < b; position g is example perm_e[g mod n] of epoch e = g // n, perm_e
-seeded by (seed, e): each epoch is reshuffled and the hosts together read each example once. A
+g = (i * P + p) * b + j, j < b: block p of global batch i, where
+`jax.make_array_from_process_local_data` puts host p's rows on a mesh laid out in process order,
+so a pod's global batch is the one-host batch. Position g is example perm_e[g mod n] of epoch
+e = g // n, perm_e seeded by (seed, e): each epoch is reshuffled and the hosts together read
+each example once. A
 batch is one vectorized index computation, one ArrayRecord read and one `np.frombuffer` (grain's
 per-example shuffle/batch would cost ~40 us per example). The iterator's state is its position:
 `get_state` / `set_state` or orbax (`grain.checkpoint.CheckpointSave`) restore identical batches."""
@@ -58,8 +61,8 @@ class ReadBatch:
     def example_ids(self, batch_index: int) -> np.ndarray:
         """The example ids (rows of the split) of this host's batch `batch_index`, in order."""
         j_B = np.arange(self.batch_size, dtype=np.int64)
-        positions_B = (batch_index * self.batch_size + j_B) * self.process_count
-        positions_B += self.process_index
+        block = batch_index * self.process_count + self.process_index
+        positions_B = block * self.batch_size + j_B
         epochs_B, offsets_B = np.divmod(positions_B, self.n)
         if self.seed is None:
             return offsets_B

@@ -8,6 +8,7 @@ lists its workers in instance metadata (`worker-network-endpoints`, `agent-worke
 in TPU_WORKER_HOSTNAMES / TPU_WORKER_ID; multislice adds MEGASCALE_* (environment or `tpu-env`).
 """
 
+import atexit
 import contextlib
 import dataclasses
 import importlib
@@ -15,11 +16,12 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import jax
 import numpy as np
@@ -257,11 +259,15 @@ def initialize_if_multi_host(env: Env = os.environ) -> Cluster | None:
         check_port_free(cluster.coordinator_address)
     else:
         wait_for_coordinator(cluster.coordinator_address, init_timeout)
+    heartbeat_s = _seconds(env, HEARTBEAT_VAR, DEFAULT_HEARTBEAT_S)
     jax.distributed.initialize(
         cluster.coordinator_address, cluster.num_processes, cluster.process_id,
-        initialization_timeout=init_timeout,
-        heartbeat_timeout_seconds=_seconds(env, HEARTBEAT_VAR, DEFAULT_HEARTBEAT_S),
+        initialization_timeout=init_timeout, heartbeat_timeout_seconds=heartbeat_s,
     )  # fmt: skip
+    client = importlib.import_module("jax._src.distributed").global_state.client
+    if client is not None:  # None only where initialize is faked (tests)
+        stale_s = max(3.0, heartbeat_s / 2)
+        HostWatchdog(client, cluster.process_id, cluster.num_processes, stale_s).start()
     print(
         f"distributed: process {cluster.process_id} of {cluster.num_processes} "
         f"(coordinator {cluster.coordinator_address}, from {cluster.source}); "
@@ -288,6 +294,81 @@ def fetch_to_host(tree: Any) -> Any:
     return jax.tree.unflatten(treedef, [np.asarray(jax.device_get(x)) for x in leaves])
 
 
+_leaving = threading.Lock()
+RERUN = "Rerun the same command on every host to resume from the last checkpoint"
+
+
+def leave(message: str) -> NoReturn:
+    """Prints `error: message` once (the first caller wins) and ends the process at once:
+    jax's exit handler would wait for the lost host, then abort with a C++ stack trace."""
+    _leaving.acquire()  # a second caller waits here until the process is gone
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    os._exit(EXIT_HOST_LOST)
+
+
+class HostWatchdog:
+    """Each host bumps its key in the coordinator's key-value store every `beat_s`; when another
+    host's key stops changing for `stale_s` (killed, frozen), or the coordinator stops answering,
+    this host leaves in one line, before jax's own heartbeat check (after twice `stale_s`) would
+    abort it. A host that exits normally marks its key done first."""
+
+    PREFIX = "electra_jax/alive/"
+
+    def __init__(self, client: Any, me: int, count: int, stale_s: float, beat_s: float = 1.0):
+        self.client, self.me, self.count = client, me, count
+        self.stale_s, self.beat_s = stale_s, beat_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="host-watchdog", daemon=True)
+
+    def start(self) -> "HostWatchdog":
+        self._thread.start()
+        atexit.register(self.finish)  # runs before jax's own exit handler (registered earlier)
+        return self
+
+    def finish(self) -> None:
+        """Stops beating and marks this host done (a normal exit, not a lost host)."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with contextlib.suppress(Exception):
+            self.client.key_value_set(f"{self.PREFIX}{self.me}", "done", allow_overwrite=True)
+
+    def _run(self) -> None:
+        seen = {peer: (None, time.monotonic()) for peer in range(self.count) if peer != self.me}
+        beat = 0
+        while not self._stop.wait(self.beat_s):
+            beat += 1
+            try:
+                self.client.key_value_set(
+                    f"{self.PREFIX}{self.me}", str(beat), allow_overwrite=True
+                )
+                values = {
+                    k.rsplit("/", 1)[-1]: v for k, v in self.client.key_value_dir_get(self.PREFIX)
+                }
+            except Exception as e:  # the coordinator (host 0) is gone
+                if not self._stop.is_set():
+                    first = " ".join(str(e).split())[:160]
+                    leave(
+                        f"host {self.me} of {self.count} lost the coordinator, host 0 ({first}); "
+                        f"stopping. {RERUN}"
+                    )
+                return
+            now = time.monotonic()
+            for peer, (last, since) in seen.items():
+                value = values.get(str(peer))
+                if value == "done":
+                    continue
+                if value != last:
+                    seen[peer] = (value, now)
+                elif now - since > self.stale_s and not self._stop.is_set():
+                    leave(
+                        f"host {self.me} of {self.count}: host {peer} stopped responding for "
+                        f"{self.stale_s:.0f}s (killed or frozen); stopping. {RERUN}"
+                    )
+
+
 def is_host_loss(error: BaseException) -> bool:
     """A runtime error from a collective with a host that is gone, or from the coordinator."""
     return isinstance(error, jax.errors.JaxRuntimeError) and bool(_HOST_LOSS.search(str(error)))
@@ -303,12 +384,7 @@ def exit_when_a_host_is_lost() -> Iterator[None]:
         if jax.process_count() == 1 or not is_host_loss(e):
             raise
         first = " ".join(str(e).split())[:200]
-        print(
-            f"error: host {jax.process_index()} of {jax.process_count()} lost contact with "
-            f"another host ({first}); stopping. Rerun the same command on every host to resume "
-            "from the last checkpoint",
-            file=sys.stderr,
-            flush=True,
+        leave(
+            f"host {jax.process_index()} of {jax.process_count()} lost contact with another "
+            f"host ({first}); stopping. {RERUN}"
         )
-        sys.stdout.flush()
-        os._exit(EXIT_HOST_LOST)
