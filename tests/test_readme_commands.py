@@ -108,9 +108,10 @@ RULES = [
          "needs a GCS bucket and credentials; tests/test_gcs_cycle.py runs this cycle with every "
          "path in a local GCS emulator's bucket"),
     # --- Launchers: every TPU VM / GPU / SLURM / ablation command prints what it would run
-    Rule(r"python launch/(tpu_vm|gpu|slurm|ablation)\.py (?!.* \.\.\.).*", DRY_RUN),
-    Rule(r"python launch/slurm\.py --dry-run --nodes=2 pretrain \.\.\.", SKIP,
-         "`...` stands for the job of the line above, which dry-runs"),
+    # (local_pod: N real processes compiling each; tests/test_multihost.py runs them)
+    Rule(r"python launch/(tpu_vm|gpu|slurm|ablation|local_pod)\.py (?!.* \.\.\.).*", DRY_RUN),
+    Rule(r"python launch/(slurm|local_pod)\.py --dry-run .* \.\.\.", SKIP,
+         "`...` stands for the job of the lines above, which dry-run"),
     # --- Sweeps
     Rule(r"python launch/sweep\.py (?!.*--summarize).*", DRY_RUN),
     Rule(r"python launch/sweep\.py .*--summarize", SKIP,
