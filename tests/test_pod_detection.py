@@ -261,3 +261,55 @@ def test_pod_prefixes_output_and_stops_every_host_when_one_fails(capfd):
         assert f"[host {i}] index {i} of 3 --xla_force_host_platform_device_count=2" in out
     assert "[local_pod] host 1 exited with status 3; stopping the other hosts" in err
     assert all(p.returncode == -15 for i, p in enumerate(pod.procs) if i != 1)  # SIGTERM
+
+
+# ----------------------------------------------------------------------------- watchdog
+
+
+class FakeKeyValueStore:
+    """The coordinator's key-value store as the watchdog uses it; `fail` makes it unreachable."""
+
+    def __init__(self, values: dict | None = None):
+        self.values, self.fail = dict(values or {}), False
+
+    def key_value_set(self, key: str, value: str, allow_overwrite: bool = False) -> None:
+        if self.fail:
+            raise RuntimeError("UNAVAILABLE: Socket closed")
+        self.values[key] = value
+
+    def key_value_dir_get(self, prefix: str) -> list[tuple[str, str]]:
+        return [(k, v) for k, v in self.values.items() if k.startswith(prefix)]
+
+
+def watch(monkeypatch, store: FakeKeyValueStore, seconds: float) -> list[str]:
+    """Runs host 0's watchdog (of 2) for `seconds`; the messages it would leave with."""
+    left = []
+    dog = distributed.HostWatchdog(store, me=0, count=2, stale_s=0.3, beat_s=0.05)
+
+    def record(message: str) -> None:
+        left.append(message)
+        dog._stop.set()  # as os._exit would end the process
+
+    monkeypatch.setattr(distributed, "leave", record)
+    dog._thread.start()
+    time.sleep(seconds)
+    dog._stop.set()
+    dog._thread.join(timeout=5)
+    return left
+
+
+def test_watchdog_leaves_when_a_host_stops_beating(monkeypatch):
+    left = watch(monkeypatch, FakeKeyValueStore({"electra_jax/alive/1": "7"}), 1.0)
+    assert left == ["host 0 of 2: host 1 stopped responding for 0s (killed or frozen); stopping. "
+                    f"{distributed.RERUN}"]  # fmt: skip
+
+
+def test_watchdog_ignores_a_host_that_finished(monkeypatch):
+    assert watch(monkeypatch, FakeKeyValueStore({"electra_jax/alive/1": "done"}), 1.0) == []
+
+
+def test_watchdog_leaves_when_the_coordinator_is_gone(monkeypatch):
+    store = FakeKeyValueStore()
+    store.fail = True
+    left = watch(monkeypatch, store, 0.5)
+    assert len(left) == 1 and left[0].startswith("host 0 of 2 lost the coordinator, host 0 (")
