@@ -34,7 +34,7 @@ from launch.local_pod import Pod, pod_job_args
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 6
-HEARTBEAT_S = 20  # jax declares a silent host dead after this; our watchdog after half
+HEARTBEAT_S = 40  # jax declares a silent host dead after this; our watchdog after 1/4
 
 
 def pretrain_overrides(data_dir: str, **more) -> list[str]:

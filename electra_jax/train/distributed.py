@@ -266,7 +266,8 @@ def initialize_if_multi_host(env: Env = os.environ) -> Cluster | None:
     )  # fmt: skip
     client = importlib.import_module("jax._src.distributed").global_state.client
     if client is not None:  # None only where initialize is faked (tests)
-        stale_s = max(3.0, heartbeat_s / 2)
+        # jax beats every half timeout, so its abort may come half a timeout after a death.
+        stale_s = max(3.0, heartbeat_s / 4)
         HostWatchdog(client, cluster.process_id, cluster.num_processes, stale_s).start()
     print(
         f"distributed: process {cluster.process_id} of {cluster.num_processes} "
@@ -310,8 +311,8 @@ def leave(message: str) -> NoReturn:
 class HostWatchdog:
     """Each host bumps its key in the coordinator's key-value store every `beat_s`; when another
     host's key stops changing for `stale_s` (killed, frozen), or the coordinator stops answering,
-    this host leaves in one line, before jax's own heartbeat check (after twice `stale_s`) would
-    abort it. A host that exits normally marks its key done first."""
+    this host leaves in one line, before jax's own heartbeat check would abort it (`stale_s` is a
+    quarter of jax's timeout). A host that exits normally marks its key done first."""
 
     PREFIX = "electra_jax/alive/"
 
