@@ -61,6 +61,8 @@ names `squad` and `squadv1` (and `sst`, `sts`) are accepted as the original's na
 
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 
 from configs.common import optimizer_config
@@ -80,6 +82,9 @@ SIZE_RECIPE = {
 }  # fmt: skip
 SEQ_LEN_BY_KIND = {"span": "squad_seq_len", "tagging": "tagging_seq_len"}  # else max_seq_len
 
+# A multi-task run (`task=rte+mrpc`) as the original's FinetuningConfig: 3 epochs, 128 tokens.
+MULTI_TASK_DEFAULTS = dataclasses.replace(TASKS["rte"], name="multi", epochs=3)
+
 SWEEPS = ("seeds", "lr")  # sweep(arg)'s kinds, chosen with `sweep=<kind>` in the argument
 PAPER_NUM_SEEDS = 10  # the paper reports the median of 10 fine-tuning runs
 LR_GRID = (0.5, 1.0, 2.0)  # sweep=lr: multiples of the size's Table 7 learning rate
@@ -95,8 +100,13 @@ def parse_arg(arg: str) -> tuple[str, str, str]:
         values[key] = value
     if "task" not in values:
         raise ValueError("config argument needs task=<task> (for example task=rte,size=small)")
-    values["task"] = task_name(values["task"])  # the original's names (squad, squadv1) too
-    for key, known in (("task", TASKS), ("size", SIZE_RECIPE), ("sweep", SWEEPS)):
+    # the original's names (squad, squadv1) too; several tasks joined by "+" (multi-task)
+    names = [task_name(name) for name in values["task"].split("+")]
+    for name in names:
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASKS)}")
+    values["task"] = "+".join(names)
+    for key, known in (("size", SIZE_RECIPE), ("sweep", SWEEPS)):
         if values[key] not in known:
             raise ValueError(f"unknown {key} {values[key]!r}; expected one of {sorted(known)}")
     return values["task"], values["size"], values["sweep"]
@@ -116,7 +126,10 @@ def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collecti
     """The fine-tuning config for `task=<task>,size=<size>` (size defaults to small; a `sweep=`
     part only selects sweep()'s grid)."""
     task, size, _ = parse_arg(arg)
-    spec, recipe = TASKS[task], SIZE_RECIPE[size]
+    # Several tasks (multi-task): the original's defaults, not one task's (its
+    # configure_finetuning.py sets epochs and lengths per task for single-task runs only).
+    multi = "+" in task
+    spec, recipe = (MULTI_TASK_DEFAULTS if multi else TASKS[task]), SIZE_RECIPE[size]
     c = ml_collections.ConfigDict()
     c.task = task
     c.size = size
@@ -145,6 +158,11 @@ def get_config(arg: str = "task=builtin_acceptability,size=tiny") -> ml_collecti
     # XLA executables kept for restarts (electra_jax/train/compile_cache.py): "auto" =
     # $JAX_COMPILATION_CACHE_DIR if set, else <workdir>/xla_cache; a path or gs:// URL; "" = off
     c.compile_cache_dir = "auto"
+    # A long job (README "Fine-tuning as a long job"): each seed group is checkpointed every
+    # checkpoint_every steps (0: never; SIGTERM saves too) and a rerun of the command resumes.
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 1  # per seed group; a finished group's checkpoints are deleted
+    c.export = True  # export/: the median seed's encoder and head(s), for `convert --to=hf`
     c.loss_reduction = "sum"  # the original: sum of per-example losses; "mean": batch mean
     c.head_init = "glorot_uniform"  # tf.layers.dense's default; "truncated_normal": stddev 0.02
 

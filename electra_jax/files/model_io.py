@@ -38,10 +38,11 @@ def this_host_checkpointer() -> ocp.StandardCheckpointer:
 
 def save_model(
     directory: str, params: Any, config: ModelConfig, tokenizer: Tokenizer | None = None,
-    overwrite: bool = False,
+    overwrite: bool = False, extra: dict | None = None,
 ) -> str:  # fmt: skip
     """Exports `params` (a subset of ElectraModel's tree is fine) with config and tokenizer, into
-    a local or remote `directory` (written whole, model.json last: see storage.atomic_directory)."""
+    a local or remote `directory` (written whole, model.json last: see storage.atomic_directory);
+    `extra` adds model.json keys (a fine-tuned model's `head`)."""
     directory = absolute(directory)
     params = jax.tree.map(np.asarray, nn.unbox(params))
     # cuDNN attention is this machine's run-time choice: an export must load anywhere.
@@ -56,7 +57,7 @@ def save_model(
             tokenizer.save(tmp)
         settings = tokenizer.settings() if tokenizer is not None else None
         meta = {"format": FORMAT, "model": config.to_dict(), "tokenizer": settings}
-        write_json(os.path.join(tmp, MODEL_JSON), meta | {"parts": sorted(params)})
+        write_json(os.path.join(tmp, MODEL_JSON), meta | {"parts": sorted(params)} | (extra or {}))
     return directory
 
 

@@ -2,11 +2,9 @@
 step over a seed axis; own head init, dropout and data order) as `vectorize_budget` allows."""
 
 import contextlib
-import dataclasses
 import math
 import os
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -22,9 +20,25 @@ from electra_jax.data.dataset_format import META_FILE, read_meta
 from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer, load_tokenizer
 from electra_jax.errors import UserError
 from electra_jax.files.model_io import export_dir, load_model
-from electra_jax.files.run_files import CONFIG_FILE, RESULTS_FILE, MetricsLogger, write_results
-from electra_jax.finetune import features, metrics
+from electra_jax.files.run_files import (
+    CONFIG_FILE,
+    RESULTS_FILE,
+    MetricsLogger,
+    truncate_metrics_after,
+    write_results,
+)
+from electra_jax.finetune import features
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
+from electra_jax.finetune.checkpoints import (
+    GroupState,
+    check_resumable,
+    export_seed,
+    finish_group,
+    group_checkpoints,
+    keep_median_export,
+    read_group_record,
+    saved_step,
+)
 from electra_jax.finetune.heads import (
     HEAD_INITS,
     LOSS_REDUCTIONS,
@@ -33,11 +47,29 @@ from electra_jax.finetune.heads import (
     layerwise_multipliers,
     task_loss,
 )
+from electra_jax.finetune.multitask import (
+    MultiTaskModel,
+    get_tasks,
+    head_name,
+    merge_train,
+    multitask_loss,
+    task_outputs,
+)
 from electra_jax.finetune.readers import read_split, split_path, with_tagging_labels
-from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec, get_task
+from electra_jax.finetune.scoring import (  # median_seed_index, write_glue_submission: re-exported
+    EvalSet,
+    median_seed_index,  # noqa: F401
+    predict_all,
+    score_seed,
+    summarize,
+    write_all_predictions,
+    write_glue_submission,  # noqa: F401
+)
+from electra_jax.finetune.tasks import BUILTIN_TASKS, TaskSpec
 from electra_jax.model.config import ModelConfig, preset
 from electra_jax.model.shapes import check_param_shapes
-from electra_jax.storage import is_file, make_dirs, make_workdir, write_atomic, write_json
+from electra_jax.storage import is_file, make_workdir, write_json
+from electra_jax.train.checkpoints import PreemptionFlag, RunCheckpoints
 from electra_jax.train.compile_cache import CompileWatch, enable_compile_cache
 from electra_jax.train.distributed import initialize_if_multi_host
 from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
@@ -45,23 +77,16 @@ from electra_jax.train.optimizer import OptimizerConfig, learning_rate_schedule,
 Config = ml_collections.ConfigDict
 
 
-@dataclasses.dataclass
-class EvalSet:
-    """One dev or test set: model inputs, the examples behind them, and where predictions go."""
-
-    name: str
-    arrays: dict[str, np.ndarray]
-    windows: list | None  # SQuAD window metadata
-    examples: list
-    file_name: str  # the median seed's predictions file; "" for none (GLUE dev sets)
-    has_labels: bool = True
-
-
 def validate_config(config: Config) -> None:
     """Fails fast, before any data or compile work, on inconsistent settings."""
     for field in ("seeds", "batch_size", "eval_batch_size", "max_seq_len", "log_every"):
         if config[field] < 1:
             raise UserError(f"config.{field}={config[field]} must be at least 1")
+    if config.checkpoint_every < 0 or config.keep_checkpoints < 1:
+        raise UserError(
+            f"config.checkpoint_every={config.checkpoint_every} must be >= 0 (0: none) and "
+            f"config.keep_checkpoints={config.keep_checkpoints} >= 1"
+        )
     if config.num_epochs <= 0:
         raise UserError(f"config.num_epochs={config.num_epochs} must be positive")
     if not 0.0 < config.layerwise_lr_decay <= 1.0:
@@ -170,140 +195,109 @@ def init_seed_params(
     return {**params_S, "electra": encoder}
 
 
-def make_steps(model: FinetuneModel, spec: TaskSpec, tx: Any, config: Config) -> tuple:
+def make_steps(
+    model: nn.Module, spec: TaskSpec, tx: Any, config: Config, loss: Any = None
+) -> tuple:
+    """(train step, predict), both over a leading seed axis; `loss(outputs, batch)` replaces the
+    single task's loss (multi-task runs)."""
+    s = config.squad
+    loss = loss or (lambda out, batch: task_loss(
+        out, batch, spec.kind, s.answerable_classifier, s.answerable_weight, config.loss_reduction
+    ))  # fmt: skip
+
     def train_step(params: Any, opt_state: Any, batch: dict, key: jax.Array, step: Any) -> tuple:
         rng = jax.random.fold_in(key, step)
 
         def loss_fn(p: Any) -> jax.Array:
             out = model.apply({"params": p}, batch, deterministic=False, rngs={"dropout": rng})
-            s = config.squad
-            return task_loss(out, batch, spec.kind, s.answerable_classifier, s.answerable_weight,
-                             config.loss_reduction)  # fmt: skip
+            return loss(out, batch)
 
-        loss, grads = jax.value_and_grad(loss_fn)(params)
+        value, grads = jax.value_and_grad(loss_fn)(params)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, value
 
     predict = lambda params, batch: model.apply({"params": params}, batch, deterministic=True)
     train = jax.jit(jax.vmap(train_step, in_axes=(0, 0, 0, 0, None)), donate_argnums=(0, 1))
     return train, jax.jit(jax.vmap(predict, in_axes=(0, None)))
 
 
+def seed_slice(tree_S: Any, i: int) -> Any:
+    """Seed `i`'s arrays of a tree with a leading seed axis."""
+    return jax.tree.map(lambda v: v[i], tree_S)
+
+
+class Preempted(Exception):
+    """SIGTERM reached the training loop: the group's state is saved; the run stops cleanly."""
+
+
 def train_group(
     config: Config, tx: Any, train_step: Any, schedule: optax.Schedule, train: dict,
     params_S: Any, seeds: list[int], num_steps: int, logger: MetricsLogger,
+    checkpoints: RunCheckpoints | None = None, preemption: PreemptionFlag | None = None,
+    step_offset: int = 0,
 ) -> Any:  # fmt: skip
-    """Trains a group of seeds together; returns their parameters and last-step training losses."""
+    """Trains a group of seeds together (from its latest checkpoint, if any, saving one every
+    `checkpoint_every` steps and on SIGTERM); returns their parameters and last-step losses.
+    Batches and dropout are functions of seed and step: a resumed group trains bit-identically."""
     B, N = config.batch_size, len(train["input_ids"])
     opt_S = jax.jit(jax.vmap(tx.init))(params_S)
+    loss_S, start = jnp.zeros(len(seeds), jnp.float32), 0
+    if checkpoints is not None and (restored := checkpoints.restore_latest(
+            GroupState(params_S, opt_S, loss_S), None)):  # fmt: skip
+        start, state = restored
+        params_S, opt_S, loss_S = state.params, state.opt_state, state.loss
+        print(f"resume: seeds {seeds} from step {start} in {checkpoints.directory}")
     permute = [np.random.default_rng(s).permutation for s in seeds]  # a fresh order per epoch
     orders = [np.concatenate([p(N) for _ in range(math.ceil(num_steps * B / N))]) for p in permute]
     keys = jnp.stack([jax.random.key(s) for s in seeds])
     t0 = time.perf_counter()
-    for step in range(num_steps):
+    for step in range(start, num_steps):
         rows = [order[step * B : (step + 1) * B] for order in orders]
         batch = {k: np.stack([v[r] for r in rows]) for k, v in train.items()}
         params_S, opt_S, loss_S = train_step(params_S, opt_S, batch, keys, step)
-        if (step + 1) % config.log_every and step + 1 != num_steps:
+        done = step + 1
+        if done % config.log_every == 0 or done == num_steps:
+            loss = float(np.mean(jax.device_get(loss_S)))
+            if not np.isfinite(loss):
+                raise UserError(
+                    f"non-finite loss at step {done} (seeds {seeds}); lower --config.learning_rate"
+                )
+            values = {"loss": loss, "learning_rate": float(schedule(step)), "seeds": str(seeds)}
+            logger.write(step_offset + done, values)
+            logger.progress(step_offset + done, values,
+                            (done - start) / max(time.perf_counter() - t0, 1e-9))  # fmt: skip
+        if checkpoints is None:
             continue
-        loss = float(np.mean(jax.device_get(loss_S)))
-        if not np.isfinite(loss):
-            raise UserError(
-                f"non-finite loss at step {step + 1} (seeds {seeds}); lower --config.learning_rate"
-            )
-        values = {"loss": loss, "learning_rate": float(schedule(step)), "seeds": str(seeds)}
-        logger.write(step + 1, values)
-        logger.progress(step + 1, values, (step + 1) / max(time.perf_counter() - t0, 1e-9))
+        stop = preemption is not None and (
+            preemption.requested or checkpoints.reached_preemption(done))  # fmt: skip
+        if done % config.checkpoint_every == 0 or stop:
+            checkpoints.save(done, GroupState(params_S, opt_S, loss_S), None, force=stop)
+        if stop:
+            checkpoints.wait()
+            raise Preempted(f"saved step {done} of seeds {seeds} in {checkpoints.directory}")
+    if checkpoints is not None:
+        checkpoints.wait()
     return params_S, np.asarray(jax.device_get(loss_S), np.float64)
 
 
-def predict_all(predict: Any, params_S: Any, arrays: dict, batch_size: int) -> dict:
-    """Model outputs [S, N, ...]; the last batch repeats the last row (one shape, one compile)."""
-    N, outs = len(arrays["input_ids"]), []
-    for start in range(0, N, batch_size):
-        rows = np.minimum(np.arange(start, start + batch_size), N - 1)
-        outs.append(jax.device_get(predict(params_S, {k: v[rows] for k, v in arrays.items()})))
-    return {k: np.concatenate([o[k] for o in outs], axis=1)[:, :N] for k in outs[0]}
-
-
-def score_seed(
-    config: Config, spec: TaskSpec, eval_set: EvalSet, out: dict[str, np.ndarray],
-    tokenizer: Tokenizer,
-) -> tuple[dict[str, float] | None, Any]:  # fmt: skip
-    """(metrics, None for a test set; GLUE class ids or 0-5 scores, tag ids, or SQuAD (answers,
-    nulls))."""
-    if spec.kind == "tagging":
-        a, preds = eval_set.arrays, out["logits"].argmax(-1)
-        return metrics.tagging_scores(a["labels"], preds, a["labels_mask"], spec.labels), preds
-    if spec.kind != "span":
-        preds = out["predictions"] * 5.0 if spec.kind == "regression" else out["logits"].argmax(-1)
-        if not eval_set.has_labels:
-            return None, preds
-        return metrics.glue_metrics(spec.metric, eval_set.arrays["labels"], preds), preds
-    s = config.squad
-    answers, nulls, _ = features.decode_answers(
-        eval_set.examples, eval_set.windows, out, tokenizer, eval_set.arrays["input_ids"],
-        s.max_answer_len, s.n_best,
-    )  # fmt: skip
-    submitted = answers  # SQuAD 2.0: "" where the null odds exceed the threshold
-    if spec.squad_v2:
-        submitted = {q: ("" if nulls[q] > s.na_threshold else a) for q, a in answers.items()}
-    if not eval_set.has_labels:
-        return None, (submitted, nulls)
-    # The official scripts' inputs, as the original passes them: the best non-null answers, the
-    # null odds and qa_na_threshold (SQuAD 2.0).
-    golds = {e.qid: [text for text, _ in e.answers] for e in eval_set.examples}
-    scores = metrics.squad_scores(answers, golds, nulls, s.na_threshold, spec.squad_v2,
-                                  mrqa=spec.metric == "mrqa")  # fmt: skip
-    return {**scores, "score": scores["f1"]}, (submitted, nulls)
-
-
-def write_glue_submission(
-    path: str, spec: TaskSpec, indices: Sequence[str], predictions_N: np.ndarray
-) -> None:
-    """A leaderboard TSV (`index<TAB>prediction`): labels, or STS-B scores in [0, 5], 3 decimals."""
-    if spec.kind == "regression":
-        values = [f"{float(v):.3f}" for v in np.clip(predictions_N, 0.0, 5.0)]
-    else:
-        values = [spec.labels[int(i)] for i in predictions_N]
-    rows = [f"{i}\t{v}\n" for i, v in zip(indices, values, strict=True)]
-    write_atomic(path, "".join(["index\tprediction\n", *rows]))
-
-
-def write_predictions(
-    directory: str, spec: TaskSpec, eval_sets: Sequence[EvalSet], predictions: dict, chosen: int
-) -> list[str]:
-    """Writes run `chosen`'s predictions for each set with a `file_name` (GLUE TSV, or SQuAD JSON
-    {question id: answer or ""} and for 2.0 its null odds: the official script's inputs)."""
-    written = []
-    for eval_set in (s for s in eval_sets if s.file_name):
-        make_dirs(directory)
-        path = os.path.join(directory, eval_set.file_name)
-        preds = predictions[eval_set.name][chosen]
-        if spec.kind == "span":  # (answers, null odds)
-            write_json(path, preds[0])
-            if spec.squad_v2:
-                write_json(path.replace(".json", "_null_odds.json"), preds[1])
-        else:
-            write_glue_submission(path, spec, [e.guid for e in eval_set.examples], preds)
-        written.append(path)
-    return written
-
-
-def median_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
-    """The median over seeds of every metric but `seed` (the paper reports the median of 10)."""
-    return {k: float(np.median([m[k] for m in per_seed])) for k in per_seed[0] if k != "seed"}
-
-
-def median_seed_index(scores: Sequence[float]) -> int:
-    """The run whose score is the (lower) median: its predictions are the submission."""
-    return int(np.argsort(np.asarray(scores), kind="stable")[(len(scores) - 1) // 2])
-
-
 def run(config: Config, workdir: str) -> dict[str, Any]:
-    """Fine-tunes `config.seeds` runs on `config.task`; writes results.json and predictions."""
+    """Fine-tunes `config.seeds` runs on `config.task` (several tasks: "rte+mrpc"); writes
+    results.json, predictions and `export/`. A rerun of the same command resumes; SIGTERM saves
+    the running group and returns {"preempted": ...} (exit 0)."""
+    preemption = PreemptionFlag()
+    try:
+        return _run(config, workdir, preemption)
+    except Preempted as stop:
+        print(f"preempted: {stop}; rerun the same command to resume")
+        return {"preempted": str(stop)}
+    finally:
+        preemption.restore()
+
+
+def _run(config: Config, workdir: str, preemption: PreemptionFlag) -> dict[str, Any]:
     validate_config(config)
-    spec = get_task(config.task)
+    specs = get_tasks(config.task)
+    multi = len(specs) > 1
     initialize_if_multi_host()  # each host then fine-tunes the same seeds; host 0 writes
     is_primary = jax.process_index() == 0
     make_workdir(workdir)  # config.json is written once the inputs are checked
@@ -315,68 +309,98 @@ def run(config: Config, workdir: str) -> dict[str, Any]:
             f"max_seq_len={config.max_seq_len} exceeds the model's max_position_embeddings="
             f"{model_cfg.max_position_embeddings}; lower --config.max_seq_len"
         )
-    spec = with_tagging_labels(spec, task_data_dir(config, spec), config.skip_malformed)
-    train, eval_sets, skipped_rows = load_task_data(config, spec, tokenizer)
+    specs = [with_tagging_labels(s, task_data_dir(config, s), config.skip_malformed) for s in specs]
+    loaded = [load_task_data(config, spec, tokenizer) for spec in specs]
+    eval_sets = [sets for _, sets, _ in loaded]
+    train = merge_train([t for t, _, _ in loaded]) if multi else loaded[0][0]
+    skipped_rows = {path: n for _, _, skipped in loaded for path, n in skipped.items()}
+    check_resumable(workdir, config)  # progress under another config stops here
     if is_primary:
         write_json(os.path.join(workdir, CONFIG_FILE), config.to_dict())
     num_train = len(train["input_ids"])
     num_steps = max(1, int(num_train * config.num_epochs / config.batch_size))
     for path, count in skipped_rows.items():
         print(f"data: skipped {count} malformed row(s) in {path}")
-    dev_names = [e.name for e in eval_sets if e.has_labels]
-    print(f"data: {spec.name}: {num_train} training rows, {num_steps} steps of "
-          f"{config.batch_size}; eval sets {dev_names}, "
-          f"test sets {[e.name for e in eval_sets if not e.has_labels]}")  # fmt: skip
-    model = finetune_model(model_cfg, spec.kind, len(spec.labels), config, jnp.dtype(config.dtype))
+    for spec, (task_train, sets, _) in zip(specs, loaded, strict=True):
+        print(f"data: {spec.name}: {len(task_train['input_ids'])} training rows; eval sets "
+              f"{[e.name for e in sets if e.has_labels]}, test sets "
+              f"{[e.name for e in sets if not e.has_labels]}")  # fmt: skip
+    print(f"data: {num_steps} steps of {config.batch_size}")
+    dtype = jnp.dtype(config.dtype)
+    if multi:
+        model = MultiTaskModel(model_cfg, tuple(specs), config.head_init, dtype)
+        loss = lambda out, batch: multitask_loss(out, batch, specs, config.loss_reduction)
+    else:
+        kind, num_labels = specs[0].kind, len(specs[0].labels)
+        model, loss = finetune_model(model_cfg, kind, num_labels, config, dtype), None
     tx, schedule = make_tx(config, num_steps, model_cfg.num_layers)
-    train_step, predict = make_steps(model, spec, tx, config)
+    train_step, predict = make_steps(model, specs[0], tx, config, loss)
     seeds = [config.seed + i for i in range(config.seeds)]
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(
         jax.eval_shape(lambda: init_seed_params(model, [0], train, None))))  # fmt: skip
     group = config.seeds_per_group or max(1, int(config.vectorize_budget // max(n_params, 1)))
     group = min(group, len(seeds))
+    groups = [seeds[g : g + group] for g in range(0, len(seeds), group)]
     print(f"model: {config.size} ({n_params / 1e6:.2f}M params) from "
           f"{config.init_from or 'random init'}; {len(seeds)} seed(s), {group} at a time under "
           "vmap")  # fmt: skip
-    dev_scores: dict[str, list[dict]] = {name: [] for name in dev_names}
-    predictions: dict[str, list] = {e.name: [] for e in eval_sets}
-    with contextlib.closing(MetricsLogger(workdir, num_steps, is_primary)) as logger:
-        for g in range(0, len(seeds), group):
-            group_seeds = seeds[g : g + group]
-            params_S = init_seed_params(model, group_seeds, train, pretrained)
-            params_S, train_loss_S = train_group(
-                config, tx, train_step, schedule, train, params_S, group_seeds, num_steps, logger
-            )
-            for eval_set in eval_sets:
+    head = {"tasks": [{"name": s.name, "kind": s.kind, "labels": list(s.labels),
+                       "part": head_name(s) if multi else "head"} for s in specs]}  # fmt: skip
+
+    def train_and_score(index: int, group_seeds: list[int], logger: MetricsLogger) -> dict:
+        """One group's training (resumable), its scores and predictions, its seeds' exports."""
+        params_S = init_seed_params(model, group_seeds, train, pretrained)
+        every = config.checkpoint_every > 0
+        ckpt = group_checkpoints(workdir, group_seeds, config.keep_checkpoints) if every else None
+        with contextlib.closing(ckpt) if ckpt else contextlib.nullcontext():
+            params_S, loss_S = train_group(config, tx, train_step, schedule, train, params_S,
+                                           group_seeds, num_steps, logger, ckpt, preemption,
+                                           index * num_steps)  # fmt: skip
+        record: dict[str, Any] = {"seeds": group_seeds, "train_loss": loss_S, "tasks": {}}
+        for spec, sets in zip(specs, eval_sets, strict=True):
+            for eval_set in sets:
                 out_S = predict_all(predict, params_S, eval_set.arrays, config.eval_batch_size)
-                for i, seed in enumerate(group_seeds):
-                    one = {k: v[i] for k, v in out_S.items()}
-                    scores, preds = score_seed(config, spec, eval_set, one, tokenizer)
-                    predictions[eval_set.name].append(preds)
+                out_S = task_outputs(out_S, spec, multi)
+                scored = [score_seed(config, spec, eval_set, seed_slice(out_S, i), tokenizer)
+                          for i in range(len(group_seeds))]  # fmt: skip
+                for seed, (scores, _) in zip(group_seeds, scored, strict=True):
                     if scores is not None:
-                        row = {"seed": seed, **scores, "train_loss": float(train_loss_S[i])}
-                        dev_scores[eval_set.name].append(row)
                         shown = ", ".join(f"{k}={v:.2f}" for k, v in scores.items())
-                        print(f"eval: seed {seed} {eval_set.name}: {shown}")
+                        print(f"eval: seed {seed} {spec.name} {eval_set.name}: {shown}")
+                record["tasks"].setdefault(spec.name, {})[eval_set.name] = {
+                    "scores": [sc for sc, _ in scored],
+                    "predictions": [p if eval_set.file_name else None for _, p in scored],
+                }
+        if config.export and is_primary:
+            host_S = jax.device_get(params_S)
+            for i, seed in enumerate(group_seeds):
+                export_seed(workdir, seed, seed_slice(host_S, i), model_cfg, tokenizer, head)
+        return finish_group(workdir, group_seeds, record, is_primary)
+
+    records = [read_group_record(workdir, g) for g in groups]
+    if is_primary and (todo := [i for i, r in enumerate(records) if r is None]):
+        start = saved_step(workdir, groups[todo[0]])  # the records after it are logged again
+        truncate_metrics_after(workdir, todo[0] * num_steps + start)
+    with contextlib.closing(MetricsLogger(workdir, num_steps * len(groups), is_primary)) as logger:
+        for index, group_seeds in enumerate(groups):
+            if records[index] is None:
+                records[index] = train_and_score(index, group_seeds, logger)
     print(f"compile: {compiles.counts()} (cache {cache_dir})")
-    headline = [m["score"] for m in dev_scores[dev_names[0]]]
-    chosen = median_seed_index(headline)
-    results: dict[str, Any] = {
-        "task": spec.name, "size": config.size, "init_from": config.init_from,
-        "seeds": seeds, "seeds_per_group": group, "num_train_examples": num_train,
-        "num_train_steps": num_steps, "skipped_rows": skipped_rows,
-        "dev": {name: {"per_seed": per_seed, "median": median_summary(per_seed)}
-                for name, per_seed in dev_scores.items()},
-        "score": float(np.median(headline)), "median_seed": seeds[chosen],
-        "seconds": round(time.perf_counter() - run_start, 1),
-    }  # fmt: skip
-    if config.write_predictions and is_primary:  # test sets first, then SQuAD's dev sets
-        results["predictions"] = write_predictions(
-            os.path.join(workdir, "predictions"), spec,
-            sorted(eval_sets, key=lambda e: e.has_labels), predictions, chosen)  # fmt: skip
+    results = summarize(specs, eval_sets, records)
+    results.update(size=config.size, init_from=config.init_from, seeds_per_group=group,
+                   num_train_examples=num_train, num_train_steps=num_steps,
+                   skipped_rows=skipped_rows)  # fmt: skip
+    if config.write_predictions and is_primary:
+        directory = os.path.join(workdir, "predictions")
+        written = write_all_predictions(directory, specs, eval_sets, records, results)
+        results["predictions"] = written
+    if config.export and is_primary:
+        results["export"] = keep_median_export(workdir, results["median_seed"], seeds)
+    results["seconds"] = round(time.perf_counter() - run_start, 1)
     if is_primary:
         write_results(workdir, results)
-    print(f"done: {spec.name} median dev score {results['score']:.2f} over {len(seeds)} seed(s) "
-          f"({[round(s, 2) for s in headline]}) in {results['seconds']:.0f}s; "
-          f"{os.path.join(workdir, RESULTS_FILE)}")  # fmt: skip
+    print(
+        f"done: {results['task']} median dev score {results['score']:.2f} over {len(seeds)} "
+        f"seed(s) in {results['seconds']:.0f}s; {os.path.join(workdir, RESULTS_FILE)}"
+    )
     return results
