@@ -28,6 +28,7 @@ from electra_jax.train.objective import (
     ObjectiveConfig,
     disc_loss,
     finalize_metrics,
+    loss_denominators,
     metric_sums,
     pretrain_forward,
 )
@@ -204,6 +205,14 @@ def test_pretrain_forward_puts_the_pieces_together():
     assert len(metrics) == 8 and all(np.isfinite(v) for v in metrics.values())
     expected = float(out["mlm_loss"]) + 50.0 * float(out["disc_loss"])
     assert float(loss) == pytest.approx(expected, rel=1e-6)
+    # Gradient accumulation: each row's share divides by the whole batch's candidate count.
+    den = loss_denominators(batch, objective)
+    assert float(den["cloze"]) == len(candidates)
+    forward_share = partial(pretrain_forward, model=model, cfg=objective, deterministic=True)
+    share = jax.jit(lambda p, row: forward_share(p, row, jax.random.key(2), denominators=den))
+    rows = [jax.tree.map(lambda x, b=b: x[b : b + 1], batch) for b in range(2)]
+    shares = [share(params, row) for row in rows]
+    assert sum(float(x[1]["mlm_loss"]) for x in shares) == pytest.approx(cloze_loss, rel=1e-5)
 
 
 def short_run(modifier: str, tiny_config, workdir, eval_batches: int) -> None:
