@@ -37,7 +37,7 @@ BUCKET = "bucket"
 STEPS = 8
 SWEEP_RUN = sweep.run_name(pretrain_sweep("tiny")[0])  # the pre-training run is a sweep's run
 # Fields of results.json that differ between two identical runs (paths, wall time).
-RUN_SPECIFIC = ("init_from", "data_dir", "seconds", "workdir", "predictions")
+RUN_SPECIFIC = ("init_from", "data_dir", "seconds", "workdir", "predictions", "export")
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +121,13 @@ def read_bytes(path: str) -> bytes:
     return epath.Path(path).read_bytes()
 
 
+def assert_same_params(remote: str, local: str) -> None:
+    remote_params, local_params = load_model(remote)[1], load_model(local)[1]
+    for (path, a), (_, b) in zip(jax.tree.leaves_with_path(remote_params),
+                                 jax.tree.leaves_with_path(local_params), strict=True):  # fmt: skip
+        np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+
+
 def results(root: str) -> dict:
     found = json.loads(read_bytes(f"{root}/ft/results.json"))
     return {k: v for k, v in found.items() if k not in RUN_SPECIFIC}
@@ -156,12 +163,10 @@ def test_cycle_in_bucket_equals_local_cycle(
         2, 4, 6, 8]  # fmt: skip
 
     # Bit for bit: the exported model, the fine-tuning results, the converted HF weights.
-    _, remote_params, _ = load_model(f"{bucket_root}/{run}/export")
-    _, local_params, _ = load_model(f"{local_root}/{run}/export")
-    for (path, a), (_, b) in zip(jax.tree.leaves_with_path(remote_params),
-                                 jax.tree.leaves_with_path(local_params), strict=True):  # fmt: skip
-        np.testing.assert_array_equal(a, b, err_msg=jax.tree_util.keystr(path))
+    assert_same_params(f"{bucket_root}/{run}/export", f"{local_root}/{run}/export")
     assert results(bucket_root) == results(local_root)
+    if storage.is_file(f"{bucket_root}/ft/export/model.json"):  # fine-tuning exports its model
+        assert_same_params(f"{bucket_root}/ft/export", f"{local_root}/ft/export")
     hf = "hf/model.safetensors"
     assert read_bytes(f"{bucket_root}/{hf}") == read_bytes(f"{local_root}/{hf}")
     for name in ("data/train-00000-of-00001.array_record", "report/report.md"):
