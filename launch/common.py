@@ -149,8 +149,7 @@ def safe_name(text: str, limit: int = 64) -> str:
 
 def read_run_file(read: Callable[..., Any], workdir: str, *args: Any) -> Any:
     """`read(workdir, *args)`, one of `electra_jax.files.run_files`' readers, with its failures as
-    one-line UserErrors: an unreadable file, or a remote workdir (gs://) that etils.epath has no
-    filesystem backend for."""
+    one-line UserErrors: an unreadable file, or a remote workdir (gs://) that cannot be read."""
     try:
         return read(workdir, *args)
     except UserError:
@@ -160,7 +159,7 @@ def read_run_file(read: Callable[..., Any], workdir: str, *args: Any) -> Any:
     except Exception as e:
         if "://" not in workdir:
             raise
-        hint = "install a GCS backend for etils.epath (gcsfs) or use a local --workdir"
+        hint = "check the path, the credentials and the network, or use a local --workdir"
         raise UserError(f"cannot read {workdir}: {e}; {hint}") from None
 
 
