@@ -75,9 +75,12 @@ def multitask_loss(
     divides by the rows in the batch."""
     total = jnp.zeros((), jnp.float32)
     for t, spec in enumerate(specs):
-        labels = batch["labels"]
+        mine_B = batch["task_id"] == t
+        # Other tasks' labels are replaced (a 2.5 similarity is no class id: its gather is NaN,
+        # and NaN x weight 0 is NaN).
+        labels = jnp.where(mine_B, batch["labels"], 0.0)
         labels = labels if spec.kind == "regression" else labels.astype(jnp.int32)
-        weights_B = (batch["task_id"] == t).astype(jnp.float32)
+        weights_B = mine_B.astype(jnp.float32)
         total += task_loss(outputs[spec.name], {"labels": labels, "weights": weights_B},
                            spec.kind, reduction="sum")  # fmt: skip
     return total if reduction == "sum" else total / batch["task_id"].shape[0]
