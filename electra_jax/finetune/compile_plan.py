@@ -41,6 +41,9 @@ def batch_shapes(spec: TaskSpec, group: int, B: int, L: int) -> dict[str, jax.Sh
     if spec.kind == "span":
         batch.update(start_positions=one(jnp.int32), end_positions=one(jnp.int32),
                      is_impossible=one(jnp.int32), answer_mask=rows(jnp.int32))  # fmt: skip
+    elif spec.kind == "tagging":  # labels by word; the label count comes from the data
+        batch.update(labels=rows(jnp.int32), labeled_positions=rows(jnp.int32),
+                     labels_mask=rows(jnp.float32))  # fmt: skip
     else:
         batch["labels"] = one(jnp.float32 if spec.kind == "regression" else jnp.int32)
     return batch
@@ -57,11 +60,13 @@ def finetune_plan(config: ml_collections.ConfigDict, devices: Sequence[jax.Devic
     validate_config(config)
     spec = get_task(config.task)
     model_cfg = model_config(config)
-    model = finetune_model(model_cfg, spec.kind, len(spec.labels), config, jnp.dtype(config.dtype))
+    num_labels = len(spec.labels) or 2  # tagging's come from its files: a stand-in (head only)
+    model = finetune_model(model_cfg, spec.kind, num_labels, config, jnp.dtype(config.dtype))
     tx, _ = make_tx(config, STEPS_FOR_SCHEDULE, model_cfg.num_layers)
     train_step, _ = make_steps(model, spec, tx, config)
     B, L = config.batch_size, config.max_seq_len
-    example = {k: jnp.zeros((2, L), jnp.int32) for k in ("input_ids", "input_mask", "segment_ids")}
+    keys = ("input_ids", "input_mask", "segment_ids", "labeled_positions", "answer_mask")
+    example = {k: jnp.zeros((2, L), jnp.int32) for k in keys}
     one = jax.eval_shape(lambda: init_seed_params(model, [0], example, None))
     n_params = sum(int(x.size) for x in jax.tree.leaves(one))
     group = config.seeds_per_group or max(1, int(config.vectorize_budget // max(n_params, 1)))
