@@ -4,8 +4,8 @@ CPU devices each), with each host's output lines prefixed `[host i]`.
 
   python launch/local_pod.py --hosts=4 --devices-per-host=2 pretrain \
       --config=configs/pretrain.py:tiny --workdir=runs/pod --config.mesh.fsdp=4
-  python launch/local_pod.py --hosts=2 --devices-per-host=4 finetune \
-      --config=configs/finetune.py:task=rte,size=tiny --workdir=runs/pod-rte
+  python launch/local_pod.py --hosts=2 --devices-per-host=2 finetune \
+      --config=configs/finetune.py:task=builtin_replaced,size=tiny --workdir=runs/pod-ft
   python launch/local_pod.py --dry-run --hosts=2 --devices-per-host=4 pretrain \
       --config=configs/pretrain.py:tiny --workdir=runs/pod      # print the commands only
 
@@ -13,7 +13,8 @@ When one host exits with an error, the others get SIGTERM (SIGKILL after --grace
 the launcher exits with the failing host's status; SIGTERM or Ctrl-C to the launcher is passed
 to every host (pre-training saves a checkpoint and exits 0). Rerunning the same command resumes.
 A --devices-per-host that the config's mesh (mesh.data x mesh.fsdp) cannot use, or a batch that
-the hosts cannot split, stops in one line before anything starts.
+the hosts cannot split, stops in one line before anything starts. Pre-training runs with JAX's
+persistent compilation cache off unless --config.compile_cache_dir is given (see pod_job_args).
 """
 
 from __future__ import annotations
