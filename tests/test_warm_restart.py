@@ -47,6 +47,12 @@ def launch(workdir: str, cache: str, data_dir: str) -> str:
     return proc.stdout
 
 
+def process_counts(out: str) -> tuple[int, int]:
+    """(programs compiled, programs loaded from the cache) from LAUNCH's last line."""
+    compiled, _, loaded, _ = out.split("process: ")[1].splitlines()[0].split()
+    return int(compiled), int(loaded)
+
+
 def entries(cache: str) -> list[str]:
     return sorted(name for name in os.listdir(cache) if name.endswith("-cache"))
 
@@ -58,12 +64,12 @@ def test_second_launch_compiles_nothing_and_trains_identically(tmp_path, builtin
     assert any(name.startswith("jit_train_step-") for name in written), written
     assert "compile: train step cached" not in out1 and "(XLA " in out1
     assert f"cache {cache}" in out1
-    compiled1 = int(out1.split("process: ")[1].split()[0])
+    compiled1, loaded1 = process_counts(out1)
     assert compiled1 == len(written)  # every program compiled once, each written to the cache
 
     out2 = launch(second, cache, builtin_data_dir)
     assert "compile: train step cached (" in out2, out2
-    assert f"process: 0 compiled, {compiled1} loaded" in out2
+    assert process_counts(out2) == (0, compiled1 + loaded1)  # the same programs, all loaded
     assert entries(cache) == written  # nothing new compiled, so nothing new written
     assert "start-up: imports " in out2 and " s to the first step" in out2
 
