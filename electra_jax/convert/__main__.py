@@ -3,6 +3,10 @@ r"""Convert checkpoints: Hugging Face or original TF -> an electra_jax model dir
   python -m electra_jax.convert --from=hf --input=HF_DISC --generator=HF_GEN --output=DIR
   python -m electra_jax.convert --from=tf --input=TF_DIR/model.ckpt-N --vocab=vocab.txt --output=DIR
   python -m electra_jax.convert --to=hf --input=DIR --output=HF_DISC --generator-output=HF_GEN
+  python -m electra_jax.convert --to=hf --input=FINETUNE_WORKDIR/export --output=HF_DIR [--task=T]
+
+A fine-tuned export converts with its head: GLUE tasks to ElectraForSequenceClassification,
+tagging to ElectraForTokenClassification (QA heads have no Hugging Face model: refused).
 
 Outputs are written atomically and never replace an existing directory (unless --overwrite).
 An HF directory holding only an ElectraForMaskedLM (generator) converts as generator-only.
@@ -14,10 +18,10 @@ import argparse
 from etils import epath
 
 from electra_jax.cli import ArgumentParser, note
-from electra_jax.convert import hf, tf
+from electra_jax.convert import hf, hf_heads, tf
 from electra_jax.data.tokenizer import Tokenizer, WordPieceTokenizer
 from electra_jax.errors import UserError, exit_on_user_error
-from electra_jax.files.model_io import load_model, save_model
+from electra_jax.files.model_io import load_model, read_model_meta, save_model
 from electra_jax.model.config import ModelConfig
 from electra_jax.storage import absolute, local_view
 
@@ -37,8 +41,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     lowercase = "with --vocab: lower-case and strip accents (uncased models; default on)"
     add("--lowercase", action=argparse.BooleanOptionalAction, default=True, help=lowercase)
     add("--num-heads", type=int, help="--from=tf: discriminator heads (default hidden // 64)")
+    add("--task", help="--to=hf, a multi-task fine-tuned model: the task whose head to export")
     add("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
+    if args.source and args.task:
+        parser.error("--task applies to --to=hf only")
     if args.target and (args.generator or args.untied or args.vocab or args.num_heads):
         parser.error("--generator/--untied/--vocab/--num-heads apply to --from only")
     if args.source and args.generator_output:
@@ -68,7 +75,17 @@ def from_hf(args: argparse.Namespace) -> tuple[ModelConfig, dict, Tokenizer | No
 def to_hf(args: argparse.Namespace) -> None:
     config, params, tokenizer = load_model(args.input)
     pad_id = tokenizer.pad_id if tokenizer is not None else 0
+    head = read_model_meta(absolute(args.input)).get("head")  # a fine-tuned model's task heads
+    if head is None and args.task:
+        raise UserError(f"--task applies to fine-tuned models; {args.input} has no task head")
+    if head is not None:
+        task = hf_heads.pick_task(head, args.task, args.input)
+        head_sd, head_fields = hf_heads.head_to_hf(params, config, task, args.input)
+        parts = {t["part"] for t in head["tasks"]}
+        params = {k: v for k, v in params.items() if k not in parts}
     disc_sd, gen_sd, disc_cfg, gen_cfg = hf.params_to_hf(params, config, pad_id)
+    if head is not None and disc_sd is not None:
+        disc_sd, disc_cfg = {**disc_sd, **head_sd}, {**disc_cfg, **head_fields}
     if disc_sd is None and (gen_sd is None or args.generator_output):
         raise UserError(  # the BERT baseline has only a masked-LM model
             f"{args.input} has no discriminator"

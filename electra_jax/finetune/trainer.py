@@ -112,6 +112,7 @@ def load_encoder(config: Config) -> tuple[ModelConfig, dict | None, Tokenizer]:
             raise UserError(str(e)) from e
     directory = export_dir(config.init_from)  # an export, or a pre-training workdir
     model_cfg, params, tokenizer = load_model(directory)
+    params = {k: v for k, v in params.items() if not k.startswith("head")}  # a fine-tuned export
     if tokenizer is None:
         raise UserError(f"init_from {directory} has no tokenizer; re-export it with its vocab.txt")
     if not model_cfg.electra_objective and "generator" in params:  # BERT: fine-tune its MLM tower
