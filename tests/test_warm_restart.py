@@ -119,6 +119,8 @@ def test_cache_directory_setting(tmp_path):
     try:
         jax.config.update("jax_compilation_cache_dir", None)
         assert resolve_cache_dir("auto", workdir) == os.path.join(workdir, WORKDIR_CACHE)
+        relative = os.path.abspath(os.path.join("runs", "x", WORKDIR_CACHE))
+        assert resolve_cache_dir("auto", "./runs/x") == relative  # one spelling: one cache key
         jax.config.update("jax_compilation_cache_dir", "/elsewhere")  # $JAX_COMPILATION_CACHE_DIR
         assert resolve_cache_dir("auto", workdir) == "/elsewhere"
     finally:

@@ -28,13 +28,17 @@ _listening = False
 
 def resolve_cache_dir(setting: str, workdir: str) -> str | None:
     """The cache directory for `compile_cache_dir=setting`: None for '' (off); for 'auto' the
-    directory JAX already has ($JAX_COMPILATION_CACHE_DIR), else `<workdir>/xla_cache`."""
+    directory JAX already has ($JAX_COMPILATION_CACHE_DIR), else `<workdir>/xla_cache`. A local
+    path is made absolute: JAX's cache keys contain the directory (XLA's GPU autotuning cache
+    lives under it), so `runs/x` and `./runs/x` must name it the same way."""
     if not setting:
         return None
     if setting == AUTO:
         preset = jax.config.jax_compilation_cache_dir
-        return preset or os.path.join(workdir, WORKDIR_CACHE)
-    return setting
+        if preset:
+            return preset
+        setting = os.path.join(workdir, WORKDIR_CACHE)
+    return setting if "://" in setting else os.path.abspath(setting)
 
 
 def enable_compile_cache(setting: str, workdir: str) -> str | None:
