@@ -258,9 +258,9 @@ def read_conll(path: str, skip_malformed: bool = False, missing_hint: str = "") 
     sentences: list[list[tuple[int, list[str]]]] = [[]]
     for n, line in enumerate(_read_text(path, missing_hint).split("\n"), start=1):
         fields = line.split()
-        if not fields:
-            sentences.append([]) if sentences[-1] else None
-        elif fields[0] != "-DOCSTART-":
+        if not fields and sentences[-1]:  # a blank line ends the sentence
+            sentences.append([])
+        elif fields and fields[0] != "-DOCSTART-":
             sentences[-1].append((n, fields))
     rows = [(f"{path}:{s[0][0]}", s) for s in sentences if s]
     parse = lambda row: _parse_conll_sentence(row, f"{split}-{row[0][0]}")
