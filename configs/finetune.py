@@ -39,7 +39,9 @@ Tasks: cola, sst2, mrpc, stsb, qqp, mnli (dev/test matched and mismatched), qnli
 squad11, squad20, the MRQA tasks newsqa, naturalqs, triviaqa, searchqa (`<task>/{train,dev}.jsonl`),
 the tagging tasks chunk and ner (CoNLL `<task>/{train,dev}.txt`: word ... tag, labels from the
 files), and the built-in tasks builtin_acceptability, builtin_replaced, builtin_continuity,
-builtin_code (tagging), builtin_phrase (QA). Sizes: tiny (CPU tests), small, base, large.
+builtin_code (tagging), builtin_phrase (QA); several classification / regression tasks in one
+run: `task=rte+mrpc` (the original's multi-task `task_names`: one encoder, a head per task, mixed
+batches; 3 epochs, 128 tokens). Sizes: tiny (CPU tests), small, base, large.
 Defaults are the paper's (docs/spec.md §5.1): lr 3e-4 / 1e-4 / 5e-5, layer-wise LR decay
 0.8 / 0.8 / 0.9, weight decay 0, batch 32, warm-up 0.1, epochs 10 for RTE and STS-B, 2 for SQuAD
 and MRQA, 3 otherwise; max seq len 128 (512 for SQuAD and MRQA, 256 for tagging). As in the

@@ -44,7 +44,10 @@ def group_name(seeds: Sequence[int]) -> str:
 
 
 def group_checkpoints(workdir: str, seeds: Sequence[int], keep: int) -> RunCheckpoints:
-    return RunCheckpoints(os.path.join(workdir, CHECKPOINTS_DIR, group_name(seeds)), keep)
+    """A group's checkpoints; on a pod each host holds the whole state and host 0 alone saves
+    (the trainer's `save_checkpoints`), so no host waits for another."""
+    directory = os.path.join(workdir, CHECKPOINTS_DIR, group_name(seeds))
+    return RunCheckpoints(directory, keep, this_host_only=True)
 
 
 def saved_step(workdir: str, seeds: Sequence[int]) -> int:

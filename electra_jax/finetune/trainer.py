@@ -271,7 +271,7 @@ def train_group(
             continue
         stop = preemption is not None and (
             preemption.requested or checkpoints.reached_preemption(done))  # fmt: skip
-        if done % config.checkpoint_every == 0 or stop:
+        if (done % config.checkpoint_every == 0 or stop) and jax.process_index() == 0:
             checkpoints.save(done, GroupState(params_S, opt_S, loss_S), None, force=stop)
         if stop:
             checkpoints.wait()

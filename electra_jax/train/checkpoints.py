@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -85,11 +86,18 @@ class PreemptionFlag:
 class RunCheckpoints:
     """`workdir/checkpoints/<step>/{state,data}`, keep-N, preemption-aware."""
 
-    def __init__(self, directory: str, keep: int, async_save: bool = True):
+    def __init__(
+        self, directory: str, keep: int, async_save: bool = True, this_host_only: bool = False
+    ):
+        """`this_host_only`: no cross-host coordination (fine-tuning, where every host holds the
+        whole state and only host 0 saves; the others read what it wrote)."""
         self.directory = absolute(directory)
+        me = jax.process_index()
+        alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
+            **({"multiprocessing_options": alone} if this_host_only else {}),
         )  # fmt: skip
         self.manager = ocp.CheckpointManager(self.directory, options=options)
         self._pending_step: int | None = None
