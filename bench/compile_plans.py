@@ -27,11 +27,12 @@ GiB = 2**30
 
 
 def rows() -> list[tuple[str, str]]:
-    """Every (size, slice), those that most likely compile once and say the most first (the
-    16 GiB v5e, a v5e slice big enough for large); large on 8 chips last: its fixes mean
-    several compiles of large each."""
+    """Every (size, slice): small everywhere and base on the 16 GiB v5e first (a base compile
+    took 45 min on the shared 2-core VM), then base elsewhere, large on a v5e slice big enough
+    for it; large on 8 chips last: its fixes mean several compiles of large each."""
     first = [("small", "v4-8"), ("base", "v5litepod-8"), ("small", "v5litepod-8"),
-             ("base", "v4-8"), ("large", BIG_V5E)]  # fmt: skip
+             ("small", "v5p-8"), ("small", "v6e-8"), ("base", "v4-8"),
+             ("large", BIG_V5E)]  # fmt: skip
     rest = [(size, s) for size in SIZES for s in SLICES if (size, s) not in first]
     return first + rest
 
