@@ -21,6 +21,13 @@ Commands (from the repository root):
       --config=configs/finetune.py:task=builtin_replaced,size=tiny \
       --workdir=/tmp/ft-replaced --config.seeds=3
 
+  # The tagging and QA heads offline: builtin_code (CoNLL layout: spans of code words and
+  # numbers) and builtin_phrase (SQuAD 1.1 layout: find a phrase from its first two words).
+  # Measured from random init, seed 0, defaults, 2 cores shared with other jobs: builtin_code
+  # span F1 46.9 (375 steps, 9 minutes), builtin_phrase F1 25.3 / EM 8.9 (250 steps, 5 minutes).
+  python -m electra_jax.finetune --config=configs/finetune.py:task=builtin_code,size=tiny \
+      --workdir=/tmp/ft-code
+
 Sweeps (`python launch/sweep.py`, one run directory per point; add `sweep=lr` to the argument
 for the second):
 
