@@ -243,9 +243,11 @@ def train_group(
     B, N = config.batch_size, len(train["input_ids"])
     opt_S = jax.jit(jax.vmap(tx.init))(params_S)
     loss_S, start = jnp.zeros(len(seeds), jnp.float32), 0
-    if checkpoints is not None and (restored := checkpoints.restore_latest(
-            GroupState(params_S, opt_S, loss_S), None)):  # fmt: skip
-        start, state = restored
+    # On a pod Orbax writes no process-local jax.Array: host copies there (host 0 saves alone).
+    as_saved = jax.device_get if jax.process_count() > 1 else lambda state: state
+    template = as_saved(GroupState(params_S, opt_S, loss_S))
+    if checkpoints is not None and (restored := checkpoints.restore_latest(template, None)):
+        start, state = restored[0], jax.device_put(restored[1])
         params_S, opt_S, loss_S = state.params, state.opt_state, state.loss
         print(f"resume: seeds {seeds} from step {start} in {checkpoints.directory}")
     permute = [np.random.default_rng(s).permutation for s in seeds]  # a fresh order per epoch
@@ -272,7 +274,7 @@ def train_group(
         stop = preemption is not None and (
             preemption.requested or checkpoints.reached_preemption(done))  # fmt: skip
         if (done % config.checkpoint_every == 0 or stop) and jax.process_index() == 0:
-            checkpoints.save(done, GroupState(params_S, opt_S, loss_S), None, force=stop)
+            checkpoints.save(done, as_saved(GroupState(params_S, opt_S, loss_S)), None, force=stop)
         if stop:
             checkpoints.wait()
             raise Preempted(f"saved step {done} of seeds {seeds} in {checkpoints.directory}")

@@ -23,7 +23,7 @@ from etils import epath
 
 from electra_jax.errors import UserError
 from electra_jax.model.shapes import shapes_of
-from electra_jax.storage import absolute, move_tree
+from electra_jax.storage import absolute, make_dirs, move_tree
 
 UNREADABLE_SUFFIX = ".unreadable"
 RETRY_DELAYS_S = (2.0, 8.0)  # waits before the second and third read of a step
@@ -94,8 +94,10 @@ class RunCheckpoints:
         self.directory = absolute(directory)
         me = jax.process_index()
         alone = ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+        if this_host_only:  # Orbax creates the root only when coordinating the hosts
+            make_dirs(self.directory)
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=async_save,
+            max_to_keep=keep, create=not this_host_only, enable_async_checkpointing=async_save,
             cleanup_tmp_directories=True,
             **({"multiprocessing_options": alone} if this_host_only else {}),
         )  # fmt: skip
