@@ -91,6 +91,13 @@ RULES = [
          "32 training examples, one seed, the built-in vocabulary already prepared",
          append=(*TINY_FINETUNE, "--config.builtin.train=32", "--config.builtin.dev=32",
                  "--config.builtin.test=32", "--config.vocab_dir={builtin}")),
+    Rule(r"python -m electra_jax\.convert --to=hf --input=runs/rte/export --output=hf/rte", RUN,
+         "the tiny GLUE run's export above"),
+    Rule(r"python -m electra_jax\.finetune --config=configs/finetune\.py:task=rte\+mrpc,size=small "
+         r"--workdir=runs/rte_mrpc --config\.init_from=runs/small/export "
+         r"--config\.data_dir=glue_data", PARSE,
+         "a third fine-tuning compile (one head per task) past this file's time budget; "
+         "tests/test_multitask.py trains two tasks in one run (built-in ones)"),
     # --- Convert and detect
     Rule(r"python -m electra_jax\.convert --from=hf --input=electra-small-discriminator "
          r"--generator=electra-small-generator --output=models/small", RUN,
