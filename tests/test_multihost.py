@@ -246,6 +246,12 @@ def test_multi_host_finetuning_gives_the_single_host_result(builtin_data_dir, tm
     assert pod.wait() == 0, pod.lines[-20:]
     config = cli.load_config("configs/finetune.py:task=builtin_replaced,size=tiny",
                              [f"{k}={v}" for k, v in fields.items()])  # fmt: skip
-    single = finetune(config, str(tmp_path / "single"))
-    pod_results = json.loads((tmp_path / "pod" / "results.json").read_text())
-    assert pod_results["dev"] == single["dev"]
+    finetune(config, str(tmp_path / "single"))
+    results = [json.loads((tmp_path / d / "results.json").read_text()) for d in ("pod", "single")]
+    pod_seeds, single_seeds = (r["dev"]["dev"]["per_seed"] for r in results)
+    for pod_seed, single_seed in zip(pod_seeds, single_seeds, strict=True):
+        # Measured: dev metrics equal; seed 1's last training loss 25.9525317 vs 25.9525337
+        # (8e-8 relative, float32 rounding): each host computes alone on a process with 2 fake
+        # devices, this one has 8 (the cause inside XLA:CPU was not pinned down).
+        assert pod_seed["train_loss"] == pytest.approx(single_seed["train_loss"], rel=1e-6)
+        assert {**pod_seed, "train_loss": 0} == {**single_seed, "train_loss": 0}
