@@ -67,6 +67,9 @@ def test_reader_refuses_an_answer_the_original_would_drop(tmp_path):
     path = write_jsonl(tmp_path / "bad.jsonl", [{"context": CONTEXT, "qas": [{"qid": "x"}]}])
     with pytest.raises(UserError, match="'qid' and 'question'"):
         read_mrqa_jsonl(path)
+    (tmp_path / "broken.jsonl").write_text('{"header": {}}\n{"context": \n')
+    with pytest.raises(UserError, match=r"broken.jsonl:2: not valid JSON"):
+        read_mrqa_jsonl(str(tmp_path / "broken.jsonl"))
 
 
 def test_mrqa_evaluation_by_hand():

@@ -162,6 +162,7 @@ def test_builtin_code_tags_code_words_and_numbers():
     words = ["call", "os.path.join(a,", "b_c)", "with", "__init__", "3", "2", "times"]
     assert code_tags(words) == ["O", "B-CODE", "I-CODE", "O", "B-CODE", "B-NUM", "I-NUM", "O"]
     assert get_config("task=chunk,size=small").max_seq_len == 256  # the original's chunk
+    assert get_config("task=ner,size=small").max_seq_len == 256 and TASKS["ner"].file_ext == "txt"
 
 
 def test_tiny_fine_tune_on_builtin_tagging_task(tmp_path, builtin_data_dir):
