@@ -18,7 +18,7 @@ from electra_jax.errors import UserError
 from electra_jax.finetune import metrics
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
 from electra_jax.finetune.features import featurize_squad
-from electra_jax.finetune.readers import read_mrqa_jsonl, read_split, split_path
+from electra_jax.finetune.readers import read_mrqa_jsonl, read_split, split_path, split_words
 from electra_jax.finetune.scoring import EvalSet, score_seed
 from electra_jax.finetune.tasks import TASKS, get_task
 from electra_jax.finetune.trainer import run
@@ -70,6 +70,14 @@ def test_reader_refuses_an_answer_the_original_would_drop(tmp_path):
     (tmp_path / "broken.jsonl").write_text('{"header": {}}\n{"context": \n')
     with pytest.raises(UserError, match=r"broken.jsonl:2: not valid JSON"):
         read_mrqa_jsonl(str(tmp_path / "broken.jsonl"))
+
+
+def test_context_words_split_at_the_originals_whitespace_only():
+    # qa_tasks.is_whitespace: space, tab, CR, LF and U+202F; a no-break space (U+00A0) or an
+    # ideographic space (U+3000) stays inside its word, as there.
+    words, char_to_word = split_words("a\xa0b  c\u3000d\u202fe")
+    assert words == ["a\xa0b", "c\u3000d", "e"]
+    assert char_to_word == [0, 0, 0, 0, 0, 1, 1, 1, 1, 2]
 
 
 def test_mrqa_evaluation_by_hand():

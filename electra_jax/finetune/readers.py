@@ -165,11 +165,16 @@ def read_squad_json(
                       "questions; expected SQuAD v1.1 / v2.0 JSON")  # fmt: skip
 
 
+QA_WHITESPACE = frozenset(" \t\r\n\u202f")  # the original's `is_whitespace` (qa_tasks.py)
+
+
 def split_words(context: str) -> tuple[list[str], list[int]]:
-    """Whitespace words and, for each character, the index of the word it belongs to."""
+    """Words split at the original's whitespace (space, tab, CR, LF, U+202F: not every Unicode
+    space; the tokenizer splits the others later, within a word) and, for each character, the
+    index of the word it belongs to."""
     words, char_to_word, previous_space = [], [], True
     for ch in context:
-        space = ch.isspace() or ch == "\u202f"
+        space = ch in QA_WHITESPACE
         if not space and previous_space:
             words.append(ch)
         elif not space:
