@@ -47,11 +47,23 @@ def pretrain_overrides(data_dir: str, **more) -> list[str]:
     return [f"--config.{k}={v}" for k, v in fields.items()]
 
 
+STARTED: list[Pod] = []
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_hosts():
+    """A failed test leaves no host running (they would hold the CPU for minutes)."""
+    yield
+    while STARTED:
+        STARTED.pop().signal_all(signal.SIGKILL)
+
+
 def run_pod(args: list[str], hosts: int, devices: int, job: str = "pretrain") -> Pod:
     """Starts `python -m electra_jax.<job> args` as a pod (not waiting)."""
     env = {**os.environ, "ELECTRA_JAX_HEARTBEAT_TIMEOUT": str(HEARTBEAT_S)}
     command = [sys.executable, "-m", f"electra_jax.{job}", *pod_job_args(job, args)]
-    return Pod(command, hosts, devices, cwd=REPO, base_env=env)
+    STARTED.append(Pod(command, hosts, devices, cwd=REPO, base_env=env))
+    return STARTED[-1]
 
 
 def pretrain_pod(workdir, data_dir: str, hosts: int, devices: int, **more) -> Pod:
@@ -189,6 +201,7 @@ def test_an_epoch_over_the_hosts_reads_every_example_exactly_once(small_dataset,
     batch = 8
     pod = Pod([sys.executable, "-c", EPOCH_SCRIPT, data_dir, str(batch), str(n // batch),
                str(tmp_path)], hosts, devices=1, cwd=REPO)  # fmt: skip
+    STARTED.append(pod)
     assert pod.wait() == 0, pod.lines[-20:]
     files = sorted(os.listdir(tmp_path))
     assert files == [f"host{i}-of-{hosts}.npy" for i in range(hosts)]  # jax saw the hosts
