@@ -6,7 +6,7 @@ Our [CLS] head is the original's single dense layer; HF's is dense -> GELU -> ou
 ours exactly: dense = identity plus a shift s that keeps every input of the GELU at or above
 GELU_SAFE (the final LayerNorm bounds |h_i| by sqrt(H - 1)|gamma_i| + |beta_i|), where
 GELU(z) = z in float32; out_proj = our kernel, its bias ours minus kernel . s (docs/spec.md
-§5.7)."""
+§5.10)."""
 
 import math
 from typing import Any
