@@ -1,9 +1,13 @@
 """Fine-tuning as a long job: a run stopped by SIGTERM after k steps (the notice is raised
 in-process at a chosen step) saves its seed group, and a rerun of the same command resumes and
-ends with the uninterrupted run's parameters, results and predictions, bit for bit."""
+ends with the uninterrupted run's parameters, results and predictions, bit for bit. Slow twin:
+the same on a two-host local pod, SIGTERM to every host."""
 
 import json
 import os
+import signal
+import sys
+import time
 
 import jax
 import numpy as np
@@ -15,6 +19,9 @@ from electra_jax.files.model_io import load_model
 from electra_jax.finetune import trainer
 from electra_jax.finetune.builtin_tasks import ensure_builtin_tasks
 from electra_jax.train.checkpoints import PreemptionFlag
+from launch.local_pod import Pod, pod_job_args
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +110,44 @@ def test_sigterm_then_rerun_equals_an_uninterrupted_run(
     # A finished run reruns without training and reports the same.
     again = trainer.run(config, str(run))
     assert without_seconds(again) == without_seconds(straight)
+
+
+def finetune_pod(workdir, builtin_data_dir: str, tasks_dir: str) -> Pod:
+    """Two hosts of two CPU devices fine-tuning two seeds in two groups of 100 steps, a checkpoint
+    every 2 (host 0 saves; both read)."""
+    fields = {"vocab_dir": builtin_data_dir, "data_dir": tasks_dir, "max_seq_len": 32,
+              "batch_size": 8, "max_train_examples": 800, "seeds": 2, "seeds_per_group": 1,
+              "num_epochs": 1.0, "checkpoint_every": 2, "log_every": 10}  # fmt: skip
+    args = ["--config=configs/finetune.py:task=builtin_replaced,size=tiny", f"--workdir={workdir}",
+            *[f"--config.{k}={v}" for k, v in fields.items()]]  # fmt: skip
+    command = [sys.executable, "-m", "electra_jax.finetune", *pod_job_args("finetune", args)]
+    return Pod(command, hosts=2, devices=2, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_pod_sigterm_to_every_host_then_rerun_equals_the_straight_pod(
+    tmp_path, builtin_data_dir, tasks_dir
+):
+    straight = finetune_pod(tmp_path / "straight", builtin_data_dir, tasks_dir)
+    assert straight.wait() == 0, straight.lines[-20:]
+    workdir = tmp_path / "resumed"
+    pod = finetune_pod(workdir, builtin_data_dir, tasks_dir)
+    deadline = time.monotonic() + 600
+    while not (workdir / "checkpoints" / "seeds_1-1" / "2").is_dir():  # host 0 saved in group 2
+        assert time.monotonic() < deadline and pod.procs[0].poll() is None, pod.lines[-20:]
+        time.sleep(0.05)
+    pod.signal_all(signal.SIGTERM)
+    assert pod.wait() == 0, pod.lines[-20:]
+    assert any("preempted: saved step" in line for host, line in pod.lines if host == 0)
+    assert not (workdir / "results.json").exists()
+    rerun = finetune_pod(workdir, builtin_data_dir, tasks_dir)
+    assert rerun.wait() == 0, rerun.lines[-20:]
+    assert any("resume: seeds [1] from step" in line for host, line in rerun.lines if host == 1)
+    read = lambda run: without_seconds(json.loads((run / "results.json").read_text()))
+    assert read(workdir) == read(tmp_path / "straight")
+    got, want = (
+        flat(load_model(str(run / "export"))[1]) for run in (workdir, tmp_path / "straight")
+    )
+    assert got.keys() == want.keys()
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
