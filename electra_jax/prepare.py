@@ -56,7 +56,7 @@ def build_parser() -> ArgumentParser:
     add = parser.add_argument
     # fmt: off
     add("--corpus", required=True,
-        help="comma-separated text files, directories, globs, tfds:NAME[:SPLIT] or builtin:pydocs")
+        help="comma-separated text files, directories, globs, tfds:NAME[@SPLIT] or builtin:pydocs")
     vocab = parser.add_mutually_exclusive_group(required=True)
     vocab.add_argument("--vocab", help="BERT vocab.txt (WordPiece) or SentencePiece .model")
     vocab.add_argument("--train-vocab", choices=["wordpiece", "sentencepiece"],

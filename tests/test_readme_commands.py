@@ -79,6 +79,8 @@ RULES = [
          append=("--cache-dir={cache}",)),
     Rule(r"python -m electra_jax\.prepare --corpus=tfds:\S+ .*", PARSE,
          "downloads a TFDS corpus (and needs tensorflow-datasets)"),
+    Rule(r"python -m electra_jax\.prepare --corpus=openwebtext/\*\.txt .*", PARSE,
+         "needs OpenWebText's text files (tens of GB)"),
     # --- Fine-tuning
     Rule(r"python -m electra_jax\.finetune --config=configs/finetune\.py:task=rte,size=small "
          r"--workdir=runs/rte --config\.init_from=runs/small/export "

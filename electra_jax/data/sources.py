@@ -1,7 +1,8 @@
 """Corpus reading: `--corpus` specs -> byte blobs on document boundaries -> documents of sentences.
 Specs: files, directories or globs (docs/spec.md §4; `one_doc_per_file`: one document per file),
-`tfds:NAME[:SPLIT]` (a record's `text` is a document) and `builtin:pydocs`. Workers decode
-the chunks: bad UTF-8 bytes become U+FFFD, lines over `max_line_chars` are dropped, both counted."""
+`tfds:NAME[@SPLIT]` (a record's `text` is a document: data/tfds_reader.py) and `builtin:pydocs`.
+Workers decode the chunks: bad UTF-8 bytes become U+FFFD, lines over `max_line_chars` are
+dropped, both counted."""
 
 import dataclasses
 import functools
@@ -15,7 +16,7 @@ from typing import BinaryIO, TypeVar
 
 from etils import epath
 
-from electra_jax.data import pydocs
+from electra_jax.data import pydocs, tfds_reader
 from electra_jax.errors import UserError
 from electra_jax.storage import is_remote, list_files
 
@@ -157,8 +158,7 @@ def parse_corpus(
                 raise UserError(f"--corpus: unknown built-in corpus {spec!r}; use {BUILTIN_PYDOCS}")
             sources.append(Source(spec, "builtin", cache_dir=cache_dir))
         elif spec.startswith("tfds:"):
-            if not spec[len("tfds:") :]:
-                raise UserError("--corpus: tfds: needs a name, e.g. tfds:wikipedia/20230601.en")
+            tfds_reader.parse_spec(spec)  # a malformed spec fails here, before any work
             sources.append(Source(spec, "tfds"))
         else:
             files = _expand_files(spec)
@@ -167,20 +167,13 @@ def parse_corpus(
 
 
 def _tfds_blobs(spec: str) -> Iterator[Blob]:
-    try:
-        import tensorflow_datasets as tfds  # optional and heavy: imported only for tfds: specs
-    except ImportError as e:
-        raise UserError(
-            f"--corpus={spec} needs TensorFlow Datasets: pip install tensorflow-datasets tensorflow"
-        ) from e
-    name, _, split = spec[len("tfds:") :].partition(":")
-    try:
-        dataset = tfds.load(name, split=split or "train", shuffle_files=False)
-    except Exception as e:  # TFDS raises many types for unknown names/splits
-        raise UserError(f"--corpus={spec}: TFDS could not load it ({e}); check the name") from e
-    for record in tfds.as_numpy(dataset):
-        text = record["text"]
-        yield Blob(text if isinstance(text, bytes) else str(text).encode(), False)
+    """One blob per record: its `text` feature is a document, its lines the document's lines."""
+    name, split = tfds_reader.parse_spec(spec)
+    for record in tfds_reader.iter_records(name, split, f"--corpus={spec}"):
+        if "text" not in record:
+            have = ", ".join(sorted(record))
+            raise UserError(f"--corpus={spec}: no 'text' feature (has {have}); use a text corpus")
+        yield Blob(tfds_reader.text(record["text"]).encode("utf-8"), False)
 
 
 def sample_sentences(sources: list[Source], max_bytes: int, max_line_chars: int) -> list[str]:

@@ -10,6 +10,7 @@ from typing import Any
 
 from etils import epath
 
+from electra_jax.data import tfds_reader
 from electra_jax.errors import UserError
 from electra_jax.finetune.metrics import bioes_tags, span_labels
 from electra_jax.finetune.tasks import TaskSpec
@@ -318,33 +319,35 @@ def read_split(
     return read_glue_tsv(path, spec, is_test, skip_malformed)
 
 
+def tfds_split(stem: str) -> str:
+    """Our split stem as TFDS names it: `dev` -> `validation`, `dev_mismatched` likewise."""
+    return {"dev": "validation"}.get(stem, stem.replace("dev_", "validation_"))
+
+
+def tfds_has_split(spec: TaskSpec, stem: str) -> bool:
+    """Whether the task's TFDS dataset has the split (TFDS's SQuAD has no `test`)."""
+    return tfds_split(stem) in tfds_reader.split_names(spec.tfds_name, f"task {spec.name}")
+
+
 def read_tfds(spec: TaskSpec, stem: str) -> ReadResult:
-    """GLUE / SQuAD from TensorFlow Datasets (needs tensorflow-datasets and its prepared data)."""
+    """GLUE / SQuAD from TensorFlow Datasets (data/tfds_reader.py: ArrayRecord, no TensorFlow)."""
     if not spec.tfds_name:
         raise UserError(f"task {spec.name} has no TFDS source; pass --config.data_dir")
-    try:  # a local import: tensorflow-datasets is a heavy optional dependency
-        import tensorflow_datasets as tfds
-    except ImportError as e:
-        raise UserError(
-            f"no --config.data_dir given and tensorflow-datasets is not installed; pass "
-            f"--config.data_dir with {spec.dir_name}/ files or `pip install tensorflow-datasets`"
-        ) from e
-    split = {"dev": "validation"}.get(stem, stem.replace("dev_", "validation_"))
-    try:
-        dataset, info = tfds.load(spec.tfds_name, split=split, with_info=True)
-    except Exception as e:  # tfds raises many types (not prepared, no network)
-        raise UserError(f"cannot load TFDS {spec.tfds_name}:{split} ({type(e).__name__})") from e
-    decode = lambda v: v.decode("utf-8") if isinstance(v, bytes) else v
+    what = f"task {spec.name} (no --config.data_dir: TFDS {spec.tfds_name})"
+    rows = tfds_reader.iter_records(spec.tfds_name, tfds_split(stem), what)
+    decode = tfds_reader.text
     examples: list = []
     if spec.kind == "span":
-        for row in tfds.as_numpy(dataset):
+        for row in rows:
             texts = [decode(t) for t in row["answers"]["text"]]
             answers = tuple(zip(texts, map(int, row["answers"]["answer_start"]), strict=True))
             examples.append(SquadExample(decode(row["id"]), decode(row["question"]),
-                                         decode(row["context"]), answers, not texts))  # fmt: skip
+                                         decode(row["context"]), answers,
+                                         bool(row.get("is_impossible", not texts))))  # fmt: skip
         return ReadResult(examples)
-    names = getattr(info.features["label"], "names", None)
-    for row in tfds.as_numpy(dataset):
+    label_feature = tfds_reader.prepared_builder(spec.tfds_name, what).info.features["label"]
+    names = getattr(label_feature, "names", None)
+    for row in rows:
         raw, label = row["label"], None
         if spec.kind == "regression":
             label = None if stem.startswith("test") else float(raw)

@@ -55,7 +55,7 @@ from electra_jax.finetune.multitask import (
     multitask_loss,
     task_outputs,
 )
-from electra_jax.finetune.readers import read_split, split_path, with_tagging_labels
+from electra_jax.finetune.readers import read_split, split_path, tfds_has_split, with_tagging_labels
 from electra_jax.finetune.scoring import (  # median_seed_index, write_glue_submission: re-exported
     EvalSet,
     median_seed_index,  # noqa: F401
@@ -165,7 +165,8 @@ def load_task_data(config: Config, spec: TaskSpec, tokenizer: Tokenizer) -> tupl
              for name, stem in spec.dev_sets]  # fmt: skip
     tests = [EvalSet(name, *featurized(stem, is_test=True), leaderboard, has_labels=False)
              for name, stem, leaderboard in spec.test_sets  # test files are optional
-             if not data_dir or is_file(split_path(data_dir, spec, stem))]  # fmt: skip
+             if (is_file(split_path(data_dir, spec, stem)) if data_dir
+                 else tfds_has_split(spec, stem))]  # fmt: skip
     return train, evals + tests, skipped
 
 
