@@ -17,10 +17,13 @@ import pytest
 from data_fixtures import WORDS, write_vocab
 from test_data_prepare import prepare, shard_bytes
 
+from configs.finetune import get_config
 from electra_jax.data import tfds_reader
+from electra_jax.data.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
 from electra_jax.errors import UserError
 from electra_jax.finetune.readers import read_split, tfds_has_split
 from electra_jax.finetune.tasks import TASKS
+from electra_jax.finetune.trainer import load_task_data
 
 tfds = tfds_reader.import_tfds("tests")  # a runtime requirement; registers GLUE (text group)
 
@@ -216,3 +219,17 @@ def test_squad_from_tfds(tfds_env, task):
         assert "q3" not in examples
     # TFDS's SQuAD has no test split: the trainer's start-up asks before reading one.
     assert not tfds_has_split(spec, "test") and tfds_has_split(spec, "dev")
+
+
+@pytest.mark.parametrize("task", ["squad20", "rte"])
+def test_finetune_start_up_reads_tfds_without_a_data_dir(tfds_env, tmp_path, task):
+    """The trainer's data loading with no data_dir: SQuAD gets no test set (TFDS has none)."""
+    words = "the cat sat on mat . dogs bark at night who what flew a an animal it bob ran home"
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join([*SPECIAL_TOKENS, *words.split()]) + "\n")
+    config = get_config(f"task={task},size=tiny")
+    config.data_dir = ""
+    spec = TASKS[task]
+    train, evals, _ = load_task_data(config, spec, WordPieceTokenizer(str(vocab)))
+    assert [e.name for e in evals] == {"squad20": ["dev"], "rte": ["dev", "test"]}[task]
+    assert len(evals[0].examples) == {"squad20": 3, "rte": 1}[task]
