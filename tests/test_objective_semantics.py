@@ -92,7 +92,7 @@ class StubModel:
     unused_slot_logits: float = 0.0  # added to token 5 at unused slots (must not count)
 
     def __post_init__(self):
-        self.config = type("StubConfig", (), {"vocab_size": V})()
+        self.config = type("StubConfig", (), {"vocab_size": V, "two_tower_generator": False})()
         self.calls: dict[str, tuple] = {}
         if self.disc_logits is None:
             self.disc_logits = np.random.default_rng(self.seed + 7).normal(size=(B, L))
