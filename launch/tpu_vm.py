@@ -280,9 +280,10 @@ def commands_for(args, config_overrides: list[str] | None = None) -> list[Comman
     if args.command == "run":
         common.check_job_args(args.job, args.job_args)
         job = common.job_argv(VENV_PYTHON, args.job, args.job_args)
+        env = common.parse_env(args.env)  # bad input first: before the check's notes
         checked = args.job in ("pretrain", "finetune")
         check = check_first(args, args.job_args, "running it") if checked else []
-        return check + run_commands(target, session, [job], common.parse_env(args.env))
+        return check + run_commands(target, session, [job], env)
     if args.command == "status":
         return [ssh_all(target, common.status_script(session, worker_log(session)))]
     if args.command == "logs":
