@@ -15,6 +15,10 @@ python -m pip install -q torch==2.13.0  # the CPU build; pinned so nothing pulls
 python -m pip install -q -r requirements-dev.txt  # runtime + tests (README's second command)
 python -m pip install -q --no-deps -e .
 
+# CPU run: keep JAX from loading libtpu (a dev requirement, for the compile check), which
+# prints TPU start-up warnings on a machine without TPU chips.
+export JAX_PLATFORMS="${JAX_PLATFORMS:-cpu}"
+
 echo "== pre-training tiny on builtin:pydocs (CPU) into $WORKDIR"
 python -m electra_jax.pretrain --config=configs/pretrain.py:tiny --workdir="$WORKDIR" "$@"
 
