@@ -142,6 +142,16 @@ class SpanHead(nn.Module):
         return out
 
 
+def encode(
+    config: ModelConfig, batch: dict[str, jax.Array], deterministic: bool, **kw
+) -> jax.Array:
+    """The discriminator's last hidden states h_BxLxH, for a head; call it inside a compact method
+    (the encoder is named `electra`, the name checkpoints, init_from and HF conversion use)."""
+    return ElectraModel(config, **kw, name="electra").discriminator_hidden(
+        batch["input_ids"], batch["segment_ids"], batch["input_mask"], deterministic
+    )
+
+
 class FinetuneModel(nn.Module):
     """The discriminator encoder (`electra`) with one task head (`head`)."""
 
@@ -160,9 +170,7 @@ class FinetuneModel(nn.Module):
     @nn.compact
     def __call__(self, batch: dict[str, jax.Array], deterministic: bool = True) -> dict:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        h_BxLxH = ElectraModel(self.config, **kw, name="electra").discriminator_hidden(
-            batch["input_ids"], batch["segment_ids"], batch["input_mask"], deterministic
-        )
+        h_BxLxH = encode(self.config, batch, deterministic, **kw)
         if self.kind == "span":
             head = SpanHead(self.config, self.beam_size, joint_prediction=self.joint_prediction,
                             answerable_classifier=self.answerable_classifier,

@@ -12,10 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from electra_jax.errors import UserError
-from electra_jax.finetune.heads import ClassificationHead, task_loss
+from electra_jax.finetune.heads import ClassificationHead, encode, task_loss
 from electra_jax.finetune.tasks import TaskSpec, get_task
 from electra_jax.model.config import ModelConfig
-from electra_jax.model.electra import ElectraModel
 from electra_jax.model.layers import Dtype
 
 SEPARATOR = "+"
@@ -53,9 +52,7 @@ class MultiTaskModel(nn.Module):
     @nn.compact
     def __call__(self, batch: dict[str, jax.Array], deterministic: bool = True) -> dict:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-        h_BxLxH = ElectraModel(self.config, **kw, name="electra").discriminator_hidden(
-            batch["input_ids"], batch["segment_ids"], batch["input_mask"], deterministic
-        )
+        h_BxLxH = encode(self.config, batch, deterministic, **kw)
         out = {}
         for spec in self.specs:
             regression = spec.kind == "regression"
