@@ -89,12 +89,14 @@ def run_cycle(root: str, text: str, tasks_dir: str, log: Path, watch: Path | Non
         with open(log, "w") as out:
             proc = subprocess.Popen(pretrain_argv(root), cwd=log.parent, env=env, stdout=out,
                                     stderr=subprocess.STDOUT)  # fmt: skip
-            deadline = time.monotonic() + 300
-            while not list(watch.glob("*/commit_success.txt")) and proc.poll() is None:
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
+            try:
+                deadline = time.monotonic() + 300
+                while not list(watch.glob("*/commit_success.txt")) and proc.poll() is None:
+                    assert time.monotonic() < deadline, log.read_text()
+                    time.sleep(0.05)
+            finally:  # also when the wait fails: no trainer is left running
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
         assert proc.returncode == -signal.SIGKILL, log.read_text()
     done = subprocess.run(pretrain_argv(root), cwd=log.parent, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip

@@ -155,10 +155,15 @@ def test_run_notebook_streams_output_while_a_cell_runs(tmp_path, jupyter_env):
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO)  # fmt: skip
     arrived = {}
-    for line in proc.stdout:
-        arrived.setdefault(line.strip(), time.monotonic())
-    err = proc.stderr.read()
-    assert proc.wait(timeout=60) == 1, err
+    try:
+        for line in proc.stdout:
+            arrived.setdefault(line.strip(), time.monotonic())
+        err = proc.stderr.read()
+        assert proc.wait(timeout=60) == 1, err
+    finally:  # a failed wait leaves no runner (and its kernel) behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert arrived["second"] - arrived["first"] > 2.0, arrived  # streamed, not at the end
     assert "--- cell 0: import time" in arrived
     assert "ValueError" in err and err.strip().splitlines()[-1] == (
